@@ -1,0 +1,78 @@
+//! The command line: clap definitions, turned into the plans that `pipeline` runs.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::inventory::Format;
+use crate::pipeline::{self, Outcome, ScanPlan};
+use crate::scan::ScanOptions;
+use crate::storage::Source;
+
+#[derive(Debug, Parser)]
+#[command(name = "rehydrate", version, about = "Rebuild a registry's contents from its storage, without the catalog")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List every repository, tag and digest found in a registry's storage, as an inventory.
+    Scan(ScanArgs),
+}
+
+#[derive(Debug, Args)]
+struct ScanArgs {
+    /// The storage root: the folder that holds docker/registry/v2 (a plain path or file:///path).
+    source: String,
+    /// Write the inventory here instead of standard output.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// The inventory's format.
+    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+    format: Format,
+    /// Also list manifest revisions that no tag points at (index children, referrers, untagged images).
+    #[arg(long)]
+    untagged: bool,
+    /// How many folders are read at once [default: 4 per core].
+    #[arg(long, value_name = "N")]
+    list_concurrency: Option<usize>,
+    /// Print only the summary, not each problem as it is found.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// Folder reads are short system calls that mostly wait on the disk (or a network filesystem): a few per
+/// core keep the disk queue full without thrashing.
+fn default_list_concurrency() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) * 4
+}
+
+impl Cli {
+    pub fn run(self) -> anyhow::Result<Outcome> {
+        match self.command {
+            Command::Scan(args) => args.run(),
+        }
+    }
+}
+
+impl ScanArgs {
+    fn run(self) -> anyhow::Result<Outcome> {
+        let source = Source::parse(&self.source).with_context(|| format!("source {:?}", self.source))?;
+        let list_concurrency = match self.list_concurrency {
+            Some(0) => anyhow::bail!("--list-concurrency must be at least 1"),
+            Some(n) => n,
+            None => default_list_concurrency(),
+        };
+        let plan = ScanPlan {
+            source,
+            options: ScanOptions { list_concurrency, untagged: self.untagged },
+            output: self.output,
+            format: self.format,
+            quiet: self.quiet,
+        };
+        pipeline::run_scan(plan)
+    }
+}

@@ -1,0 +1,12 @@
+//! rehydrate: read a registry's storage layout directly and rebuild its contents elsewhere.
+//!
+//! Data flows one way: storage keys (`storage`, `layout`) -> repositories and tags (`scan`) -> what is
+//! written out (`inventory`, `pipeline`). `cli` and `main.rs` sit on top.
+
+pub mod cli;
+pub mod inventory;
+pub mod layout;
+pub mod pipeline;
+pub mod scan;
+pub mod storage;
+pub mod synth;

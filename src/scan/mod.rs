@@ -1,0 +1,138 @@
+//! The scan: storage keys in, a stream of repositories, tags and per-item errors out.
+//!
+//! The walk of a backend (`fs`) produces `ScanItem`s into a bounded channel; whoever consumes them (the
+//! inventory writer, later the copy engine) sees them as they are found, so nothing waits for the end of
+//! the listing and memory does not grow with the size of the registry.
+
+pub mod fs;
+pub mod walker;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
+use serde::Serialize;
+
+use crate::layout::Digest;
+use crate::storage::Source;
+
+/// One thing the scan found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanItem {
+    /// A repository folder (found before its tags).
+    Repository { name: String },
+    /// A tag and the digest its `current/link` names.
+    Tag { repository: String, tag: String, digest: Digest },
+    /// A manifest revision that no tag of its repository points at (only with `untagged`).
+    Untagged { repository: String, digest: Digest },
+    /// Something that could not be read or understood; the scan goes on.
+    Error(ItemError),
+    /// Something odd but harmless, reported so that an operator can look (e.g. a tag folder with no
+    /// `current/link`, which the registry itself lists but cannot resolve).
+    Warning(ItemError),
+}
+
+/// A problem with one item, naming the storage key it was found at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ItemError {
+    /// The storage key (relative to the storage root) that the problem is about.
+    pub key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// What is wrong, in words.
+    #[serde(rename = "error")]
+    pub message: String,
+}
+
+impl ItemError {
+    pub fn new(key: impl Into<String>, message: impl std::fmt::Display) -> ItemError {
+        ItemError { key: key.into(), repository: None, tag: None, message: message.to_string() }
+    }
+
+    pub fn in_repository(mut self, repository: &str) -> ItemError {
+        self.repository = Some(repository.to_string());
+        self
+    }
+
+    pub fn for_tag(mut self, tag: &str) -> ItemError {
+        self.tag = Some(tag.to_string());
+        self
+    }
+}
+
+impl std::fmt::Display for ItemError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// What a scan should do.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    /// How many folders (or listings) are read at once.
+    pub list_concurrency: usize,
+    /// Also report manifest revisions that no tag points at.
+    pub untagged: bool,
+}
+
+/// Storage requests made by a scan, counted as they happen.
+#[derive(Debug, Default)]
+pub struct RequestCounts {
+    /// Folders listed (filesystem) or list pages fetched (object stores).
+    pub lists: AtomicU64,
+    /// Small objects read (link files).
+    pub reads: AtomicU64,
+    /// Entries (files, folders, keys) seen in listings.
+    pub entries: AtomicU64,
+}
+
+impl RequestCounts {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// The channel end a walk writes into. Sending fails once the consumer has gone away (for example the
+/// output pipe closed), which tells the walk to stop.
+#[derive(Clone)]
+pub struct Emitter {
+    sender: SyncSender<ScanItem>,
+}
+
+/// The consumer has gone away; the walk should stop.
+#[derive(Debug)]
+pub struct ConsumerGone;
+
+impl Emitter {
+    pub fn emit(&self, item: ScanItem) -> Result<(), ConsumerGone> {
+        self.sender.send(item).map_err(|_| ConsumerGone)
+    }
+}
+
+/// How many found items may wait for the consumer before the walk is held back.
+const CHANNEL_CAPACITY: usize = 4096;
+
+/// Starts scanning `source` on background threads. Items arrive on the returned receiver as they are found;
+/// the receiver ends when the scan is over. The join handle gives the fatal error, if any (a source that
+/// cannot be opened at all); per-item problems come through the channel as `ScanItem::Error`.
+pub fn start(
+    source: &Source,
+    options: ScanOptions,
+    counts: std::sync::Arc<RequestCounts>,
+) -> (Receiver<ScanItem>, std::thread::JoinHandle<std::io::Result<()>>) {
+    let (sender, receiver) = sync_channel(CHANNEL_CAPACITY);
+    let emitter = Emitter { sender };
+    let source = source.clone();
+    let handle = std::thread::Builder::new()
+        .name("scan".into())
+        .spawn(move || match &source {
+            Source::Filesystem(root) => fs::scan(root, &options, &emitter, &counts),
+        })
+        .expect("spawning the scan thread");
+    (receiver, handle)
+}
