@@ -78,10 +78,23 @@ fn open_beneath_by_components(dir: BorrowedFd<'_>, relative: &str, flags: OFlags
     let mut current: Option<OwnedFd> = None;
     for component in parents {
         let base = current.as_ref().map(|fd| fd.as_fd()).unwrap_or(dir);
-        current = Some(rustix::fs::openat(base, *component, dir_flags() | OFlags::NOFOLLOW, Mode::empty())?);
+        current = Some(openat_nofollow(base, component, dir_flags())?);
     }
     let base = current.as_ref().map(|fd| fd.as_fd()).unwrap_or(dir);
-    Ok(rustix::fs::openat(base, *last, flags | OFlags::NOFOLLOW, Mode::empty())?)
+    openat_nofollow(base, last, flags)
+}
+
+/// `openat(O_NOFOLLOW)`, reporting a symbolic link as ELOOP whatever the flags (with `O_DIRECTORY`,
+/// Linux answers ENOTDIR for a link).
+fn openat_nofollow(dir: BorrowedFd<'_>, name: &str, flags: OFlags) -> io::Result<OwnedFd> {
+    match rustix::fs::openat(dir, name, flags | OFlags::NOFOLLOW, Mode::empty()) {
+        Err(Errno::NOTDIR) => {
+            let stat = rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+            let is_link = FileType::from_raw_mode(stat.st_mode) == FileType::Symlink;
+            Err(io::Error::from(if is_link { Errno::LOOP } else { Errno::NOTDIR }))
+        }
+        other => other.map_err(io::Error::from),
+    }
 }
 
 /// Opens the folder at `relative` below `dir`.

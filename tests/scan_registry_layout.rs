@@ -1,0 +1,155 @@
+//! The scan against layouts written by the real distribution registry: the inventory must be exactly what
+//! that registry itself answers (`_catalog`, `tags/list`, and each tag's `Docker-Content-Digest`).
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use support::*;
+
+/// A layout written by the registry through its API, with the shapes that trip walkers.
+struct Fixture {
+    registry: Registry,
+    _dir: tempfile::TempDir,
+    /// Manifests no tag points at, as (repository, digest).
+    untagged: BTreeSet<(String, String)>,
+    /// Digests that were tagged once and then deleted, so must not appear.
+    deleted: Vec<String>,
+    restagged: String,
+}
+
+fn build_fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start(dir.path());
+    let r = &registry;
+    let mut untagged = BTreeSet::new();
+    let mut deleted = Vec::new();
+    let mut untag = |repository: &str, digest: &str| untagged.insert((repository.to_string(), digest.to_string()));
+
+    // Two tags on one OCI image, and a referrer (OCI 1.1 subject) pushed by digest.
+    let alpine = push_image(r, "library/alpine", Some("3.19"), Kind::Oci, "alpine");
+    push_image(r, "library/alpine", Some("latest"), Kind::Oci, "alpine");
+    untag("library/alpine", &push_referrer(r, "library/alpine", &alpine));
+
+    // A re-pointed tag, and a tag deleted through its manifest digest.
+    push_image(r, "team-a/web.app", Some("v1"), Kind::Docker, "web1");
+    untag("team-a/web.app", &push_image(r, "team-a/web.app", Some("stable"), Kind::Docker, "web-old"));
+    let restagged = push_image(r, "team-a/web.app", Some("stable"), Kind::Docker, "web-new");
+    let doomed = push_image(r, "team-a/web.app", Some("old"), Kind::Docker, "web-doomed");
+    r.delete_manifest("team-a/web.app", &doomed);
+    deleted.push(doomed);
+
+    // An OCI index and a Docker manifest list, children pushed by digest first.
+    for (repository, tag, kind) in [("multi/arch", "1.0", Kind::Oci), ("multi/list", "2.0", Kind::Docker)] {
+        let children: Vec<(String, usize)> = ["amd64", "arm64"]
+            .iter()
+            .map(|arch| {
+                let digest = push_image(r, repository, None, kind, &format!("{repository}-{arch}"));
+                untag(repository, &digest);
+                let size = manifest_size(dir.path(), &digest);
+                (digest, size)
+            })
+            .collect();
+        push_index(r, repository, tag, kind, &children);
+    }
+
+    // A repository whose images were all deleted, and one that holds only blobs (the `_layers` marker).
+    for seed in ["gone1", "gone2"] {
+        let digest = push_image(r, "gone/repo", Some(seed), Kind::Oci, seed);
+        r.delete_manifest("gone/repo", &digest);
+        deleted.push(digest);
+    }
+    r.push_blob("blobsonly/repo", b"a layer pushed without any manifest");
+
+    // Nested repositories, deep paths, every separator, and names that sort around '/'.
+    for repository in ["nest/a", "nest/a/b", "nest/a/b/c/d/e", "my_org/some-name.with__chars", "x0/y-1/z.2/w__3/v_4/u--5"] {
+        push_image(r, repository, Some("v1.0-rc_1"), Kind::Oci, repository);
+    }
+    for repository in ["sort/a", "sort/a-b", "sort/a.b", "sort/a/b", "sort/a_b", "sort/a0"] {
+        push_image(r, repository, Some("t"), Kind::Docker, repository);
+    }
+    Fixture { registry, _dir: dir, untagged, deleted, restagged }
+}
+
+fn storage_root(fixture: &Fixture) -> String {
+    fixture.registry.root.to_str().unwrap().to_string()
+}
+
+#[test]
+fn inventory_equals_what_the_registry_answers() {
+    let fixture = build_fixture();
+    let expected = fixture.registry.inventory();
+    assert_eq!(expected.len(), 17, "the fixture itself: {expected:#?}");
+
+    for args in [vec!["scan"], vec!["scan", "--untagged"], vec!["scan", "--list-concurrency", "1"]] {
+        let root = storage_root(&fixture);
+        let mut args = args.clone();
+        args.push(&root);
+        let output = rehydrate(&args);
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        let lines = inventory_lines(&output.stdout);
+        assert_eq!(tag_records(&lines), expected, "{args:?}");
+        assert!(error_records(&lines).is_empty());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("17 repositories, 17 tags"), "{stderr}");
+    }
+
+    let inventory = tag_records(&inventory_lines(&rehydrate(&["scan", &storage_root(&fixture)]).stdout));
+    let stable = inventory.iter().find(|(r, t, _)| r == "team-a/web.app" && t == "stable").unwrap();
+    assert_eq!(stable.2, fixture.restagged, "a re-pointed tag reports its current digest");
+    for digest in &fixture.deleted {
+        assert!(inventory.iter().all(|(_, _, d)| d != digest), "deleted {digest} must not be reported");
+    }
+    assert!(inventory.iter().all(|(r, _, _)| r != "gone/repo" && r != "blobsonly/repo"));
+}
+
+#[test]
+fn untagged_lists_exactly_the_manifests_no_tag_points_at() {
+    let fixture = build_fixture();
+    let output = rehydrate(&["scan", "--untagged", &storage_root(&fixture)]);
+    assert!(output.status.success());
+    let lines = inventory_lines(&output.stdout);
+    assert_eq!(untagged_records(&lines), fixture.untagged);
+    // The deleted manifests left empty revision folders behind: they are debris, not manifests.
+    let debris = fixture.registry.root.join(format!(
+        "docker/registry/v2/repositories/team-a/web.app/_manifests/revisions/sha256/{}",
+        fixture.deleted[0].strip_prefix("sha256:").unwrap()
+    ));
+    assert!(debris.is_dir() && !debris.join("link").exists(), "the registry leaves the folder of a deleted manifest");
+}
+
+#[test]
+fn both_repository_markers_are_accepted() {
+    let fixture = build_fixture();
+    let expected = fixture.registry.inventory();
+    // distribution 3 writes no `_layers` for a repository that only received manifests: only `_manifests`.
+    let nest = fixture.registry.root.join("docker/registry/v2/repositories/nest/a/_layers");
+    std::fs::remove_dir_all(&nest).unwrap();
+    let output = rehydrate(&["scan", &storage_root(&fixture)]);
+    assert_eq!(tag_records(&inventory_lines(&output.stdout)), expected);
+    // `blobsonly/repo` has only `_layers` (the 2.8 marker): it is a repository, with no tags.
+    assert!(String::from_utf8_lossy(&output.stderr).contains("17 repositories"));
+}
+
+#[test]
+fn csv_and_output_file_carry_the_same_inventory() {
+    let fixture = build_fixture();
+    let expected = fixture.registry.inventory();
+    let out = tempfile::tempdir().unwrap();
+    let path = out.path().join("inventory.csv");
+    let output = rehydrate(&["scan", "--format", "csv", "--output", path.to_str().unwrap(), &storage_root(&fixture)]);
+    assert!(output.status.success());
+    assert!(output.stdout.is_empty(), "with --output nothing goes to stdout");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("repository,tag,digest,error"));
+    let records: BTreeSet<(String, String, String)> = lines
+        .map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            assert_eq!(fields.len(), 4, "{line}");
+            assert_eq!(fields[3], "", "{line}");
+            (fields[0].to_string(), fields[1].to_string(), fields[2].to_string())
+        })
+        .collect();
+    assert_eq!(records, expected);
+}

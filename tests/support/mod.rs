@@ -1,0 +1,307 @@
+//! Test support: the real distribution registry (Debian `docker-registry`) started on a free loopback port,
+//! a small client that pushes images through its API, and helpers to run the `rehydrate` binary.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::Client;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const ACCEPT_ALL: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
+    application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// A port nobody listens on now (the OS picks it; the registry binds it a moment later).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The registry binary; `scripts/test.sh` installs it from Debian's `docker-registry` package.
+fn registry_binary() -> PathBuf {
+    let path = PathBuf::from(std::env::var("REHYDRATE_REGISTRY_BIN").unwrap_or_else(|_| "/usr/bin/docker-registry".into()));
+    assert!(path.exists(), "{} is missing: run scripts/test.sh, which installs Debian's docker-registry", path.display());
+    path
+}
+
+/// A running `docker-registry serve` over a filesystem storage root; stopped (by its pid) on drop.
+pub struct Registry {
+    child: Child,
+    pub url: String,
+    pub root: PathBuf,
+    client: Client,
+    _config_dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// Starts the registry with filesystem storage at `root` (deletes enabled, as the fixtures need).
+    pub fn start(root: &Path) -> Registry {
+        let config_dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = format!(
+            "version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\n  maintenance: {{uploadpurging: {{enabled: false}}}}\nhttp: {{addr: 127.0.0.1:{port}}}\n",
+            root.display()
+        );
+        let config_path = config_dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        // The registry logs every 404 it answers at level error: keep its log in a file, shown if it fails.
+        let log = std::fs::File::create(config_dir.path().join("registry.log")).unwrap();
+        let child = Command::new(registry_binary())
+            .arg("serve")
+            .arg(&config_path)
+            .env_remove("AWS_CA_BUNDLE")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting docker-registry");
+        let registry = Registry {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            root: root.to_path_buf(),
+            client: Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+            _config_dir: config_dir,
+        };
+        registry.wait_ready();
+        registry
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(response) = self.client.get(format!("{}/v2/", self.url)).send() {
+                if response.status() == StatusCode::OK {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let log = std::fs::read_to_string(self._config_dir.path().join("registry.log")).unwrap_or_default();
+        panic!("docker-registry did not answer on {} within 30 s; its log:\n{log}", self.url);
+    }
+
+    /// Uploads a blob (POST, then one monolithic PUT) and returns its digest.
+    pub fn push_blob(&self, repository: &str, bytes: &[u8]) -> String {
+        let digest = sha256(bytes);
+        let response = self.client.post(format!("{}/v2/{repository}/blobs/uploads/", self.url)).send().unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED, "starting an upload to {repository}");
+        let location = response.headers()["location"].to_str().unwrap().to_string();
+        let location = if location.starts_with('/') { format!("{}{location}", self.url) } else { location };
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let response = self
+            .client
+            .put(format!("{location}{separator}digest={digest}"))
+            .header("content-type", "application/octet-stream")
+            .body(bytes.to_vec())
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED, "finishing the upload of {digest} to {repository}");
+        digest
+    }
+
+    /// PUTs a manifest by tag or digest; returns its digest.
+    pub fn push_manifest(&self, repository: &str, reference: &str, media_type: &str, bytes: &[u8]) -> String {
+        let response = self
+            .client
+            .put(format!("{}/v2/{repository}/manifests/{reference}", self.url))
+            .header("content-type", media_type)
+            .body(bytes.to_vec())
+            .send()
+            .unwrap();
+        let status = response.status();
+        assert_eq!(status, StatusCode::CREATED, "pushing {repository}:{reference}: {}", response.text().unwrap_or_default());
+        sha256(bytes)
+    }
+
+    pub fn delete_manifest(&self, repository: &str, digest: &str) {
+        let response = self.client.delete(format!("{}/v2/{repository}/manifests/{digest}", self.url)).send().unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED, "deleting {repository}@{digest}");
+    }
+
+    /// Every repository, through `_catalog` pages (following `Link`), as Harbor's replication reads them.
+    pub fn catalog(&self) -> Vec<String> {
+        let mut repositories = Vec::new();
+        let mut next = Some(format!("{}/v2/_catalog?n=100", self.url));
+        while let Some(url) = next.take() {
+            let response = self.client.get(&url).send().unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            if let Some(link) = response.headers().get("link") {
+                let link = link.to_str().unwrap();
+                let path = link.trim_start_matches('<').split('>').next().unwrap();
+                next = Some(format!("{}{path}", self.url));
+            }
+            let body: Value = response.json().unwrap();
+            repositories.extend(body["repositories"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_string()));
+        }
+        repositories
+    }
+
+    /// The tags of a repository (empty when the registry knows none).
+    pub fn tags(&self, repository: &str) -> Vec<String> {
+        let response = self.client.get(format!("{}/v2/{repository}/tags/list", self.url)).send().unwrap();
+        if response.status() == StatusCode::NOT_FOUND {
+            return Vec::new();
+        }
+        let body: Value = response.json().unwrap();
+        body["tags"].as_array().map(|tags| tags.iter().map(|t| t.as_str().unwrap().to_string()).collect()).unwrap_or_default()
+    }
+
+    /// The `Docker-Content-Digest` of a manifest HEAD, or `None` when the registry answers 404.
+    pub fn head_manifest(&self, repository: &str, reference: &str) -> Option<String> {
+        let response = self
+            .client
+            .head(format!("{}/v2/{repository}/manifests/{reference}", self.url))
+            .header("accept", ACCEPT_ALL)
+            .send()
+            .unwrap();
+        if response.status() == StatusCode::NOT_FOUND {
+            return None;
+        }
+        assert_eq!(response.status(), StatusCode::OK, "HEAD {repository}:{reference}");
+        Some(response.headers()["docker-content-digest"].to_str().unwrap().to_string())
+    }
+
+    /// The registry's own answer, as (repository, tag, digest): catalog, then tags/list, then a HEAD per tag.
+    pub fn inventory(&self) -> BTreeSet<(String, String, String)> {
+        let mut inventory = BTreeSet::new();
+        for repository in self.catalog() {
+            for tag in self.tags(&repository) {
+                if let Some(digest) = self.head_manifest(&repository, &tag) {
+                    inventory.insert((repository.clone(), tag, digest));
+                }
+            }
+        }
+        inventory
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The kind of image manifest to build.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    Oci,
+    Docker,
+}
+
+/// Pushes a small image (a config and `layers` layers, each unique to `seed`) and its manifest under
+/// `reference` (a tag, or its own digest when `None`). Returns the manifest digest.
+pub fn push_image(registry: &Registry, repository: &str, reference: Option<&str>, kind: Kind, seed: &str) -> String {
+    let (manifest_type, config_type, layer_type) = match kind {
+        Kind::Oci => (OCI_MANIFEST, "application/vnd.oci.image.config.v1+json", "application/vnd.oci.image.layer.v1.tar+gzip"),
+        Kind::Docker => (DOCKER_MANIFEST, "application/vnd.docker.container.image.v1+json", "application/vnd.docker.image.rootfs.diff.tar.gzip"),
+    };
+    let layer = format!("layer of {seed}").into_bytes();
+    let layer_digest = registry.push_blob(repository, &layer);
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Labels": {"seed": seed}},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    }))
+    .unwrap();
+    let config_digest = registry.push_blob(repository, &config);
+    let manifest = serde_json::to_vec_pretty(&json!({
+        "schemaVersion": 2,
+        "mediaType": manifest_type,
+        "config": {"mediaType": config_type, "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": layer_type, "digest": layer_digest, "size": layer.len()}],
+    }))
+    .unwrap();
+    let digest = sha256(&manifest);
+    registry.push_manifest(repository, reference.unwrap_or(&digest), manifest_type, &manifest)
+}
+
+/// Pushes an index (OCI) or manifest list (Docker) over children already pushed, by tag.
+pub fn push_index(registry: &Registry, repository: &str, tag: &str, kind: Kind, children: &[(String, usize)]) -> String {
+    let (index_type, child_type) = match kind {
+        Kind::Oci => (OCI_INDEX, OCI_MANIFEST),
+        Kind::Docker => (DOCKER_LIST, DOCKER_MANIFEST),
+    };
+    let architectures = ["amd64", "arm64", "s390x"];
+    let manifests: Vec<Value> = children
+        .iter()
+        .zip(architectures)
+        .map(|((digest, size), arch)| json!({"mediaType": child_type, "digest": digest, "size": size, "platform": {"architecture": arch, "os": "linux"}}))
+        .collect();
+    let index = serde_json::to_vec_pretty(&json!({"schemaVersion": 2, "mediaType": index_type, "manifests": manifests})).unwrap();
+    registry.push_manifest(repository, tag, index_type, &index)
+}
+
+/// Reads a manifest's bytes from the storage the registry wrote (manifests are blobs).
+pub fn manifest_size(root: &Path, digest: &str) -> usize {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    std::fs::metadata(root.join(format!("docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))).unwrap().len() as usize
+}
+
+/// Pushes an OCI 1.1 artifact manifest (a signature-like referrer) whose `subject` is `subject`, by digest.
+pub fn push_referrer(registry: &Registry, repository: &str, subject: &str) -> String {
+    let payload = format!("signature of {subject}").into_bytes();
+    let payload_digest = registry.push_blob(repository, &payload);
+    let empty_config = b"{}".to_vec();
+    let config_digest = registry.push_blob(repository, &empty_config);
+    let manifest = serde_json::to_vec_pretty(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": "application/vnd.example.signature",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config_digest, "size": 2},
+        "layers": [{"mediaType": "application/vnd.example.signature", "digest": payload_digest, "size": payload.len()}],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": manifest_size(&registry.root, subject)},
+    }))
+    .unwrap();
+    let digest = sha256(&manifest);
+    registry.push_manifest(repository, &digest, OCI_MANIFEST, &manifest)
+}
+
+/// Runs the `rehydrate` binary with `args`.
+pub fn rehydrate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rehydrate")).args(args).output().expect("running rehydrate")
+}
+
+/// One parsed line of a JSON Lines inventory.
+pub fn inventory_lines(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout).lines().map(|line| serde_json::from_str(line).expect("a JSON line")).collect()
+}
+
+/// The tag records of a JSON Lines inventory, as (repository, tag, digest).
+pub fn tag_records(lines: &[Value]) -> BTreeSet<(String, String, String)> {
+    lines
+        .iter()
+        .filter(|l| l.get("digest").is_some() && l["tag"].is_string())
+        .map(|l| (l["repository"].as_str().unwrap().into(), l["tag"].as_str().unwrap().into(), l["digest"].as_str().unwrap().into()))
+        .collect()
+}
+
+/// The untagged records of a JSON Lines inventory, as (repository, digest).
+pub fn untagged_records(lines: &[Value]) -> BTreeSet<(String, String)> {
+    lines
+        .iter()
+        .filter(|l| l.get("digest").is_some() && l["tag"].is_null())
+        .map(|l| (l["repository"].as_str().unwrap().into(), l["digest"].as_str().unwrap().into()))
+        .collect()
+}
+
+/// The error records of a JSON Lines inventory, as (key, message).
+pub fn error_records(lines: &[Value]) -> Vec<(String, String)> {
+    lines
+        .iter()
+        .filter(|l| l.get("error").is_some())
+        .map(|l| (l["key"].as_str().unwrap().into(), l["error"].as_str().unwrap().into()))
+        .collect()
+}
