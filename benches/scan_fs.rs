@@ -1,1 +1,146 @@
-fn main() {}
+//! Side-by-side benchmark of enumerating a registry stored on local disk (run by hand, not in CI):
+//!
+//!   (a) Harbor's enumeration path against the real registry serving the tree: `_catalog?n=1000` pages,
+//!       then `tags/list` per repository, then a manifest HEAD per tag for its digest;
+//!   (b) `find` over `repositories/` listing every tag's `current/link`;
+//!   (c) `rehydrate scan`.
+//!
+//! `cargo bench --bench scan_fs` (sizes from `REHYDRATE_BENCH_SIZES`, default `10000,100000`). Trees are
+//! generated once under `target/bench-data/` and reused. Every tool runs on a warm page cache.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rehydrate::synth::{generate, SynthSpec};
+use support::Registry;
+
+/// Concurrent `tags/list` and HEAD requests for the peer: Harbor runs repositories through a limited
+/// concurrent runner; catalog pages are serial by nature (each page starts after the last name).
+const PEER_CONCURRENCY: usize = 10;
+
+fn bench_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data")
+}
+
+/// Generates (once) a tree of `repositories` repositories with 3 tags each; returns its root and truth size.
+fn tree(repositories: usize) -> (PathBuf, usize) {
+    let root = bench_dir().join(format!("fs-{repositories}"));
+    let marker = root.join("complete");
+    if let Ok(count) = std::fs::read_to_string(&marker) {
+        return (root, count.trim().parse().unwrap());
+    }
+    let _ = std::fs::remove_dir_all(&root);
+    eprintln!("generating {repositories} repositories under {} ...", root.display());
+    let started = Instant::now();
+    let spec = SynthSpec { repositories, tags_per_repository: 3, images: 256, ..SynthSpec::default() };
+    let truth = generate(&root, &spec, 4).unwrap();
+    std::fs::write(&marker, truth.len().to_string()).unwrap();
+    eprintln!("generated in {:.1}s", started.elapsed().as_secs_f64());
+    (root, truth.len())
+}
+
+/// Runs a command to completion; returns its wall time, peak resident memory (KiB) and stdout line count.
+fn measure(command: &mut Command) -> (Duration, u64, usize) {
+    let started = Instant::now();
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawning");
+    let stdout = child.stdout.take().unwrap();
+    let counter = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout).lines().count()
+    });
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // wait4 gives the child's own peak RSS (ru_maxrss), which std's wait does not.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    let elapsed = started.elapsed();
+    (elapsed, usage.ru_maxrss as u64, counter.join().unwrap())
+}
+
+fn best_of(runs: usize, mut f: impl FnMut() -> (Duration, u64, usize)) -> (Duration, u64, usize) {
+    (0..runs).map(|_| f()).min_by_key(|r| r.0).unwrap()
+}
+
+/// Harbor's path: catalog pages of 1000, then per repository tags/list and a HEAD per tag.
+fn harbor_path(registry: &Registry) -> (Duration, usize, Duration) {
+    let started = Instant::now();
+    let repositories = registry.catalog_with_page_size(1000);
+    let catalog_time = started.elapsed();
+    let next = AtomicUsize::new(0);
+    let found = Mutex::new(BTreeSet::new());
+    std::thread::scope(|scope| {
+        for _ in 0..PEER_CONCURRENCY {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(repository) = repositories.get(i) else { break };
+                for tag in registry.tags(repository) {
+                    if let Some(digest) = registry.head_manifest(repository, &tag) {
+                        found.lock().unwrap().insert((repository.clone(), tag, digest));
+                    }
+                }
+            });
+        }
+    });
+    (started.elapsed(), found.into_inner().unwrap().len(), catalog_time)
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn main() {
+    let sizes: Vec<usize> = std::env::var("REHYDRATE_BENCH_SIZES")
+        .unwrap_or_else(|_| "10000,100000".into())
+        .split(',')
+        .map(|s| s.trim().parse().expect("REHYDRATE_BENCH_SIZES: numbers separated by commas"))
+        .collect();
+    let rehydrate = env!("CARGO_BIN_EXE_rehydrate");
+    let mut rows = Vec::new();
+    for &size in &sizes {
+        let (root, tags) = tree(size);
+        let repositories_dir = root.join("docker/registry/v2/repositories");
+        let find = |dir: &Path| {
+            let mut command = Command::new("find");
+            command.arg(dir).args(["-path", "*/_manifests/tags/*/current/link"]);
+            command
+        };
+        // Warm the page cache for everyone (find reads every folder of the tree).
+        measure(&mut find(&repositories_dir));
+
+        let (find_time, _, find_lines) = best_of(3, || measure(&mut find(&repositories_dir)));
+        let (scan_time, scan_rss, scan_lines) =
+            best_of(3, || measure(Command::new(rehydrate).arg("scan").arg(&root)));
+        assert_eq!(scan_lines, tags, "rehydrate scan must find every tag");
+        assert_eq!(find_lines, tags, "find must find every tag");
+
+        let registry = Registry::start(&root);
+        let (peer_time, peer_tags, catalog_time) = harbor_path(&registry);
+        drop(registry);
+        assert_eq!(peer_tags, tags, "the registry must answer every tag");
+
+        let row = format!(
+            "| {size} | {tags} | {} (catalog alone {}) | {} | {} | {:.0}x | {:.1}x | {:.1} MiB |",
+            seconds(peer_time),
+            seconds(catalog_time),
+            seconds(find_time),
+            seconds(scan_time),
+            peer_time.as_secs_f64() / scan_time.as_secs_f64(),
+            find_time.as_secs_f64() / scan_time.as_secs_f64(),
+            scan_rss as f64 / 1024.0
+        );
+        eprintln!("{row}");
+        rows.push(row);
+    }
+    println!("\n| repositories | tags | (a) registry: catalog + tags/list + HEAD | (b) find | (c) rehydrate scan | a/c | b/c | scan peak RSS |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for row in rows {
+        println!("{row}");
+    }
+}

@@ -132,8 +132,12 @@ impl Registry {
 
     /// Every repository, through `_catalog` pages (following `Link`), as Harbor's replication reads them.
     pub fn catalog(&self) -> Vec<String> {
+        self.catalog_with_page_size(100)
+    }
+
+    pub fn catalog_with_page_size(&self, page_size: usize) -> Vec<String> {
         let mut repositories = Vec::new();
-        let mut next = Some(format!("{}/v2/_catalog?n=100", self.url));
+        let mut next = Some(format!("{}/v2/_catalog?n={page_size}", self.url));
         while let Some(url) = next.take() {
             let response = self.client.get(&url).send().unwrap();
             assert_eq!(response.status(), StatusCode::OK);
