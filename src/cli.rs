@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::inventory::Format;
 use crate::pipeline::{self, Outcome, ScanPlan};
 use crate::scan::ScanOptions;
+use crate::storage::object::ObjectOptions;
 use crate::storage::Source;
 
 #[derive(Debug, Parser)]
@@ -25,7 +26,8 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct ScanArgs {
-    /// The storage root: the folder that holds docker/registry/v2 (a plain path or file:///path).
+    /// The storage root, the place that holds docker/registry/v2: a path or file:///path, s3://bucket/root,
+    /// gs://bucket/root or az://container/root.
     source: String,
     /// Write the inventory here instead of standard output.
     #[arg(long, short)]
@@ -36,18 +38,29 @@ struct ScanArgs {
     /// Also list manifest revisions that no tag points at (index children, referrers, untagged images).
     #[arg(long)]
     untagged: bool,
-    /// How many folders are read at once [default: 4 per core].
+    /// How many listings run at once [default: 4 per core on a filesystem, 32 on an object store].
     #[arg(long, value_name = "N")]
     list_concurrency: Option<usize>,
+    /// Object store endpoint (MinIO, Ceph, an emulator), e.g. http://127.0.0.1:9000 [env: AWS_ENDPOINT_URL,
+    /// STORAGE_EMULATOR_HOST or AZURE_STORAGE_ENDPOINT, by cloud].
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
+    /// Send no credentials to the object store (public buckets).
+    #[arg(long)]
+    anonymous: bool,
     /// Print only the summary, not each problem as it is found.
     #[arg(long, short)]
     quiet: bool,
 }
 
 /// Folder reads are short system calls that mostly wait on the disk (or a network filesystem): a few per
-/// core keep the disk queue full without thrashing.
-fn default_list_concurrency() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) * 4
+/// core keep the disk queue full without thrashing. Object store listings wait on the network: many at
+/// once, still far below any store's request-rate limits.
+fn default_list_concurrency(source: &Source) -> usize {
+    match source {
+        Source::Filesystem(_) => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) * 4,
+        Source::Object { .. } => 32,
+    }
 }
 
 impl Cli {
@@ -64,11 +77,12 @@ impl ScanArgs {
         let list_concurrency = match self.list_concurrency {
             Some(0) => anyhow::bail!("--list-concurrency must be at least 1"),
             Some(n) => n,
-            None => default_list_concurrency(),
+            None => default_list_concurrency(&source),
         };
+        let object = ObjectOptions { endpoint: self.endpoint, anonymous: self.anonymous, allow_http: false };
         let plan = ScanPlan {
             source,
-            options: ScanOptions { list_concurrency, untagged: self.untagged },
+            options: ScanOptions { list_concurrency, untagged: self.untagged, object },
             output: self.output,
             format: self.format,
             quiet: self.quiet,

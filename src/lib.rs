@@ -8,5 +8,6 @@ pub mod inventory;
 pub mod layout;
 pub mod pipeline;
 pub mod scan;
+pub mod shard;
 pub mod storage;
 pub mod synth;

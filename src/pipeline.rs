@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
-use std::sync::mpsc::TryRecvError;
+use tokio::sync::mpsc::error::TryRecvError;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -47,7 +47,7 @@ pub fn run_scan(plan: ScanPlan) -> anyhow::Result<Outcome> {
     };
     let mut writer = InventoryWriter::new(BufWriter::with_capacity(64 * 1024, out), plan.format)?;
     let requests = Arc::new(RequestCounts::default());
-    let (items, scan_thread) = scan::start(&plan.source, plan.options.clone(), requests.clone());
+    let (mut items, scan_thread) = scan::start(&plan.source, plan.options.clone(), requests.clone());
 
     let mut counts = Counts::default();
     let mut problems_printed = 0;
@@ -58,9 +58,9 @@ pub fn run_scan(plan: ScanPlan) -> anyhow::Result<Outcome> {
             Ok(item) => item,
             Err(TryRecvError::Empty) => {
                 writer.flush().context("writing the inventory")?;
-                match items.recv() {
-                    Ok(item) => item,
-                    Err(_) => break,
+                match items.blocking_recv() {
+                    Some(item) => item,
+                    None => break,
                 }
             }
             Err(TryRecvError::Disconnected) => break,

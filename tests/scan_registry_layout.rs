@@ -5,70 +5,21 @@ mod support;
 
 use std::collections::BTreeSet;
 
+use support::images::*;
 use support::*;
 
-/// A layout written by the registry through its API, with the shapes that trip walkers.
+/// A layout written by the registry through its API (see `support::images::push_fixture`).
 struct Fixture {
     registry: Registry,
     _dir: tempfile::TempDir,
-    /// Manifests no tag points at, as (repository, digest).
-    untagged: BTreeSet<(String, String)>,
-    /// Digests that were tagged once and then deleted, so must not appear.
-    deleted: Vec<String>,
-    restagged: String,
+    facts: FixtureFacts,
 }
 
 fn build_fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let registry = Registry::start(dir.path());
-    let r = &registry;
-    let mut untagged = BTreeSet::new();
-    let mut deleted = Vec::new();
-    let mut untag = |repository: &str, digest: &str| untagged.insert((repository.to_string(), digest.to_string()));
-
-    // Two tags on one OCI image, and a referrer (OCI 1.1 subject) pushed by digest.
-    let alpine = push_image(r, "library/alpine", Some("3.19"), Kind::Oci, "alpine");
-    push_image(r, "library/alpine", Some("latest"), Kind::Oci, "alpine");
-    untag("library/alpine", &push_referrer(r, "library/alpine", &alpine));
-
-    // A re-pointed tag, and a tag deleted through its manifest digest.
-    push_image(r, "team-a/web.app", Some("v1"), Kind::Docker, "web1");
-    untag("team-a/web.app", &push_image(r, "team-a/web.app", Some("stable"), Kind::Docker, "web-old"));
-    let restagged = push_image(r, "team-a/web.app", Some("stable"), Kind::Docker, "web-new");
-    let doomed = push_image(r, "team-a/web.app", Some("old"), Kind::Docker, "web-doomed");
-    r.delete_manifest("team-a/web.app", &doomed);
-    deleted.push(doomed);
-
-    // An OCI index and a Docker manifest list, children pushed by digest first.
-    for (repository, tag, kind) in [("multi/arch", "1.0", Kind::Oci), ("multi/list", "2.0", Kind::Docker)] {
-        let children: Vec<(String, usize)> = ["amd64", "arm64"]
-            .iter()
-            .map(|arch| {
-                let digest = push_image(r, repository, None, kind, &format!("{repository}-{arch}"));
-                untag(repository, &digest);
-                let size = manifest_size(dir.path(), &digest);
-                (digest, size)
-            })
-            .collect();
-        push_index(r, repository, tag, kind, &children);
-    }
-
-    // A repository whose images were all deleted, and one that holds only blobs (the `_layers` marker).
-    for seed in ["gone1", "gone2"] {
-        let digest = push_image(r, "gone/repo", Some(seed), Kind::Oci, seed);
-        r.delete_manifest("gone/repo", &digest);
-        deleted.push(digest);
-    }
-    r.push_blob("blobsonly/repo", b"a layer pushed without any manifest");
-
-    // Nested repositories, deep paths, every separator, and names that sort around '/'.
-    for repository in ["nest/a", "nest/a/b", "nest/a/b/c/d/e", "my_org/some-name.with__chars", "x0/y-1/z.2/w__3/v_4/u--5"] {
-        push_image(r, repository, Some("v1.0-rc_1"), Kind::Oci, repository);
-    }
-    for repository in ["sort/a", "sort/a-b", "sort/a.b", "sort/a/b", "sort/a_b", "sort/a0"] {
-        push_image(r, repository, Some("t"), Kind::Docker, repository);
-    }
-    Fixture { registry, _dir: dir, untagged, deleted, restagged }
+    let facts = push_fixture(&registry);
+    Fixture { registry, _dir: dir, facts }
 }
 
 fn storage_root(fixture: &Fixture) -> String {
@@ -96,8 +47,8 @@ fn inventory_equals_what_the_registry_answers() {
 
     let inventory = tag_records(&inventory_lines(&rehydrate(&["scan", &storage_root(&fixture)]).stdout));
     let stable = inventory.iter().find(|(r, t, _)| r == "team-a/web.app" && t == "stable").unwrap();
-    assert_eq!(stable.2, fixture.restagged, "a re-pointed tag reports its current digest");
-    for digest in &fixture.deleted {
+    assert_eq!(stable.2, fixture.facts.restagged, "a re-pointed tag reports its current digest");
+    for digest in &fixture.facts.deleted {
         assert!(inventory.iter().all(|(_, _, d)| d != digest), "deleted {digest} must not be reported");
     }
     assert!(inventory.iter().all(|(r, _, _)| r != "gone/repo" && r != "blobsonly/repo"));
@@ -109,11 +60,11 @@ fn untagged_lists_exactly_the_manifests_no_tag_points_at() {
     let output = rehydrate(&["scan", "--untagged", &storage_root(&fixture)]);
     assert!(output.status.success());
     let lines = inventory_lines(&output.stdout);
-    assert_eq!(untagged_records(&lines), fixture.untagged);
+    assert_eq!(untagged_records(&lines), fixture.facts.untagged);
     // The deleted manifests left empty revision folders behind: they are debris, not manifests.
     let debris = fixture.registry.root.join(format!(
         "docker/registry/v2/repositories/team-a/web.app/_manifests/revisions/sha256/{}",
-        fixture.deleted[0].strip_prefix("sha256:").unwrap()
+        fixture.facts.deleted[0].strip_prefix("sha256:").unwrap()
     ));
     assert!(debris.is_dir() && !debris.join("link").exists(), "the registry leaves the folder of a deleted manifest");
 }

@@ -5,10 +5,11 @@
 //! the listing and memory does not grow with the size of the registry.
 
 pub mod fs;
+pub mod object;
 pub mod walker;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use tokio::sync::mpsc::{channel, Receiver, Sender};
 
 use serde::Serialize;
 
@@ -74,6 +75,8 @@ pub struct ScanOptions {
     pub list_concurrency: usize,
     /// Also report manifest revisions that no tag points at.
     pub untagged: bool,
+    /// How to reach an object store (endpoint, anonymous access); unused for filesystems.
+    pub object: crate::storage::object::ObjectOptions,
 }
 
 /// Storage requests made by a scan, counted as they happen.
@@ -97,11 +100,11 @@ impl RequestCounts {
     }
 }
 
-/// The channel end a walk writes into. Sending fails once the consumer has gone away (for example the
-/// output pipe closed), which tells the walk to stop.
+/// The channel end a walk writes into, from threads (`emit`) or async tasks (`send`). Sending fails once
+/// the consumer has gone away (for example the output pipe closed), which tells the walk to stop.
 #[derive(Clone)]
 pub struct Emitter {
-    sender: SyncSender<ScanItem>,
+    sender: Sender<ScanItem>,
 }
 
 /// The consumer has gone away; the walk should stop.
@@ -109,8 +112,14 @@ pub struct Emitter {
 pub struct ConsumerGone;
 
 impl Emitter {
+    /// Sends from a plain thread, waiting while the channel is full.
     pub fn emit(&self, item: ScanItem) -> Result<(), ConsumerGone> {
-        self.sender.send(item).map_err(|_| ConsumerGone)
+        self.sender.blocking_send(item).map_err(|_| ConsumerGone)
+    }
+
+    /// Sends from an async task, waiting while the channel is full.
+    pub async fn send(&self, item: ScanItem) -> Result<(), ConsumerGone> {
+        self.sender.send(item).await.map_err(|_| ConsumerGone)
     }
 }
 
@@ -125,13 +134,14 @@ pub fn start(
     options: ScanOptions,
     counts: std::sync::Arc<RequestCounts>,
 ) -> (Receiver<ScanItem>, std::thread::JoinHandle<std::io::Result<()>>) {
-    let (sender, receiver) = sync_channel(CHANNEL_CAPACITY);
+    let (sender, receiver) = channel(CHANNEL_CAPACITY);
     let emitter = Emitter { sender };
     let source = source.clone();
     let handle = std::thread::Builder::new()
         .name("scan".into())
         .spawn(move || match &source {
             Source::Filesystem(root) => fs::scan(root, &options, &emitter, &counts),
+            Source::Object { cloud, bucket, root } => object::scan(*cloud, bucket, root, &options, &emitter, &counts),
         })
         .expect("spawning the scan thread");
     (receiver, handle)

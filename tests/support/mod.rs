@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod images;
+pub mod servers;
+
 use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -11,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -49,11 +52,25 @@ pub struct Registry {
 impl Registry {
     /// Starts the registry with filesystem storage at `root` (deletes enabled, as the fixtures need).
     pub fn start(root: &Path) -> Registry {
+        Registry::start_with_storage(&format!("filesystem: {{rootdirectory: {}}}", root.display()), root)
+    }
+
+    /// Starts the registry on an S3-compatible server, through its own S3 driver.
+    pub fn start_on_s3(endpoint: &str, bucket: &str) -> Registry {
+        let s3 = format!(
+            "s3: {{region: us-east-1, bucket: {bucket}, accesskey: {}, secretkey: {}, regionendpoint: \"{endpoint}\", secure: false, v4auth: true, rootdirectory: /}}\n  redirect: {{disable: true}}",
+            servers::S3_ACCESS_KEY,
+            servers::S3_SECRET_KEY
+        );
+        Registry::start_with_storage(&s3, Path::new("/nonexistent"))
+    }
+
+    /// Starts the registry with `storage` (one YAML flow mapping of a driver) plus deletes enabled.
+    fn start_with_storage(storage: &str, root: &Path) -> Registry {
         let config_dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = format!(
-            "version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\n  maintenance: {{uploadpurging: {{enabled: false}}}}\nhttp: {{addr: 127.0.0.1:{port}}}\n",
-            root.display()
+            "version: 0.1\nlog: {{level: error}}\nstorage:\n  {storage}\n  delete: {{enabled: true}}\n  maintenance: {{uploadpurging: {{enabled: false}}}}\nhttp: {{addr: 127.0.0.1:{port}}}\n"
         );
         let config_path = config_dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
@@ -198,84 +215,29 @@ impl Drop for Registry {
     }
 }
 
-/// The kind of image manifest to build.
-#[derive(Clone, Copy, Debug)]
-pub enum Kind {
-    Oci,
-    Docker,
-}
-
-/// Pushes a small image (a config and `layers` layers, each unique to `seed`) and its manifest under
-/// `reference` (a tag, or its own digest when `None`). Returns the manifest digest.
-pub fn push_image(registry: &Registry, repository: &str, reference: Option<&str>, kind: Kind, seed: &str) -> String {
-    let (manifest_type, config_type, layer_type) = match kind {
-        Kind::Oci => (OCI_MANIFEST, "application/vnd.oci.image.config.v1+json", "application/vnd.oci.image.layer.v1.tar+gzip"),
-        Kind::Docker => (DOCKER_MANIFEST, "application/vnd.docker.container.image.v1+json", "application/vnd.docker.image.rootfs.diff.tar.gzip"),
-    };
-    let layer = format!("layer of {seed}").into_bytes();
-    let layer_digest = registry.push_blob(repository, &layer);
-    let config = serde_json::to_vec(&json!({
-        "architecture": "amd64", "os": "linux",
-        "config": {"Labels": {"seed": seed}},
-        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-    }))
-    .unwrap();
-    let config_digest = registry.push_blob(repository, &config);
-    let manifest = serde_json::to_vec_pretty(&json!({
-        "schemaVersion": 2,
-        "mediaType": manifest_type,
-        "config": {"mediaType": config_type, "digest": config_digest, "size": config.len()},
-        "layers": [{"mediaType": layer_type, "digest": layer_digest, "size": layer.len()}],
-    }))
-    .unwrap();
-    let digest = sha256(&manifest);
-    registry.push_manifest(repository, reference.unwrap_or(&digest), manifest_type, &manifest)
-}
-
-/// Pushes an index (OCI) or manifest list (Docker) over children already pushed, by tag.
-pub fn push_index(registry: &Registry, repository: &str, tag: &str, kind: Kind, children: &[(String, usize)]) -> String {
-    let (index_type, child_type) = match kind {
-        Kind::Oci => (OCI_INDEX, OCI_MANIFEST),
-        Kind::Docker => (DOCKER_LIST, DOCKER_MANIFEST),
-    };
-    let architectures = ["amd64", "arm64", "s390x"];
-    let manifests: Vec<Value> = children
-        .iter()
-        .zip(architectures)
-        .map(|((digest, size), arch)| json!({"mediaType": child_type, "digest": digest, "size": size, "platform": {"architecture": arch, "os": "linux"}}))
-        .collect();
-    let index = serde_json::to_vec_pretty(&json!({"schemaVersion": 2, "mediaType": index_type, "manifests": manifests})).unwrap();
-    registry.push_manifest(repository, tag, index_type, &index)
-}
-
-/// Reads a manifest's bytes from the storage the registry wrote (manifests are blobs).
-pub fn manifest_size(root: &Path, digest: &str) -> usize {
-    let hex = digest.strip_prefix("sha256:").unwrap();
-    std::fs::metadata(root.join(format!("docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))).unwrap().len() as usize
-}
-
-/// Pushes an OCI 1.1 artifact manifest (a signature-like referrer) whose `subject` is `subject`, by digest.
-pub fn push_referrer(registry: &Registry, repository: &str, subject: &str) -> String {
-    let payload = format!("signature of {subject}").into_bytes();
-    let payload_digest = registry.push_blob(repository, &payload);
-    let empty_config = b"{}".to_vec();
-    let config_digest = registry.push_blob(repository, &empty_config);
-    let manifest = serde_json::to_vec_pretty(&json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "artifactType": "application/vnd.example.signature",
-        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config_digest, "size": 2},
-        "layers": [{"mediaType": "application/vnd.example.signature", "digest": payload_digest, "size": payload.len()}],
-        "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": manifest_size(&registry.root, subject)},
-    }))
-    .unwrap();
-    let digest = sha256(&manifest);
-    registry.push_manifest(repository, &digest, OCI_MANIFEST, &manifest)
-}
-
 /// Runs the `rehydrate` binary with `args`.
 pub fn rehydrate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rehydrate")).args(args).output().expect("running rehydrate")
+    rehydrate_with_env(args, &[])
+}
+
+/// Runs the `rehydrate` binary with `args` in a clean environment holding only `env` (and PATH), so
+/// that no cloud variable of the machine leaks into a test.
+pub fn rehydrate_with_env(args: &[&str], env: &[(&str, String)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rehydrate"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("running rehydrate")
+}
+
+/// The storage request counts of a scan summary: (listings, link reads).
+pub fn request_counts(stderr: &[u8]) -> (u64, u64) {
+    let text = String::from_utf8_lossy(stderr);
+    let line = text.lines().find(|l| l.starts_with("storage requests:")).unwrap_or_else(|| panic!("no request counts in {text}"));
+    let numbers: Vec<u64> = line.split(|c: char| !c.is_ascii_digit()).filter(|w| !w.is_empty()).map(|w| w.parse().unwrap()).collect();
+    (numbers[0], numbers[1])
 }
 
 /// One parsed line of a JSON Lines inventory.

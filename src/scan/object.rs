@@ -1,0 +1,585 @@
+//! Scanning a registry in an object store (S3, GCS, Azure Blob) without descending into repositories.
+//!
+//! 1. Repositories: one listing of `repositories/` with the delimiter `/_` rolls every key of a repository
+//!    (`_layers`, `_manifests`, `_uploads` are the only components starting with `_`) into one common
+//!    prefix, so every repository at every depth comes out of one paginated listing, 1,000 a page. The
+//!    key space is cut into ranges listed concurrently (start-after), split again whenever a listing
+//!    slot is free. Stores that do not roll up at `/_` are walked folder by folder with `/` instead.
+//! 2. Tags: one listing of `<repo>/_manifests/tags/` gives each tag's `current/link` and its index
+//!    entries with their MD5s; the index entry whose `md5("sha256:<hex>")` equals the listed MD5 of
+//!    `current/link` is the current digest. The link is read only where no entry matches.
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use md5::{Digest as _, Md5};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+
+use super::{ConsumerGone, Emitter, ItemError, RequestCounts, ScanItem, ScanOptions};
+use crate::layout::{self, check_component, check_repository, check_tag, parse_link, Digest};
+use crate::shard::{after_group, midpoint};
+use crate::storage::object::{Cloud, ListPage, ListRequest, ObjectBackend, StorageError};
+
+/// The delimiter that rolls a whole repository into one common prefix.
+const ROLL_UP: &str = "/_";
+const PAGE_SIZE: usize = 1000;
+/// Repositories found but not yet scanned: holds the listing back when tag scans lag behind.
+const REPOSITORY_QUEUE: usize = 2048;
+
+/// Why a scan could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectScanError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("no registry found: nothing under {0} (is the root right?)")]
+    Empty(String),
+}
+
+pub fn scan(cloud: Cloud, bucket: &str, root: &str, options: &ScanOptions, emitter: &Emitter, counts: &Arc<RequestCounts>) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("scan-io")
+        .build()?;
+    runtime
+        .block_on(scan_async(cloud, bucket, root, options, emitter, counts))
+        .map_err(|error| std::io::Error::other(error.to_string()))
+}
+
+async fn scan_async(
+    cloud: Cloud,
+    bucket: &str,
+    root: &str,
+    options: &ScanOptions,
+    emitter: &Emitter,
+    counts: &Arc<RequestCounts>,
+) -> Result<(), ObjectScanError> {
+    let store = Arc::new(ObjectBackend::connect(cloud, bucket, &options.object).await?);
+    let scanner = Arc::new(Scanner { store, options: options.clone(), emitter: emitter.clone(), counts: counts.clone() });
+    let mut found_any = false;
+    for variant in scanner.store.root_variants(root) {
+        let repositories_prefix = format!("{variant}{}", layout::repositories_prefix());
+        found_any |= scanner.clone().scan_root(repositories_prefix).await?;
+    }
+    if found_any {
+        Ok(())
+    } else {
+        Err(ObjectScanError::Empty(format!("{bucket}/{root}{}", layout::repositories_prefix())))
+    }
+}
+
+struct Scanner {
+    store: Arc<ObjectBackend>,
+    options: ScanOptions,
+    emitter: Emitter,
+    counts: Arc<RequestCounts>,
+}
+
+/// How repositories are found in this store.
+enum Discovery {
+    /// The store rolls keys up at `/_`; `splittable` when it honours start-after (ranges can be cut).
+    RollUp { first_page: ListPage, splittable: bool },
+    /// Folder by folder with `/`.
+    Walk,
+}
+
+/// A key range of the repositories listing: keys after `after` (exclusive) and before `before`.
+#[derive(Debug, Clone)]
+struct KeyRange {
+    after: Option<String>,
+    before: Option<String>,
+}
+
+impl KeyRange {
+    fn contains(&self, key: &str) -> bool {
+        self.after.as_deref().is_none_or(|after| key > after) && self.before.as_deref().is_none_or(|before| key < before)
+    }
+}
+
+fn md5_of(text: &str) -> [u8; 16] {
+    Md5::digest(text.as_bytes()).into()
+}
+
+impl Scanner {
+    async fn emit(&self, item: ScanItem) -> Result<(), ConsumerGone> {
+        self.emitter.send(item).await
+    }
+
+    async fn list(&self, request: ListRequest<'_>) -> Result<ListPage, StorageError> {
+        RequestCounts::add(&self.counts.lists, 1);
+        let page = self.store.list(&request).await?;
+        RequestCounts::add(&self.counts.entries, (page.objects.len() + page.prefixes.len()) as u64);
+        Ok(page)
+    }
+
+    async fn read(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        RequestCounts::add(&self.counts.reads, 1);
+        self.store.read_small(key, layout::MAX_LINK_LEN).await
+    }
+
+    /// Scans every repository under `repositories_prefix`; false when nothing is there at all.
+    async fn scan_root(self: Arc<Self>, repositories_prefix: String) -> Result<bool, ObjectScanError> {
+        let Some(discovery) = self.probe(&repositories_prefix).await? else { return Ok(false) };
+        let (repositories, mut found) = mpsc::channel::<String>(REPOSITORY_QUEUE);
+        let lister = {
+            let scanner = self.clone();
+            let prefix = repositories_prefix.clone();
+            tokio::spawn(async move { scanner.discover(prefix, discovery, repositories).await })
+        };
+        // Tag scans, up to --list-concurrency at once, as repositories arrive.
+        let slots = Arc::new(Semaphore::new(self.options.list_concurrency));
+        let mut scans = JoinSet::new();
+        while let Some(repository) = found.recv().await {
+            let permit = slots.clone().acquire_owned().await.expect("never closed");
+            let scanner = self.clone();
+            let prefix = repositories_prefix.clone();
+            scans.spawn(async move {
+                let outcome = scanner.scan_repository(&prefix, &repository).await;
+                drop(permit);
+                outcome
+            });
+            while let Some(done) = scans.try_join_next() {
+                if done.expect("repository scan panicked").is_err() {
+                    found.close();
+                }
+            }
+        }
+        while scans.join_next().await.is_some() {}
+        lister.await.expect("repository listing panicked");
+        Ok(true)
+    }
+
+    /// Lists the first page with the `/_` delimiter and decides how to find repositories.
+    async fn probe(&self, prefix: &str) -> Result<Option<Discovery>, StorageError> {
+        let first_page = self.list(ListRequest { prefix, delimiter: Some(ROLL_UP), max_keys: Some(PAGE_SIZE), ..Default::default() }).await?;
+        if first_page.prefixes.is_empty() && first_page.objects.is_empty() {
+            return Ok(None);
+        }
+        let rolls_up = match first_page.prefixes.first() {
+            None => false,
+            Some(_) if first_page.prefixes.iter().all(|p| p.ends_with(ROLL_UP)) => true,
+            // Some stores (s3s, fake-gcs-server) return the prefix cut after its first `/`: it still rolls
+            // up at `/_` if the keys under it start with `_`.
+            Some(first) if first.ends_with('/') => {
+                let group = format!("{first}_");
+                let page = self.list(ListRequest { prefix: &group, max_keys: Some(1), ..Default::default() }).await?;
+                !page.objects.is_empty()
+            }
+            Some(_) => false,
+        };
+        if !rolls_up {
+            return Ok(Some(Discovery::Walk));
+        }
+        let splittable = match (&first_page.next_token, first_page.prefixes.last()) {
+            (Some(_), Some(last)) => {
+                let after = after_group(&group_key(last));
+                let page = self
+                    .list(ListRequest { prefix, delimiter: Some(ROLL_UP), start_after: Some(&after), max_keys: Some(1), ..Default::default() })
+                    .await?;
+                page.prefixes.iter().chain(page.objects.iter().map(|o| &o.key)).all(|key| key.as_str() > after.as_str())
+            }
+            _ => false,
+        };
+        Ok(Some(Discovery::RollUp { first_page, splittable }))
+    }
+
+    /// Finds every repository and sends its name; errors become error items.
+    async fn discover(self: Arc<Self>, prefix: String, discovery: Discovery, found: mpsc::Sender<String>) {
+        let workers = self.options.list_concurrency;
+        match discovery {
+            Discovery::RollUp { first_page, splittable } => {
+                let first = KeyRange { after: None, before: None };
+                let Some(rest) = self.take_page(&prefix, &first, first_page, &found).await else { return };
+                let scanner = self.clone();
+                run_pool(workers, rest.into_iter().collect(), move |range, pool| {
+                    let scanner = scanner.clone();
+                    let prefix = prefix.clone();
+                    let found = found.clone();
+                    async move { scanner.list_range(&prefix, range, splittable, &pool, &found).await }
+                })
+                .await;
+            }
+            Discovery::Walk => {
+                let scanner = self.clone();
+                run_pool(workers, vec![prefix.clone()], move |folder, pool| {
+                    let scanner = scanner.clone();
+                    let found = found.clone();
+                    let prefix = prefix.clone();
+                    async move { scanner.walk_folder(&prefix, folder, &pool, &found).await }
+                })
+                .await;
+            }
+        }
+    }
+
+    /// Takes the repositories of one page of `range`; returns the rest of the range, if any.
+    async fn take_page(&self, prefix: &str, range: &KeyRange, page: ListPage, found: &mpsc::Sender<String>) -> Option<Option<KeyRange>> {
+        let mut last: Option<String> = None;
+        let mut passed_end = false;
+        for raw in &page.prefixes {
+            let group = group_key(raw);
+            if !range.contains(&group) {
+                passed_end |= range.before.as_deref().is_some_and(|before| group.as_str() >= before);
+                continue;
+            }
+            let name = &group[prefix.len()..group.len() - ROLL_UP.len()];
+            if !name.is_empty() && self.found_repository(prefix, name, found).await.is_err() {
+                return None;
+            }
+            last = last.max(Some(after_group(&group)));
+        }
+        for object in &page.objects {
+            passed_end |= range.before.as_deref().is_some_and(|before| object.key.as_str() >= before);
+            if range.contains(&object.key) {
+                last = last.max(Some(object.key.clone()));
+            }
+        }
+        if page.next_token.is_none() || passed_end {
+            return Some(None);
+        }
+        let after = last.or(range.after.clone());
+        Some(Some(KeyRange { after, before: range.before.clone() }))
+    }
+
+    /// Checks a repository name and hands it to the tag scans.
+    async fn found_repository(&self, prefix: &str, name: &str, found: &mpsc::Sender<String>) -> Result<(), ConsumerGone> {
+        match check_repository(name) {
+            Ok(()) => found.send(name.to_string()).await.map_err(|_| ConsumerGone),
+            Err(error) => self.emit(ScanItem::Error(ItemError::new(format!("{prefix}{name}/"), error))).await,
+        }
+    }
+
+    /// Lists `range` page by page; whenever a listing slot is free, cuts the rest of it in two.
+    async fn list_range(&self, prefix: &str, mut range: KeyRange, splittable: bool, pool: &Pool<KeyRange>, found: &mpsc::Sender<String>) {
+        loop {
+            if splittable && pool.has_free_slot() {
+                if let Some(cut) = range.after.as_deref().and_then(|after| midpoint(prefix, after, range.before.as_deref())) {
+                    pool.spawn(KeyRange { after: Some(cut.clone()), before: range.before.take() });
+                    range.before = Some(cut);
+                }
+            }
+            let request = ListRequest {
+                prefix,
+                delimiter: Some(ROLL_UP),
+                start_after: range.after.as_deref(),
+                max_keys: Some(PAGE_SIZE),
+                ..Default::default()
+            };
+            let page = match self.list(request).await {
+                Ok(page) => page,
+                Err(error) => {
+                    let key = format!("{prefix} (after {})", range.after.as_deref().unwrap_or("the start"));
+                    let _ = self.emit(ScanItem::Error(ItemError::new(key, error))).await;
+                    return;
+                }
+            };
+            match self.take_page(prefix, &range, page, found).await {
+                Some(Some(rest)) if rest.after != range.after => range = rest,
+                _ => return,
+            }
+        }
+    }
+
+    /// The `/` walk for stores that do not roll up at `/_`: lists one folder's children.
+    async fn walk_folder(&self, prefix: &str, folder: String, pool: &Pool<String>, found: &mpsc::Sender<String>) {
+        let mut token: Option<String> = None;
+        let mut is_repository = false;
+        loop {
+            let request = ListRequest { prefix: &folder, delimiter: Some("/"), page_token: token.as_deref(), max_keys: Some(PAGE_SIZE), ..Default::default() };
+            let page = match self.list(request).await {
+                Ok(page) => page,
+                Err(error) => {
+                    let _ = self.emit(ScanItem::Error(ItemError::new(folder.clone(), error))).await;
+                    return;
+                }
+            };
+            for child in &page.prefixes {
+                let Some(name) = child.strip_prefix(folder.as_str()).map(|c| c.trim_end_matches('/')) else { continue };
+                match layout::classify_child(name.as_bytes()) {
+                    layout::ChildKind::RepositoryMarker => is_repository = folder.len() > prefix.len(),
+                    layout::ChildKind::Reserved => {}
+                    layout::ChildKind::Component => match check_component(name) {
+                        Ok(()) => pool.spawn(format!("{folder}{name}/")),
+                        Err(error) => {
+                            if self.emit(ScanItem::Error(ItemError::new(child.clone(), error))).await.is_err() {
+                                return;
+                            }
+                        }
+                    },
+                }
+            }
+            token = page.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        if is_repository {
+            let name = folder[prefix.len()..].trim_end_matches('/');
+            let _ = self.found_repository(prefix, name, found).await;
+        }
+    }
+
+    /// Scans one repository's tags (and untagged revisions when asked).
+    async fn scan_repository(&self, prefix: &str, repository: &str) -> Result<(), ConsumerGone> {
+        self.emit(ScanItem::Repository { name: repository.to_string() }).await?;
+        let tags_prefix = format!("{prefix}{repository}/_manifests/tags/");
+        let tags = match self.list_all(&tags_prefix).await {
+            Ok(tags) => tags,
+            Err(error) => return self.emit(ScanItem::Error(ItemError::new(&tags_prefix, error).in_repository(repository))).await,
+        };
+        let mut tagged = HashSet::new();
+        for (tag, keys) in group_tag_keys(&tags_prefix, tags) {
+            if let Some(digest) = self.resolve_tag(&tags_prefix, repository, &tag, keys).await? {
+                tagged.insert(digest.clone());
+                self.emit(ScanItem::Tag { repository: repository.to_string(), tag, digest }).await?;
+            }
+        }
+        if self.options.untagged {
+            self.scan_untagged(prefix, repository, &tagged).await?;
+        }
+        Ok(())
+    }
+
+    /// Every object under `prefix`, page after page.
+    async fn list_all(&self, prefix: &str) -> Result<Vec<crate::storage::object::ListedObject>, StorageError> {
+        let mut objects = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self.list(ListRequest { prefix, page_token: token.as_deref(), max_keys: Some(PAGE_SIZE), ..Default::default() }).await?;
+            objects.extend(page.objects);
+            token = page.next_token;
+            if token.is_none() {
+                return Ok(objects);
+            }
+        }
+    }
+
+    /// The digest a tag points at: from the listed MD5 of `current/link` matched against the index
+    /// entries, else by reading the link. `None` when there is nothing to report (problems are emitted).
+    async fn resolve_tag(&self, tags_prefix: &str, repository: &str, tag: &str, keys: TagKeys) -> Result<Option<Digest>, ConsumerGone> {
+        let link_key = format!("{tags_prefix}{tag}/current/link");
+        let problem = |message: &dyn std::fmt::Display| ItemError::new(&link_key, message).in_repository(repository).for_tag(tag);
+        if let Err(error) = check_tag(tag) {
+            return self.emit(ScanItem::Error(problem(&error))).await.map(|_| None);
+        }
+        let Some(current_md5) = keys.current else {
+            let warning = problem(&"tag folder has no current/link (half-written or half-deleted tag): skipped");
+            return self.emit(ScanItem::Warning(warning)).await.map(|_| None);
+        };
+        if let Some(md5) = current_md5 {
+            if let Some(digest) = keys.index.into_iter().find(|digest| md5_of(digest.as_str()) == md5) {
+                return Ok(Some(digest));
+            }
+        }
+        match self.read(&link_key).await {
+            Ok(Some(content)) => match parse_link(&content) {
+                Ok(digest) => Ok(Some(digest)),
+                Err(error) => self.emit(ScanItem::Error(problem(&error))).await.map(|_| None),
+            },
+            Ok(None) => self.emit(ScanItem::Warning(problem(&"current/link vanished while scanning: skipped"))).await.map(|_| None),
+            Err(error) => self.emit(ScanItem::Error(problem(&error))).await.map(|_| None),
+        }
+    }
+
+    /// Reports revisions no tag points at; a revision's digest is its key, confirmed by the listed MD5
+    /// of its link or by reading it.
+    async fn scan_untagged(&self, prefix: &str, repository: &str, tagged: &HashSet<Digest>) -> Result<(), ConsumerGone> {
+        let revisions_prefix = format!("{prefix}{repository}/_manifests/revisions/");
+        let revisions = match self.list_all(&revisions_prefix).await {
+            Ok(revisions) => revisions,
+            Err(error) => return self.emit(ScanItem::Error(ItemError::new(&revisions_prefix, error).in_repository(repository))).await,
+        };
+        for object in revisions {
+            let Some(path) = object.key.strip_prefix(&revisions_prefix).and_then(|p| p.strip_suffix("/link")) else { continue };
+            let Some((algorithm, hex)) = path.split_once('/') else { continue };
+            let problem = |message: &dyn std::fmt::Display| ItemError::new(&object.key, message).in_repository(repository);
+            let digest = match Digest::parse(&format!("{algorithm}:{hex}")) {
+                Ok(digest) => digest,
+                Err(error) => {
+                    self.emit(ScanItem::Error(problem(&error))).await?;
+                    continue;
+                }
+            };
+            if tagged.contains(&digest) {
+                continue;
+            }
+            if object.md5 != Some(md5_of(digest.as_str())) {
+                match self.read(&object.key).await {
+                    Ok(Some(content)) => match parse_link(&content) {
+                        Ok(linked) if linked == digest => {}
+                        Ok(linked) => {
+                            self.emit(ScanItem::Error(problem(&format!("revision link names {linked}, not the digest of its folder")))).await?;
+                            continue;
+                        }
+                        Err(error) => {
+                            self.emit(ScanItem::Error(problem(&error))).await?;
+                            continue;
+                        }
+                    },
+                    Ok(None) => continue,
+                    Err(error) => {
+                        self.emit(ScanItem::Error(problem(&error))).await?;
+                        continue;
+                    }
+                }
+            }
+            self.emit(ScanItem::Untagged { repository: repository.to_string(), digest }).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The key of a rolled-up group: `<prefix><name>/_`, whether the store returned the prefix with its
+/// `_` (S3, Azure) or cut after the `/` (s3s, fake-gcs-server).
+fn group_key(raw: &str) -> String {
+    if raw.ends_with(ROLL_UP) {
+        raw.to_string()
+    } else {
+        format!("{}{ROLL_UP}", raw.trim_end_matches('/'))
+    }
+}
+
+/// The keys of one tag folder: `current/link` (with its listed MD5, if any) and the index entries.
+#[derive(Default)]
+struct TagKeys {
+    /// `Some(md5)` when `current/link` is listed.
+    current: Option<Option<[u8; 16]>>,
+    index: Vec<Digest>,
+}
+
+/// Groups a tags listing by tag name. Keys that are neither `current/link` nor a well-formed index entry
+/// are ignored (they cannot change what the tag points at).
+fn group_tag_keys(tags_prefix: &str, objects: Vec<crate::storage::object::ListedObject>) -> BTreeMap<String, TagKeys> {
+    let mut tags: BTreeMap<String, TagKeys> = BTreeMap::new();
+    for object in objects {
+        let Some(rest) = object.key.strip_prefix(tags_prefix) else { continue };
+        let Some((tag, tail)) = rest.split_once('/') else { continue };
+        if tail == "current/link" {
+            tags.entry(tag.to_string()).or_default().current = Some(object.md5);
+        } else if let Some(entry) = tail.strip_prefix("index/").and_then(|e| e.strip_suffix("/link")) {
+            if let Some((algorithm, hex)) = entry.split_once('/') {
+                let keys = tags.entry(tag.to_string()).or_default();
+                if let Ok(digest) = Digest::parse(&format!("{algorithm}:{hex}")) {
+                    keys.index.push(digest);
+                }
+            }
+        }
+    }
+    tags
+}
+
+/// A pool of async jobs, at most `workers` running at once, where a running job can add more.
+struct Pool<J> {
+    queue: mpsc::UnboundedSender<J>,
+    running: Arc<AtomicUsize>,
+    workers: usize,
+}
+
+impl<J> Pool<J> {
+    fn spawn(&self, job: J) {
+        let _ = self.queue.send(job);
+    }
+
+    /// True when fewer jobs run than there are workers: a good moment to split work.
+    fn has_free_slot(&self) -> bool {
+        self.running.load(Ordering::Relaxed) < self.workers
+    }
+}
+
+impl<J> Clone for Pool<J> {
+    fn clone(&self) -> Self {
+        Pool { queue: self.queue.clone(), running: self.running.clone(), workers: self.workers }
+    }
+}
+
+/// Runs `work` over `seeds` and every job the jobs add, `workers` at a time; returns when all are done.
+async fn run_pool<J, F, Fut>(workers: usize, seeds: Vec<J>, work: F)
+where
+    J: Send + 'static,
+    F: Fn(J, Pool<J>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (queue, mut jobs) = mpsc::unbounded_channel();
+    let pool = Pool { queue, running: Arc::new(AtomicUsize::new(0)), workers: workers.max(1) };
+    for seed in seeds {
+        pool.spawn(seed);
+    }
+    let mut running = JoinSet::new();
+    let mut waiting = std::collections::VecDeque::new();
+    loop {
+        while let Ok(job) = jobs.try_recv() {
+            waiting.push_back(job);
+        }
+        while running.len() < pool.workers {
+            let Some(job) = waiting.pop_front() else { break };
+            pool.running.fetch_add(1, Ordering::Relaxed);
+            let counter = pool.running.clone();
+            let future = work(job, pool.clone());
+            running.spawn(async move {
+                future.await;
+                counter.fetch_sub(1, Ordering::Relaxed);
+            });
+        }
+        if running.is_empty() && waiting.is_empty() {
+            break;
+        }
+        tokio::select! {
+            Some(job) = jobs.recv() => waiting.push_back(job),
+            Some(done) = running.join_next() => done.expect("a listing job panicked"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::object::ListedObject;
+
+    #[test]
+    fn group_keys_from_both_prefix_shapes() {
+        let p = "docker/registry/v2/repositories/";
+        assert_eq!(group_key(&format!("{p}a/b/_")), format!("{p}a/b/_"));
+        assert_eq!(group_key(&format!("{p}a/b/")), format!("{p}a/b/_"));
+    }
+
+    #[test]
+    fn tag_keys_are_grouped_by_tag() {
+        let prefix = "r/x/_manifests/tags/";
+        let digest = Digest::sha256_of(b"m");
+        let key = |tail: &str| ListedObject { key: format!("{prefix}{tail}"), md5: Some([7; 16]) };
+        let objects = vec![
+            key("v1/current/link"),
+            key(&format!("v1/index/sha256/{}/link", digest.hex())),
+            key("v1/index/sha256/garbage/link"),
+            key(&format!("half/index/sha256/{}/link", digest.hex())),
+            key("stray"),
+        ];
+        let tags = group_tag_keys(prefix, objects);
+        assert_eq!(tags.len(), 2);
+        assert_eq!(tags["v1"].current, Some(Some([7; 16])));
+        assert_eq!(tags["v1"].index, vec![digest.clone()]);
+        assert_eq!(tags["half"].current, None);
+    }
+
+    #[tokio::test]
+    async fn the_pool_runs_every_job_once() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        run_pool(3, vec![1u32], move |n, pool| {
+            let log = log.clone();
+            async move {
+                log.lock().unwrap().push(n);
+                if n < 100 {
+                    pool.spawn(n * 2);
+                    pool.spawn(n * 2 + 1);
+                }
+            }
+        })
+        .await;
+        let mut seen = seen.lock().unwrap().clone();
+        seen.sort();
+        assert_eq!(seen, (1..=199).collect::<Vec<_>>());
+    }
+}

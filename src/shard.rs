@@ -1,0 +1,124 @@
+//! Pure key-range arithmetic for splitting a listing: where a range can be cut in two, and the smallest
+//! start-after key that skips a whole rolled-up group.
+//!
+//! Object stores list in byte order. Keys under `repositories/` are made of the name alphabet
+//! (`-./0-9_a-z`), so cut points are chosen in that alphabet: a cut between two keys is a string between
+//! them in byte order, found by treating both as base-41 fractions and taking the middle.
+
+/// The characters of repository keys in byte order, then one past the last (`{`) as the open end.
+const ALPHABET: &[u8] = b"-./0123456789_abcdefghijklmnopqrstuvwxyz{";
+
+/// The largest character: `group + MAX_CHAR` sorts after every key that starts with `group`.
+pub const MAX_CHAR: char = char::MAX;
+
+/// The smallest start-after key that skips every key starting with `group`.
+pub fn after_group(group: &str) -> String {
+    let mut key = String::with_capacity(group.len() + 4);
+    key.push_str(group);
+    key.push(MAX_CHAR);
+    key
+}
+
+/// Digit value of a byte in the alphabet; bytes between alphabet characters round down (for the low
+/// end) or up (for the high end), so that the cut stays strictly between the two keys or is refused.
+fn digit(byte: u8, round_up: bool) -> u32 {
+    match ALPHABET.binary_search(&byte) {
+        Ok(i) => i as u32,
+        Err(i) if round_up => i.min(ALPHABET.len() - 1) as u32,
+        Err(i) => i.saturating_sub(1) as u32,
+    }
+}
+
+/// A key strictly between `low` and `high` (byte order) sharing their common prefix, roughly in the
+/// middle of the keys that can lie between them; `None` when they are too close to cut (or out of order).
+/// `high = None` means the open end of `prefix`'s key space. The cut ends with `-`, a character no
+/// repository key ends with, so no real key equals a cut.
+pub fn midpoint(prefix: &str, low: &str, high: Option<&str>) -> Option<String> {
+    let open_end = format!("{prefix}{{");
+    let high = high.unwrap_or(&open_end);
+    if low >= high {
+        return None;
+    }
+    let common = low.bytes().zip(high.bytes()).take_while(|(a, b)| a == b).count();
+    let (low_tail, high_tail) = (&low.as_bytes()[common..], &high.as_bytes()[common..]);
+    const DIGITS: usize = 8;
+    let base = ALPHABET.len() as u128;
+    let value = |tail: &[u8], round_up: bool| -> u128 {
+        (0..DIGITS).fold(0u128, |acc, i| acc * base + tail.get(i).map_or(0, |&b| digit(b, round_up)) as u128)
+    };
+    let middle = (value(low_tail, false) + value(high_tail, true)) / 2;
+    let mut digits = vec![0u8; DIGITS];
+    let mut rest = middle;
+    for slot in digits.iter_mut().rev() {
+        *slot = ALPHABET[(rest % base) as usize];
+        rest /= base;
+    }
+    while digits.last() == Some(&ALPHABET[0]) {
+        digits.pop();
+    }
+    let mut cut = low.as_bytes()[..common].to_vec();
+    cut.extend_from_slice(&digits);
+    cut.push(b'-');
+    let cut = String::from_utf8(cut).ok()?;
+    (low < cut.as_str() && cut.as_str() < high && cut.starts_with(prefix)).then_some(cut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: &str = "docker/registry/v2/repositories/";
+
+    #[test]
+    fn cuts_lie_strictly_between() {
+        let cases = [
+            (format!("{P}a"), None),
+            (format!("{P}bigns/svc-1000/_"), Some(format!("{P}c"))),
+            (format!("{P}a/b/_"), Some(format!("{P}a/c/_"))),
+            (format!("{P}x"), Some(format!("{P}y"))),
+            (format!("{P}ns1/repo1"), Some(format!("{P}ns1/repo2"))),
+        ];
+        for (low, high) in cases {
+            let cut = midpoint(P, &low, high.as_deref()).unwrap_or_else(|| panic!("no cut between {low} and {high:?}"));
+            assert!(low < cut, "{low} < {cut}");
+            if let Some(high) = &high {
+                assert!(&cut < high, "{cut} < {high}");
+            }
+            assert!(cut.starts_with(P));
+            assert!(cut.ends_with('-'));
+        }
+    }
+
+    #[test]
+    fn refuses_to_cut_adjacent_or_reversed_keys() {
+        assert_eq!(midpoint(P, &format!("{P}b"), Some(&format!("{P}a"))), None);
+        assert_eq!(midpoint(P, &format!("{P}a"), Some(&format!("{P}a"))), None);
+        assert_eq!(midpoint(P, &format!("{P}a"), Some(&format!("{P}a-"))), None);
+    }
+
+    #[test]
+    fn repeated_cuts_converge_without_looping() {
+        // Halving the same range again and again must keep producing distinct, ordered cuts, until it
+        // refuses: never an endless split.
+        let low = format!("{P}m");
+        let mut high = format!("{P}n");
+        let mut cuts = 0;
+        while let Some(cut) = midpoint(P, &low, Some(&high)) {
+            assert!(low < cut && cut < high);
+            high = cut;
+            cuts += 1;
+            assert!(cuts < 200);
+        }
+        assert!(cuts > 5);
+    }
+
+    #[test]
+    fn after_group_skips_the_group_only() {
+        let group = format!("{P}a/b/_");
+        let after = after_group(&group);
+        assert!(format!("{group}manifests/tags/x/current/link") < after);
+        assert!(format!("{group}\u{ffff}") < after);
+        assert!(after < format!("{P}a/b/c/_"));
+        assert!(after < format!("{P}a/c"));
+    }
+}

@@ -1,0 +1,115 @@
+//! Google Cloud Storage through its JSON API: `objects.list` (prefix, delimiter, `startOffset`, page
+//! token; `md5Hash` listed for every non-composite object) and media downloads.
+//!
+//! Credentials: `GOOGLE_SERVICE_ACCOUNT`, `GOOGLE_SERVICE_ACCOUNT_PATH`, `GOOGLE_APPLICATION_CREDENTIALS`
+//! (service-account or authorized-user JSON), or the metadata server, through `object_store`'s builder.
+//! `STORAGE_EMULATOR_HOST` (as Google's own client libraries read it) or `--endpoint` points at an
+//! emulator such as fake-gcs-server, which takes no credentials.
+
+use object_store::gcp::{GoogleCloudStorage, GoogleCloudStorageBuilder};
+use serde::Deserialize;
+use url::Url;
+
+use super::{check_status, http_client, md5_from_base64, send, small_body};
+use super::{ListPage, ListRequest, ListedObject, ObjectOptions, StorageError};
+
+const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
+
+pub struct Gcs {
+    client: reqwest::Client,
+    /// `https://storage.googleapis.com/storage/v1/b/<bucket>/o`
+    objects_url: Url,
+    /// `None` for anonymous access and emulators.
+    store: Option<GoogleCloudStorage>,
+}
+
+impl Gcs {
+    pub fn connect(bucket: &str, options: &ObjectOptions) -> Result<Gcs, StorageError> {
+        let emulator = std::env::var("STORAGE_EMULATOR_HOST").ok().filter(|v| !v.is_empty());
+        let endpoint = options.endpoint.clone().or(emulator.clone()).unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
+        let endpoint = if endpoint.contains("://") { endpoint } else { format!("http://{endpoint}") };
+        let objects_url = format!("{}/storage/v1/b/{bucket}/o", endpoint.trim_end_matches('/'));
+        let objects_url = Url::parse(&objects_url).map_err(|e| StorageError::Config(format!("GCS endpoint {endpoint:?}: {e}")))?;
+        let store = if options.anonymous || emulator.is_some() {
+            None
+        } else {
+            let store = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket).build();
+            Some(store.map_err(|e| StorageError::Config(format!("GCS: {e}")))?)
+        };
+        Ok(Gcs { client: http_client()?, objects_url, store })
+    }
+
+    async fn authorized_get(&self, url: &Url) -> Result<reqwest::RequestBuilder, StorageError> {
+        let request = self.client.get(url.clone());
+        let Some(store) = &self.store else { return Ok(request) };
+        let credential = store.credentials().get_credential().await.map_err(|e| StorageError::Credentials(e.to_string()))?;
+        Ok(if credential.bearer.is_empty() { request } else { request.bearer_auth(&credential.bearer) })
+    }
+
+    pub async fn list(&self, request: &ListRequest<'_>) -> Result<ListPage, StorageError> {
+        let mut url = self.objects_url.clone();
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("prefix", request.prefix);
+            if let Some(delimiter) = request.delimiter {
+                query.append_pair("delimiter", delimiter);
+            }
+            if let Some(token) = request.page_token {
+                query.append_pair("pageToken", token);
+            } else if let Some(start_after) = request.start_after {
+                // startOffset is inclusive: the key itself is dropped below.
+                query.append_pair("startOffset", start_after);
+            }
+            if let Some(max_keys) = request.max_keys {
+                query.append_pair("maxResults", &max_keys.to_string());
+            }
+        }
+        let response = send("list", request.prefix, || self.authorized_get(&url)).await?;
+        let response = check_status("list", request.prefix, response).await?;
+        let answer: ObjectsList = response.json().await.map_err(|e| StorageError::Parse {
+            operation: "list",
+            target: request.prefix.to_string(),
+            message: e.to_string(),
+        })?;
+        let is_start = |name: &str| request.page_token.is_none() && Some(name) == request.start_after;
+        Ok(ListPage {
+            objects: answer
+                .items
+                .into_iter()
+                .filter(|item| !is_start(&item.name))
+                .map(|item| ListedObject { md5: item.md5_hash.as_deref().and_then(md5_from_base64), key: item.name })
+                .collect(),
+            prefixes: answer.prefixes.into_iter().filter(|p| !is_start(p)).collect(),
+            next_token: answer.next_page_token.filter(|t| !t.is_empty()),
+        })
+    }
+
+    pub async fn read_small(&self, key: &str, max_len: usize) -> Result<Option<Vec<u8>>, StorageError> {
+        let mut url = self.objects_url.clone();
+        url.path_segments_mut().expect("an http URL has a path").push(key);
+        url.query_pairs_mut().append_pair("alt", "media");
+        let response = send("read", key, || self.authorized_get(&url)).await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let response = check_status("read", key, response).await?;
+        small_body(key, response, max_len).await.map(Some)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ObjectsList {
+    #[serde(default)]
+    items: Vec<Item>,
+    #[serde(default)]
+    prefixes: Vec<String>,
+    next_page_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Item {
+    name: String,
+    md5_hash: Option<String>,
+}

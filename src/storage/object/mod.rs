@@ -1,0 +1,268 @@
+//! Object stores: S3 (and S3-compatible stores), Google Cloud Storage and Azure Blob, one file each, all
+//! behind the two verbs the scan needs: list one page (prefix, delimiter, start-after, page token) and
+//! read one small object.
+//!
+//! Credentials, signing and their environment variables come from `object_store` (its builders read the
+//! same `AWS_*`, `GOOGLE_*` and `AZURE_*` variables as the clouds' own tools, and its authorizers sign).
+//! The list and read requests themselves are built here, because `object_store`'s typed listing falls
+//! short for this job (see `docs/storage-backends.md`): it refuses whole pages holding keys that are not
+//! valid `Path`s (`//`, a leading `/` as distribution 2.8 wrote on Azure), it cannot read an Azure blob
+//! whose name starts with `/`, and it does not expose the Content-MD5 that Azure and GCS list, which
+//! saves one read per tag.
+
+pub mod azure;
+pub mod gcs;
+pub mod s3;
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// One object in a listing, with the MD5 of its content when the store lists it (S3 single-part ETag,
+/// GCS `md5Hash`, Azure `Content-MD5`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    pub key: String,
+    pub md5: Option<[u8; 16]>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Default)]
+pub struct ListPage {
+    pub objects: Vec<ListedObject>,
+    /// Common prefixes (with `delimiter`), each ending with the delimiter as the store returned it.
+    pub prefixes: Vec<String>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_token: Option<String>,
+}
+
+/// What to list.
+#[derive(Debug, Clone, Default)]
+pub struct ListRequest<'a> {
+    pub prefix: &'a str,
+    pub delimiter: Option<&'a str>,
+    /// Only keys after this one (exclusive), where the store supports it.
+    pub start_after: Option<&'a str>,
+    pub page_token: Option<&'a str>,
+    pub max_keys: Option<usize>,
+}
+
+#[derive(Debug, Error)]
+pub enum StorageError {
+    #[error("{operation} {target}: HTTP {status}: {message}")]
+    Http { operation: &'static str, target: String, status: u16, message: String },
+    #[error("{operation} {target}: {message}")]
+    Transport { operation: &'static str, target: String, message: String },
+    #[error("{operation} {target}: unreadable answer: {message}")]
+    Parse { operation: &'static str, target: String, message: String },
+    #[error("credentials: {0}")]
+    Credentials(String),
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+/// Which cloud a source names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cloud {
+    S3,
+    Gcs,
+    Azure,
+}
+
+/// How to reach an object store, beyond what its environment variables say.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectOptions {
+    /// A custom endpoint (MinIO, Ceph, an emulator...), e.g. `http://127.0.0.1:9000`.
+    pub endpoint: Option<String>,
+    /// Send no credentials at all (public buckets, emulators).
+    pub anonymous: bool,
+    /// Allow plain HTTP endpoints (the endpoint's scheme says so too).
+    pub allow_http: bool,
+}
+
+/// A connected object store.
+pub enum ObjectBackend {
+    S3(s3::S3),
+    Gcs(gcs::Gcs),
+    Azure(azure::Azure),
+}
+
+impl ObjectBackend {
+    pub async fn connect(cloud: Cloud, bucket: &str, options: &ObjectOptions) -> Result<ObjectBackend, StorageError> {
+        Ok(match cloud {
+            Cloud::S3 => ObjectBackend::S3(s3::S3::connect(bucket, options)?),
+            Cloud::Gcs => ObjectBackend::Gcs(gcs::Gcs::connect(bucket, options)?),
+            Cloud::Azure => ObjectBackend::Azure(azure::Azure::connect(bucket, options)?),
+        })
+    }
+
+    pub async fn list(&self, request: &ListRequest<'_>) -> Result<ListPage, StorageError> {
+        match self {
+            ObjectBackend::S3(store) => store.list(request).await,
+            ObjectBackend::Gcs(store) => store.list(request).await,
+            ObjectBackend::Azure(store) => store.list(request).await,
+        }
+    }
+
+    /// Reads an object of at most `max_len` bytes; `None` when it does not exist.
+    pub async fn read_small(&self, key: &str, max_len: usize) -> Result<Option<Vec<u8>>, StorageError> {
+        match self {
+            ObjectBackend::S3(store) => store.read_small(key, max_len).await,
+            ObjectBackend::Gcs(store) => store.read_small(key, max_len).await,
+            ObjectBackend::Azure(store) => store.read_small(key, max_len).await,
+        }
+    }
+
+    /// Key prefixes under which a registry may have written its keys, for a root inside the bucket:
+    /// Azure also gets the leading-slash form that distribution 2.8 wrote.
+    pub fn root_variants(&self, root: &str) -> Vec<String> {
+        match self {
+            ObjectBackend::Azure(_) => vec![root.to_string(), format!("/{root}")],
+            _ => vec![root.to_string()],
+        }
+    }
+}
+
+/// Attempts for one request before its error is reported: transient failures (connection errors, 429,
+/// 5xx) are retried with exponential backoff.
+const ATTEMPTS: u32 = 5;
+
+/// Sends a request built (and signed) afresh by `build` for each attempt, retrying transient failures.
+/// `target` names what is asked for in errors (a key or prefix; never a URL with a query, which could
+/// carry a SAS token).
+pub(crate) async fn send<F, Fut>(operation: &'static str, target: &str, build: F) -> Result<reqwest::Response, StorageError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<reqwest::RequestBuilder, StorageError>>,
+{
+    let mut delay = Duration::from_millis(100);
+    for attempt in 1..=ATTEMPTS {
+        let last = attempt == ATTEMPTS;
+        match build().await?.send().await {
+            Ok(response) if is_transient(response.status()) && !last => {}
+            Ok(response) => return Ok(response),
+            Err(error) if !last && (error.is_connect() || error.is_timeout() || error.is_request()) => {}
+            Err(error) => {
+                return Err(StorageError::Transport { operation, target: target.to_string(), message: without_url(&error) })
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+    unreachable!("the last attempt always returns")
+}
+
+fn is_transient(status: reqwest::StatusCode) -> bool {
+    status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
+/// A transport error's text without its URL (which may carry a SAS token in its query).
+fn without_url(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    if let Some(url) = error.url() {
+        text = text.replace(url.as_str(), "");
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Turns a non-success answer into an error carrying its status and the start of its body.
+pub(crate) async fn check_status(operation: &'static str, target: &str, response: reqwest::Response) -> Result<reqwest::Response, StorageError> {
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    let message: String = body.chars().take(300).collect();
+    Err(StorageError::Http { operation, target: target.to_string(), status, message })
+}
+
+/// Reads the body of a successful answer to a small-object read, refusing more than `max_len` bytes.
+pub(crate) async fn small_body(target: &str, mut response: reqwest::Response, max_len: usize) -> Result<Vec<u8>, StorageError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|error| StorageError::Transport { operation: "read", target: target.to_string(), message: without_url(&error) })?
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() > max_len {
+            body.truncate(max_len + 1);
+            break;
+        }
+    }
+    Ok(body)
+}
+
+/// Decodes an MD5 given as 32 hex characters (S3 ETags, quoted or not); `None` for anything else
+/// (multipart ETags end in `-N`, encrypted objects have other ETags).
+pub(crate) fn md5_from_hex_etag(etag: &str) -> Option<[u8; 16]> {
+    let hex_text = etag.trim_matches('"');
+    let mut md5 = [0u8; 16];
+    hex::decode_to_slice(hex_text, &mut md5).ok()?;
+    Some(md5)
+}
+
+/// Decodes an MD5 given in base64 (GCS `md5Hash`, Azure `Content-MD5`).
+pub(crate) fn md5_from_base64(text: &str) -> Option<[u8; 16]> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text.trim()).ok()?;
+    bytes.try_into().ok()
+}
+
+/// Percent-encodes a key for use as a URL path, keeping `/` as the separator.
+pub(crate) fn encode_key_path(key: &str) -> String {
+    const PATH: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'/').remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    percent_encoding::utf8_percent_encode(key, PATH).to_string()
+}
+
+/// Builds an `http::Request` for `object_store`'s authorizers from a URL and method.
+pub(crate) fn http_request(method: http::Method, url: &url::Url) -> object_store::client::HttpRequest {
+    let mut request = object_store::client::HttpRequest::new(object_store::client::HttpRequestBody::empty());
+    *request.method_mut() = method;
+    *request.uri_mut() = url.as_str().parse().expect("a valid URL is a valid URI");
+    request
+}
+
+/// Turns a signed `http::Request` (no body) back into a reqwest request.
+pub(crate) fn to_reqwest(client: &reqwest::Client, request: object_store::client::HttpRequest) -> reqwest::RequestBuilder {
+    let (parts, _) = request.into_parts();
+    client.request(parts.method, parts.uri.to_string()).headers(parts.headers)
+}
+
+/// The HTTP client for a store: TLS verified, generous timeouts (the retry loop covers stalls).
+pub(crate) fn http_client() -> Result<reqwest::Client, StorageError> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .build()
+        .map_err(|error| StorageError::Config(error.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn md5_decoding() {
+        let md5 = md5_from_hex_etag("\"0123456789abcdef0123456789abcdef\"").unwrap();
+        assert_eq!(md5[0], 0x01);
+        assert!(md5_from_hex_etag("\"0123456789abcdef0123456789abcdef-2\"").is_none());
+        assert!(md5_from_hex_etag("0x8DC1234").is_none());
+        assert_eq!(md5_from_base64("ASNFZ4mrze8BI0VniavN7w==").unwrap(), md5);
+        assert!(md5_from_base64("AAAA").is_none());
+    }
+
+    #[test]
+    fn keys_are_encoded_as_paths() {
+        assert_eq!(encode_key_path("/docker/a b/c+d"), "/docker/a%20b/c%2Bd");
+        assert_eq!(encode_key_path("x/_manifests/tags/v1.0-rc_1/current/link"), "x/_manifests/tags/v1.0-rc_1/current/link");
+    }
+}
