@@ -79,7 +79,7 @@ impl ScanArgs {
             Some(n) => n,
             None => default_list_concurrency(&source),
         };
-        let object = ObjectOptions { endpoint: self.endpoint, anonymous: self.anonymous, allow_http: false };
+        let object = ObjectOptions { endpoint: self.endpoint, anonymous: self.anonymous };
         let plan = ScanPlan {
             source,
             options: ScanOptions { list_concurrency, untagged: self.untagged, object },

@@ -76,8 +76,6 @@ pub struct ObjectOptions {
     pub endpoint: Option<String>,
     /// Send no credentials at all (public buckets, emulators).
     pub anonymous: bool,
-    /// Allow plain HTTP endpoints (the endpoint's scheme says so too).
-    pub allow_http: bool,
 }
 
 /// A connected object store.

@@ -30,9 +30,6 @@ impl S3 {
         if let Some(endpoint) = &options.endpoint {
             builder = builder.with_endpoint(endpoint);
         }
-        if options.allow_http || options.endpoint.as_deref().is_some_and(|e| e.starts_with("http://")) {
-            builder = builder.with_allow_http(true);
-        }
         let config = |key| builder.get_config_value(&key);
         let region = config(AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".to_string());
         let virtual_hosted = config(AmazonS3ConfigKey::VirtualHostedStyleRequest).is_some_and(|v| v == "true");
@@ -44,6 +41,8 @@ impl S3 {
             (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
         };
         let bucket_url = Url::parse(&bucket_url).map_err(|e| StorageError::Config(format!("S3 endpoint {bucket_url:?}: {e}")))?;
+        // Plain HTTP is allowed exactly when the endpoint says `http://`.
+        builder = builder.with_allow_http(bucket_url.scheme() == "http");
         let store = if anonymous {
             None
         } else {
