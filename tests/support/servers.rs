@@ -88,6 +88,11 @@ impl Moto {
         Moto { _server: server, url }
     }
 
+    /// moto's log: one line per request it answered.
+    pub fn log_path(&self) -> PathBuf {
+        self._server.log.clone()
+    }
+
     pub fn create_bucket(&self, bucket: &str) {
         let response = Client::new().put(format!("{}/{bucket}", self.url)).send().unwrap();
         assert!(response.status().is_success(), "creating bucket {bucket}: {}", response.status());
