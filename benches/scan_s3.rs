@@ -19,11 +19,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use object_store::aws::AmazonS3Builder;
-use object_store::path::Path as StorePath;
-use object_store::ObjectStoreExt;
 use rehydrate::synth::{generate, SynthSpec};
-use support::servers::{tree_objects, Moto, S3_ACCESS_KEY, S3_SECRET_KEY};
+use support::servers::Moto;
 use support::Registry;
 
 const BUCKET: &str = "registry";
@@ -83,32 +80,6 @@ fn strip_colours(line: &str) -> String {
         }
     }
     plain
-}
-
-fn upload(moto: &Moto, root: &std::path::Path) {
-    let store = AmazonS3Builder::new()
-        .with_bucket_name(BUCKET)
-        .with_endpoint(&moto.url)
-        .with_allow_http(true)
-        .with_access_key_id(S3_ACCESS_KEY)
-        .with_secret_access_key(S3_SECRET_KEY)
-        .with_region("us-east-1")
-        .build()
-        .unwrap();
-    let objects = tree_objects(root);
-    eprintln!("uploading {} objects to moto ...", objects.len());
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        use futures::stream::{self, StreamExt};
-        stream::iter(objects)
-            .map(|(key, bytes)| {
-                let store = &store;
-                async move { store.put(&StorePath::from(key.as_str()), bytes.into()).await.unwrap() }
-            })
-            .buffer_unordered(16)
-            .collect::<Vec<_>>()
-            .await;
-    });
 }
 
 /// A TCP proxy on a free port to `upstream` that holds back the first bytes of each answer by `delay`:
@@ -187,7 +158,8 @@ fn main() {
     let latency_ms: u64 = std::env::var("REHYDRATE_BENCH_LATENCY_MS").ok().map(|v| v.parse().unwrap()).unwrap_or(10);
     let moto = Moto::start();
     moto.create_bucket(BUCKET);
-    upload(&moto, dir.path());
+    eprintln!("uploading the tree to moto ...");
+    moto.put_tree(BUCKET, dir.path());
     let log = moto.log_path();
     let proxy_runtime = tokio::runtime::Runtime::new().unwrap();
     let endpoint = latency_proxy(&proxy_runtime, &moto.url, Duration::from_millis(latency_ms));

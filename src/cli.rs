@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::inventory::Format;
 use crate::pipeline::{self, Outcome, ScanPlan};
-use crate::scan::ScanOptions;
+use crate::scan::{DiscoveryMode, ScanOptions};
 use crate::storage::object::ObjectOptions;
 use crate::storage::Source;
 
@@ -48,6 +48,13 @@ struct ScanArgs {
     /// Send no credentials to the object store (public buckets).
     #[arg(long)]
     anonymous: bool,
+    /// Keys per listing page on an object store.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    list_page_size: usize,
+    /// How repositories are found in an object store: `auto` rolls keys up at `/_` where the store allows
+    /// it; `walk` lists folder by folder (for stores that misbehave with string delimiters).
+    #[arg(long, value_enum, default_value_t = DiscoveryMode::Auto)]
+    discovery: DiscoveryMode,
     /// Print only the summary, not each problem as it is found.
     #[arg(long, short)]
     quiet: bool,
@@ -82,7 +89,13 @@ impl ScanArgs {
         let object = ObjectOptions { endpoint: self.endpoint, anonymous: self.anonymous };
         let plan = ScanPlan {
             source,
-            options: ScanOptions { list_concurrency, untagged: self.untagged, object },
+            options: ScanOptions {
+                list_concurrency,
+                untagged: self.untagged,
+                object,
+                page_size: self.list_page_size.max(1),
+                discovery: self.discovery,
+            },
             output: self.output,
             format: self.format,
             quiet: self.quiet,

@@ -63,6 +63,40 @@ pub fn midpoint(prefix: &str, low: &str, high: Option<&str>) -> Option<String> {
     (low < cut.as_str() && cut.as_str() < high && cut.starts_with(prefix)).then_some(cut)
 }
 
+/// Where `key` lies in `prefix`'s key space, from 0 to 1, judged by its first characters in the name
+/// alphabet (keys sort the same way their positions do, up to ties).
+pub fn position(prefix: &str, key: &str) -> f64 {
+    let tail = key.strip_prefix(prefix).unwrap_or(key).as_bytes();
+    let base = ALPHABET.len() as f64;
+    let mut position = 0.0;
+    let mut scale = 1.0;
+    for &byte in tail.iter().take(10) {
+        scale /= base;
+        position += digit(byte, false) as f64 * scale;
+    }
+    position
+}
+
+/// Whether the rest of a range is worth cutting in two: the keys of the page just listed (from
+/// `page_start` to `page_end`, `entries` of them) give a density, and the part of the range still ahead
+/// (to `range_end`) must hold, at that density, at least two more pages. Cutting sparser ranges costs a
+/// listing per cut for little parallelism.
+pub fn worth_cutting(prefix: &str, page_start: Option<&str>, page_end: &str, range_end: Option<&str>, entries: usize, page_size: usize) -> bool {
+    let start = page_start.map_or(0.0, |key| position(prefix, key));
+    let end = position(prefix, page_end);
+    let limit = range_end.map_or(1.0, |key| position(prefix, key));
+    let listed_width = end - start;
+    if entries == 0 {
+        return false;
+    }
+    if listed_width <= 0.0 {
+        // The whole page lies within one tiny stretch of key space: dense; worth cutting.
+        return true;
+    }
+    let ahead = entries as f64 * (limit - end).max(0.0) / listed_width;
+    ahead >= 2.0 * page_size as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +144,27 @@ mod tests {
             assert!(cuts < 200);
         }
         assert!(cuts > 5);
+    }
+
+    #[test]
+    fn positions_follow_key_order() {
+        let keys = ["", "-", "0", "a", "a/b", "a0", "b", "bigns/svc-1", "bigns/svc-2", "z", "zzzz"];
+        let positions: Vec<f64> = keys.iter().map(|k| position(P, &format!("{P}{k}"))).collect();
+        assert!(positions.windows(2).all(|w| w[0] <= w[1]), "{positions:?}");
+        assert!(positions.iter().all(|p| (0.0..1.0).contains(p)));
+    }
+
+    #[test]
+    fn cuts_only_ranges_dense_enough() {
+        let key = |k: &str| format!("{P}{k}");
+        // 1,000 keys from the start to "0": the rest of the alphabet holds many more pages at that rate.
+        assert!(worth_cutting(P, None, &key("0"), None, 1000, 1000));
+        assert!(!worth_cutting(P, None, &key("0"), Some(&key("00")), 1000, 1000));
+        // 1,000 keys between "a" and "y": "y" to the end holds less than two pages at that rate.
+        assert!(!worth_cutting(P, Some(&key("a")), &key("y"), None, 1000, 1000));
+        // 3 keys spread over half the key space: not worth a cut.
+        assert!(!worth_cutting(P, None, &key("m"), None, 3, 3));
+        assert!(!worth_cutting(P, None, &key("m"), None, 0, 3));
     }
 
     #[test]

@@ -36,6 +36,15 @@ fn check_backend(name: &str, source: &str, extra: &[&str], env: &[(&str, String)
     let (with_untagged, _) = run(&["--untagged"]);
     assert_eq!(&tag_records(&with_untagged), tags, "{name}: tags with --untagged");
     assert_eq!(&untagged_records(&with_untagged), untagged, "{name}: untagged");
+    if !name.starts_with("filesystem") {
+        // Pages of two keys: the repositories listing is cut into ranges listed concurrently, every
+        // tag listing takes several pages; and the folder walk used for stores that do not roll up.
+        for variant in [&["--list-page-size", "2", "--list-concurrency", "8"][..], &["--discovery", "walk"], &["--discovery", "walk", "--list-page-size", "1"]] {
+            let (lines, _) = run(variant);
+            assert_eq!(&tag_records(&lines), tags, "{name}: {variant:?}");
+            assert!(error_records(&lines).is_empty(), "{name}: {variant:?}");
+        }
+    }
     request_counts(&stderr)
 }
 
@@ -65,6 +74,10 @@ fn every_backend_produces_the_identical_inventory() {
     let mut env = moto.env();
     env.retain(|(k, _)| *k != "AWS_ENDPOINT_URL");
     check_backend("s3 --endpoint", "s3://registry/", &["--endpoint", &moto.url], &env, &tags, &facts.untagged);
+    // A root under which nothing lies is a fatal error that says so.
+    let output = rehydrate_with_env(&["scan", "s3://registry/wrong/root"], &moto.env());
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("nothing under registry/wrong/root/docker/registry/v2/repositories/"));
 
     let objects = tree_objects(dir.path());
     let client = reqwest::blocking::Client::new();

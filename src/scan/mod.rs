@@ -77,6 +77,20 @@ pub struct ScanOptions {
     pub untagged: bool,
     /// How to reach an object store (endpoint, anonymous access); unused for filesystems.
     pub object: crate::storage::object::ObjectOptions,
+    /// Keys asked for per listing page on an object store (S3 answers at most 1,000, Azure 5,000).
+    pub page_size: usize,
+    /// How repositories are found in an object store.
+    pub discovery: DiscoveryMode,
+}
+
+/// How an object-store scan finds repositories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DiscoveryMode {
+    /// Roll keys up at `/_` where the store does (checked on the first page), else walk folders.
+    #[default]
+    Auto,
+    /// Walk folder by folder with the delimiter `/` (one listing per folder), whatever the store does.
+    Walk,
 }
 
 /// Storage requests made by a scan, counted as they happen.

@@ -18,14 +18,13 @@ use md5::{Digest as _, Md5};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
-use super::{ConsumerGone, Emitter, ItemError, RequestCounts, ScanItem, ScanOptions};
+use super::{ConsumerGone, DiscoveryMode, Emitter, ItemError, RequestCounts, ScanItem, ScanOptions};
 use crate::layout::{self, check_component, check_repository, check_tag, parse_link, Digest};
-use crate::shard::{after_group, midpoint};
+use crate::shard::{after_group, midpoint, worth_cutting};
 use crate::storage::object::{Cloud, ListPage, ListRequest, ObjectBackend, StorageError};
 
 /// The delimiter that rolls a whole repository into one common prefix.
 const ROLL_UP: &str = "/_";
-const PAGE_SIZE: usize = 1000;
 /// Repositories found but not yet scanned: holds the listing back when tag scans lag behind.
 const REPOSITORY_QUEUE: usize = 2048;
 
@@ -85,11 +84,15 @@ enum Discovery {
     Walk,
 }
 
-/// A key range of the repositories listing: keys after `after` (exclusive) and before `before`.
+/// A key range of the repositories listing: keys after `after` (exclusive) and before `before`, with the
+/// store's token for the page after the last one listed (used where start-after is not honoured).
 #[derive(Debug, Clone)]
 struct KeyRange {
     after: Option<String>,
     before: Option<String>,
+    token: Option<String>,
+    /// Keys of this range found on the page that ended at `after` (0 when none was listed yet).
+    last_page_entries: usize,
 }
 
 impl KeyRange {
@@ -153,9 +156,12 @@ impl Scanner {
 
     /// Lists the first page with the `/_` delimiter and decides how to find repositories.
     async fn probe(&self, prefix: &str) -> Result<Option<Discovery>, StorageError> {
-        let first_page = self.list(ListRequest { prefix, delimiter: Some(ROLL_UP), max_keys: Some(PAGE_SIZE), ..Default::default() }).await?;
+        let first_page = self.list(ListRequest { prefix, delimiter: Some(ROLL_UP), max_keys: Some(self.options.page_size), ..Default::default() }).await?;
         if first_page.prefixes.is_empty() && first_page.objects.is_empty() {
             return Ok(None);
+        }
+        if self.options.discovery == DiscoveryMode::Walk {
+            return Ok(Some(Discovery::Walk));
         }
         let rolls_up = match first_page.prefixes.first() {
             None => false,
@@ -190,7 +196,7 @@ impl Scanner {
         let workers = self.options.list_concurrency;
         match discovery {
             Discovery::RollUp { first_page, splittable } => {
-                let first = KeyRange { after: None, before: None };
+                let first = KeyRange { after: None, before: None, token: None, last_page_entries: 0 };
                 let Some(rest) = self.take_page(&prefix, &first, first_page, &found).await else { return };
                 let scanner = self.clone();
                 run_pool(workers, rest.into_iter().collect(), move |range, pool| {
@@ -218,12 +224,14 @@ impl Scanner {
     async fn take_page(&self, prefix: &str, range: &KeyRange, page: ListPage, found: &mpsc::Sender<String>) -> Option<Option<KeyRange>> {
         let mut last: Option<String> = None;
         let mut passed_end = false;
+        let mut entries = 0;
         for raw in &page.prefixes {
             let group = group_key(raw);
             if !range.contains(&group) {
                 passed_end |= range.before.as_deref().is_some_and(|before| group.as_str() >= before);
                 continue;
             }
+            entries += 1;
             let name = &group[prefix.len()..group.len() - ROLL_UP.len()];
             if !name.is_empty() && self.found_repository(prefix, name, found).await.is_err() {
                 return None;
@@ -233,6 +241,7 @@ impl Scanner {
         for object in &page.objects {
             passed_end |= range.before.as_deref().is_some_and(|before| object.key.as_str() >= before);
             if range.contains(&object.key) {
+                entries += 1;
                 last = last.max(Some(object.key.clone()));
             }
         }
@@ -240,7 +249,7 @@ impl Scanner {
             return Some(None);
         }
         let after = last.or(range.after.clone());
-        Some(Some(KeyRange { after, before: range.before.clone() }))
+        Some(Some(KeyRange { after, before: range.before.clone(), token: page.next_token, last_page_entries: entries }))
     }
 
     /// Checks a repository name and hands it to the tag scans.
@@ -251,21 +260,30 @@ impl Scanner {
         }
     }
 
-    /// Lists `range` page by page; whenever a listing slot is free, cuts the rest of it in two.
+    /// Lists `range` page by page; whenever a listing slot is free and the rest of the range looks large
+    /// enough (`worth_cutting`, from the density of the page just listed), cuts the rest in two.
+    ///
+    /// Pages follow each other by start-after, so that a range can be cut anywhere. On a store that does
+    /// not honour start-after (checked once in the probe, and again whenever a page brings nothing new),
+    /// pages follow the store's own tokens instead, and the range is never cut.
     async fn list_range(&self, prefix: &str, mut range: KeyRange, splittable: bool, pool: &Pool<KeyRange>, found: &mpsc::Sender<String>) {
+        let mut by_token = !splittable && range.token.is_some();
+        // Where the page that ended at `range.after` started (the first range's first page: at the start).
+        let mut page_start: Option<String> = None;
         loop {
-            if splittable && pool.has_free_slot() {
-                if let Some(cut) = range.after.as_deref().and_then(|after| midpoint(prefix, after, range.before.as_deref())) {
-                    pool.spawn(KeyRange { after: Some(cut.clone()), before: range.before.take() });
+            if !by_token && pool.has_free_slot() {
+                if let Some(cut) = self.cut_point(prefix, page_start.as_deref(), &range) {
+                    pool.spawn(KeyRange { after: Some(cut.clone()), before: range.before.take(), token: None, last_page_entries: 0 });
                     range.before = Some(cut);
                 }
             }
+            page_start = range.after.clone();
             let request = ListRequest {
                 prefix,
                 delimiter: Some(ROLL_UP),
-                start_after: range.after.as_deref(),
-                max_keys: Some(PAGE_SIZE),
-                ..Default::default()
+                start_after: if by_token { None } else { range.after.as_deref() },
+                page_token: if by_token { range.token.as_deref() } else { None },
+                max_keys: Some(self.options.page_size),
             };
             let page = match self.list(request).await {
                 Ok(page) => page,
@@ -275,11 +293,32 @@ impl Scanner {
                     return;
                 }
             };
-            match self.take_page(prefix, &range, page, found).await {
-                Some(Some(rest)) if rest.after != range.after => range = rest,
-                _ => return,
+            let Some(Some(rest)) = self.take_page(prefix, &range, page, found).await else { return };
+            if rest.after == range.after && !by_token {
+                // Nothing new after the start-after key: the store ignored it. Follow its tokens, which is
+                // possible from the start of the key space only; a cut range cannot be finished.
+                if range.before.is_some() {
+                    let key = format!("{prefix} (after {})", range.after.as_deref().unwrap_or("the start"));
+                    let message = "the store ignored start-after in a cut key range: repositories in it may be missing (use --list-concurrency 1)";
+                    let _ = self.emit(ScanItem::Error(ItemError::new(key, message))).await;
+                    return;
+                }
+                if rest.token.is_none() {
+                    return;
+                }
+                by_token = true;
             }
+            range = rest;
         }
+    }
+
+    /// Where to cut the rest of `range`, if it is worth it.
+    fn cut_point(&self, prefix: &str, page_start: Option<&str>, range: &KeyRange) -> Option<String> {
+        let after = range.after.as_deref()?;
+        let before = range.before.as_deref();
+        worth_cutting(prefix, page_start, after, before, range.last_page_entries, self.options.page_size)
+            .then(|| midpoint(prefix, after, before))
+            .flatten()
     }
 
     /// The `/` walk for stores that do not roll up at `/_`: lists one folder's children.
@@ -287,7 +326,7 @@ impl Scanner {
         let mut token: Option<String> = None;
         let mut is_repository = false;
         loop {
-            let request = ListRequest { prefix: &folder, delimiter: Some("/"), page_token: token.as_deref(), max_keys: Some(PAGE_SIZE), ..Default::default() };
+            let request = ListRequest { prefix: &folder, delimiter: Some("/"), page_token: token.as_deref(), max_keys: Some(self.options.page_size), ..Default::default() };
             let page = match self.list(request).await {
                 Ok(page) => page,
                 Err(error) => {
@@ -347,7 +386,7 @@ impl Scanner {
         let mut objects = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let page = self.list(ListRequest { prefix, page_token: token.as_deref(), max_keys: Some(PAGE_SIZE), ..Default::default() }).await?;
+            let page = self.list(ListRequest { prefix, page_token: token.as_deref(), max_keys: Some(self.options.page_size), ..Default::default() }).await?;
             objects.extend(page.objects);
             token = page.next_token;
             if token.is_none() {

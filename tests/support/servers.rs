@@ -98,6 +98,31 @@ impl Moto {
         assert!(response.status().is_success(), "creating bucket {bucket}: {}", response.status());
     }
 
+    /// Uploads every file of a storage root into `bucket`, 16 at a time, through object_store.
+    pub fn put_tree(&self, bucket: &str, root: &Path) {
+        use futures::stream::{self, StreamExt};
+        use object_store::ObjectStoreExt;
+        let store = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_endpoint(&self.url)
+            .with_allow_http(true)
+            .with_access_key_id(S3_ACCESS_KEY)
+            .with_secret_access_key(S3_SECRET_KEY)
+            .with_region("us-east-1")
+            .build()
+            .unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(
+            stream::iter(tree_objects(root))
+                .map(|(key, bytes)| {
+                    let store = &store;
+                    async move { store.put(&object_store::path::Path::from(key.as_str()), bytes.into()).await.unwrap() }
+                })
+                .buffer_unordered(16)
+                .collect::<Vec<_>>(),
+        );
+    }
+
     /// The environment `rehydrate` needs to reach this server, as a user would set it.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
