@@ -4,6 +4,7 @@
 //! written out (`inventory`, `pipeline`). `cli` and `main.rs` sit on top.
 
 pub mod cli;
+pub mod filter;
 pub mod inventory;
 pub mod layout;
 pub mod pipeline;
