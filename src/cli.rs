@@ -4,9 +4,13 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use url::Url;
 
+use crate::copy::DEFAULT_CHUNK_SIZE;
+use crate::filter::{Glob, NameFilter, NameMapping};
 use crate::inventory::Format;
-use crate::pipeline::{self, Outcome, ScanPlan};
+use crate::pipeline::{self, Outcome, ScanPlan, Selection, SyncMode, SyncPlan};
+use crate::registry::credentials::{self, CredentialSources};
 use crate::scan::{DiscoveryMode, ScanOptions};
 use crate::storage::object::ObjectOptions;
 use crate::storage::Source;
@@ -22,22 +26,18 @@ pub struct Cli {
 enum Command {
     /// List every repository, tag and digest found in a registry's storage, as an inventory.
     Scan(ScanArgs),
+    /// Copy every tag found in a registry's storage into a target registry (Harbor or any OCI registry).
+    Sync(SyncArgs),
+    /// Check that every tag found in the storage resolves to the same digest on the target.
+    Verify(SyncArgs),
 }
 
+/// Where the source storage is and how to list it (shared by every command).
 #[derive(Debug, Args)]
-struct ScanArgs {
+struct SourceArgs {
     /// The storage root, the place that holds docker/registry/v2: a path or file:///path, s3://bucket/root,
     /// gs://bucket/root or az://container/root.
     source: String,
-    /// Write the inventory here instead of standard output.
-    #[arg(long, short)]
-    output: Option<PathBuf>,
-    /// The inventory's format.
-    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
-    format: Format,
-    /// Also list manifest revisions that no tag points at (index children, referrers, untagged images).
-    #[arg(long)]
-    untagged: bool,
     /// How many listings run at once [default: 4 per core on a filesystem, 32 on an object store].
     #[arg(long, value_name = "N")]
     list_concurrency: Option<usize>,
@@ -60,6 +60,73 @@ struct ScanArgs {
     quiet: bool,
 }
 
+#[derive(Debug, Args)]
+struct ScanArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Write the inventory here instead of standard output.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// The inventory's format.
+    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+    format: Format,
+    /// Also list manifest revisions that no tag points at (index children, referrers, untagged images).
+    #[arg(long)]
+    untagged: bool,
+}
+
+#[derive(Debug, Args)]
+struct SyncArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// The target registry: https://harbor.example.com (a bare host means https).
+    target: String,
+    /// Allow a plain-HTTP target (http://...). Without it, only HTTPS is spoken.
+    #[arg(long)]
+    plain_http: bool,
+    /// User name on the target [env: REHYDRATE_TARGET_USERNAME]. The password comes from
+    /// REHYDRATE_TARGET_PASSWORD, --password-file, --password-stdin, or the Docker config (docker login).
+    #[arg(long)]
+    username: Option<String>,
+    /// Read the target password from this file.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// Read the target password from the first line of standard input.
+    #[arg(long)]
+    password_stdin: bool,
+    /// Copy only repositories matching this doublestar glob (repeatable): `library/**`, `{a,b}/*`.
+    #[arg(long = "include", value_name = "GLOB")]
+    include: Vec<String>,
+    /// Skip repositories matching this glob (repeatable).
+    #[arg(long = "exclude", value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// Copy only tags matching this glob (repeatable).
+    #[arg(long = "include-tag", value_name = "GLOB")]
+    include_tag: Vec<String>,
+    /// Skip tags matching this glob (repeatable).
+    #[arg(long = "exclude-tag", value_name = "GLOB")]
+    exclude_tag: Vec<String>,
+    /// Put every repository under this namespace on the target (Harbor's destination namespace).
+    #[arg(long, value_name = "NAMESPACE", default_value = "")]
+    dest_namespace: String,
+    /// With --dest-namespace: -1 keeps only the last name component, 0 the whole name, N drops the first N
+    /// components (Harbor's dest_namespace_replace_count).
+    #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
+    flatten: i32,
+    /// Replace target tags that point at another digest (by default they are left alone and reported).
+    #[arg(long = "override")]
+    override_tags: bool,
+    /// Print what would be created and pushed, and push nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// How many tags are copied at once.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    push_concurrency: usize,
+    /// Blobs larger than this are uploaded in chunks of this many bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_CHUNK_SIZE)]
+    chunk_size: u64,
+}
+
 /// Folder reads are short system calls that mostly wait on the disk (or a network filesystem): a few per
 /// core keep the disk queue full without thrashing. Object store listings wait on the network: many at
 /// once, still far below any store's request-rate limits.
@@ -74,32 +141,105 @@ impl Cli {
     pub fn run(self) -> anyhow::Result<Outcome> {
         match self.command {
             Command::Scan(args) => args.run(),
+            Command::Sync(args) => args.run(SyncMode::Sync),
+            Command::Verify(args) => args.run(SyncMode::Verify),
         }
     }
 }
 
-impl ScanArgs {
-    fn run(self) -> anyhow::Result<Outcome> {
+impl SourceArgs {
+    fn resolve(&self, untagged: bool) -> anyhow::Result<(Source, ScanOptions)> {
         let source = Source::parse(&self.source).with_context(|| format!("source {:?}", self.source))?;
         let list_concurrency = match self.list_concurrency {
             Some(0) => anyhow::bail!("--list-concurrency must be at least 1"),
             Some(n) => n,
             None => default_list_concurrency(&source),
         };
-        let object = ObjectOptions { endpoint: self.endpoint, anonymous: self.anonymous };
-        let plan = ScanPlan {
-            source,
-            options: ScanOptions {
-                list_concurrency,
-                untagged: self.untagged,
-                object,
-                page_size: self.list_page_size.max(1),
-                discovery: self.discovery,
-            },
-            output: self.output,
-            format: self.format,
-            quiet: self.quiet,
+        let options = ScanOptions {
+            list_concurrency,
+            untagged,
+            object: ObjectOptions { endpoint: self.endpoint.clone(), anonymous: self.anonymous },
+            page_size: self.list_page_size.max(1),
+            discovery: self.discovery,
         };
-        pipeline::run_scan(plan)
+        Ok((source, options))
+    }
+}
+
+impl ScanArgs {
+    fn run(self) -> anyhow::Result<Outcome> {
+        let (source, options) = self.source.resolve(self.untagged)?;
+        pipeline::run_scan(ScanPlan { source, options, output: self.output, format: self.format, quiet: self.source.quiet })
+    }
+}
+
+/// The target URL: a bare host means HTTPS; plain HTTP only when asked for explicitly.
+fn target_url(text: &str, plain_http: bool) -> anyhow::Result<Url> {
+    let with_scheme = if text.contains("://") { text.to_string() } else { format!("https://{text}") };
+    let url = Url::parse(&with_scheme).with_context(|| format!("target {text:?} is not a URL"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if plain_http => {}
+        "http" => anyhow::bail!("target {text:?} is plain HTTP: pass --plain-http to allow it"),
+        other => anyhow::bail!("target {text:?}: unsupported scheme {other:?}"),
+    }
+    if url.host_str().is_none() {
+        anyhow::bail!("target {text:?} names no host");
+    }
+    Ok(url)
+}
+
+fn globs(patterns: &[String]) -> anyhow::Result<Vec<Glob>> {
+    patterns.iter().map(|p| Glob::new(p).map_err(anyhow::Error::from)).collect()
+}
+
+impl SyncArgs {
+    fn run(self, mode: SyncMode) -> anyhow::Result<Outcome> {
+        let (source, options) = self.source.resolve(false)?;
+        let target = target_url(&self.target, self.plain_http)?;
+        let host = match target.port() {
+            Some(port) => format!("{}:{port}", target.host_str().unwrap_or_default()),
+            None => target.host_str().unwrap_or_default().to_string(),
+        };
+        let credentials = credentials::resolve(&CredentialSources {
+            username: self.username.clone(),
+            password_file: self.password_file.clone(),
+            password_stdin: self.password_stdin,
+            registry_host: host,
+        })?;
+        if self.push_concurrency == 0 {
+            anyhow::bail!("--push-concurrency must be at least 1");
+        }
+        let selection = Selection {
+            repositories: NameFilter { include: globs(&self.include)?, exclude: globs(&self.exclude)? },
+            tags: NameFilter { include: globs(&self.include_tag)?, exclude: globs(&self.exclude_tag)? },
+            mapping: NameMapping::new(&self.dest_namespace, self.flatten)?,
+        };
+        pipeline::run_sync(SyncPlan {
+            mode,
+            source,
+            options,
+            target,
+            credentials,
+            selection,
+            override_tags: self.override_tags,
+            dry_run: self.dry_run,
+            push_concurrency: self.push_concurrency,
+            chunk_size: self.chunk_size.max(1024 * 1024),
+            quiet: self.source.quiet,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_https_unless_plain_http_is_asked_for() {
+        assert_eq!(target_url("harbor.example.com", false).unwrap().as_str(), "https://harbor.example.com/");
+        assert!(target_url("http://127.0.0.1:5000", false).is_err());
+        assert_eq!(target_url("http://127.0.0.1:5000", true).unwrap().as_str(), "http://127.0.0.1:5000/");
+        assert!(target_url("ftp://x", true).is_err());
     }
 }

@@ -4,10 +4,12 @@
 //! written out (`inventory`, `pipeline`). `cli` and `main.rs` sit on top.
 
 pub mod cli;
+pub mod copy;
 pub mod filter;
 pub mod inventory;
 pub mod layout;
 pub mod pipeline;
+pub mod registry;
 pub mod scan;
 pub mod shard;
 pub mod storage;

@@ -8,11 +8,23 @@ use tokio::sync::mpsc::error::TryRecvError;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context;
+use std::time::Duration;
 
+use anyhow::Context;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use url::Url;
+
+use crate::copy::manifest::Manifest;
+use crate::copy::{CopyCounts, CopyError, Copier, TagOutcome};
+use crate::filter::{NameFilter, NameMapping};
 use crate::inventory::{human_duration, Counts, Format, InventoryWriter};
+use crate::layout::Digest;
+use crate::registry::client::RegistryClient;
+use crate::registry::credentials::Credentials;
+use crate::registry::harbor::Harbor;
 use crate::scan::{self, RequestCounts, ScanItem, ScanOptions};
-use crate::storage::Source;
+use crate::storage::{BlobStore, Source};
 
 /// How a run ended, for the exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +62,7 @@ pub fn run_scan(plan: ScanPlan) -> anyhow::Result<Outcome> {
     let (mut items, scan_thread) = scan::start(&plan.source, plan.options.clone(), requests.clone());
 
     let mut counts = Counts::default();
-    let mut problems_printed = 0;
+    let mut printer = ProblemPrinter { quiet: plan.quiet, printed: 0 };
     loop {
         // Flush whenever the scan has nothing ready, so that records stream out as they are found
         // without a system call per record.
@@ -66,12 +78,10 @@ pub fn run_scan(plan: ScanPlan) -> anyhow::Result<Outcome> {
             Err(TryRecvError::Disconnected) => break,
         };
         counts.count(&item);
-        if let ScanItem::Error(problem) | ScanItem::Warning(problem) = &item {
-            let level = if matches!(item, ScanItem::Error(_)) { "error" } else { "warning" };
-            if !plan.quiet && problems_printed < PROBLEMS_PRINTED {
-                eprintln!("{level}: {problem}");
-                problems_printed += 1;
-            }
+        match &item {
+            ScanItem::Error(problem) => printer.print("error", problem),
+            ScanItem::Warning(problem) => printer.print("warning", problem),
+            _ => {}
         }
         writer.write(&item).context("writing the inventory")?;
     }
@@ -79,7 +89,7 @@ pub fn run_scan(plan: ScanPlan) -> anyhow::Result<Outcome> {
     drop(items);
     scan_thread.join().expect("the scan thread panicked").context("scanning the source")?;
 
-    print_summary(&counts, &requests, started, problems_printed);
+    print_summary(&counts, &requests, started, printer.printed);
     Ok(if counts.errors > 0 { Outcome::Partial } else { Outcome::Complete })
 }
 
@@ -101,5 +111,309 @@ fn print_summary(counts: &Counts, requests: &RequestCounts, started: Instant, pr
     }
     if counts.errors > 0 {
         eprintln!("the scan is PARTIAL: {} items could not be read (each is an error record in the inventory)", counts.errors);
+    }
+}
+
+/// What `rehydrate sync` or `verify` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Copy every selected tag.
+    Sync,
+    /// Check that every selected tag resolves to the same digest on the target.
+    Verify,
+}
+
+/// Which repositories and tags are taken, and where they land.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub repositories: NameFilter,
+    pub tags: NameFilter,
+    pub mapping: NameMapping,
+}
+
+pub struct SyncPlan {
+    pub mode: SyncMode,
+    pub source: Source,
+    pub options: ScanOptions,
+    pub target: Url,
+    pub credentials: Option<Credentials>,
+    pub selection: Selection,
+    pub override_tags: bool,
+    pub dry_run: bool,
+    pub push_concurrency: usize,
+    pub chunk_size: u64,
+    pub quiet: bool,
+}
+
+/// Prints problems as they come, up to `PROBLEMS_PRINTED`.
+struct ProblemPrinter {
+    quiet: bool,
+    printed: u64,
+}
+
+impl ProblemPrinter {
+    fn print(&mut self, level: &str, message: impl std::fmt::Display) {
+        if !self.quiet && self.printed < PROBLEMS_PRINTED {
+            eprintln!("{level}: {message}");
+            self.printed += 1;
+        }
+    }
+}
+
+/// Counts of a sync or verify run.
+#[derive(Debug, Default)]
+struct SyncCounts {
+    repositories: u64,
+    tags_seen: u64,
+    filtered: u64,
+    pushed: u64,
+    already_there: u64,
+    verified: u64,
+    failed: u64,
+    source_errors: u64,
+    warnings: u64,
+}
+
+/// What one tag's task reports back.
+struct TagReport {
+    label: String,
+    result: Result<TagOutcome, CopyError>,
+}
+
+/// How long to wait for a connection or an answer from the target.
+const TARGET_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn target_http() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(15))
+        .read_timeout(TARGET_TIMEOUT)
+        .pool_max_idle_per_host(64)
+        .user_agent(concat!("rehydrate/", env!("CARGO_PKG_VERSION")))
+        .build()?)
+}
+
+/// Copies (or verifies) every selected tag as the scan finds it: the scan streams tags through a bounded
+/// channel, each tag becomes a task, at most `push_concurrency` run at once, and the scan is held back
+/// while they are all busy.
+pub fn run_sync(plan: SyncPlan) -> anyhow::Result<Outcome> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(sync_async(plan))
+}
+
+async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let http = target_http()?;
+    let target = Arc::new(RegistryClient::new(plan.target.clone(), http.clone(), plan.credentials.clone()));
+    let harbor = match Harbor::detect(&plan.target, &http, plan.credentials.clone()).await {
+        Some(harbor) => {
+            harbor.check_credentials().await?;
+            eprintln!("target is Harbor {}", harbor.version().await.unwrap_or_default());
+            Some(Arc::new(harbor))
+        }
+        None => None,
+    };
+    target.ping().await.with_context(|| format!("reaching the target {}", plan.target))?;
+    let blobs = Arc::new(BlobStore::connect(&plan.source, &plan.options.object).await.context("opening the source storage")?);
+    let copier = Arc::new(Copier::new(blobs, target.clone(), plan.chunk_size));
+
+    let requests = Arc::new(RequestCounts::default());
+    let (mut items, scan_thread) = scan::start(&plan.source, plan.options.clone(), requests.clone());
+    let slots = Arc::new(Semaphore::new(plan.push_concurrency));
+    let mut tasks: JoinSet<TagReport> = JoinSet::new();
+    let mut counts = SyncCounts::default();
+    let mut printer = ProblemPrinter { quiet: plan.quiet, printed: 0 };
+    let mut dry_run = DryRun::default();
+
+    while let Some(item) = items.recv().await {
+        while let Some(done) = tasks.try_join_next() {
+            record(&mut counts, &mut printer, plan.mode, done.expect("a copy task panicked"));
+        }
+        let (repository, tag, digest) = match item {
+            ScanItem::Tag { repository, tag, digest } => (repository, tag, digest),
+            ScanItem::Repository { .. } => {
+                counts.repositories += 1;
+                continue;
+            }
+            ScanItem::Error(problem) => {
+                counts.source_errors += 1;
+                printer.print("error", problem);
+                continue;
+            }
+            ScanItem::Warning(problem) => {
+                counts.warnings += 1;
+                printer.print("warning", problem);
+                continue;
+            }
+            ScanItem::Untagged { .. } => continue,
+        };
+        counts.tags_seen += 1;
+        if !plan.selection.repositories.accepts(&repository) || !plan.selection.tags.accepts(&tag) {
+            counts.filtered += 1;
+            continue;
+        }
+        let label = format!("{repository}:{tag}");
+        let target_repository = match plan.selection.mapping.map(&repository) {
+            Ok(name) => name,
+            Err(error) => {
+                counts.failed += 1;
+                printer.print("error", format!("{label}: {error}"));
+                continue;
+            }
+        };
+        if plan.dry_run {
+            dry_run.plan(&copier, &target, &target_repository, &tag, &digest, &mut printer).await;
+            continue;
+        }
+        let permit = slots.clone().acquire_owned().await.expect("never closed");
+        let (copier, harbor, target) = (copier.clone(), harbor.clone(), target.clone());
+        let (mode, override_tags) = (plan.mode, plan.override_tags);
+        tasks.spawn(async move {
+            let label = format!("{label} -> {target_repository}:{tag}");
+            let result = match mode {
+                SyncMode::Sync => copy_one(&copier, harbor.as_deref(), &target_repository, &tag, &digest, override_tags).await,
+                SyncMode::Verify => verify_one(&target, &target_repository, &tag, &digest).await,
+            };
+            drop(permit);
+            TagReport { label, result }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        record(&mut counts, &mut printer, plan.mode, done.expect("a copy task panicked"));
+    }
+    scan_thread.join().expect("the scan thread panicked").context("scanning the source")?;
+
+    if plan.dry_run {
+        dry_run.print_summary();
+    }
+    print_sync_summary(&plan, &counts, &copier.counts, started);
+    Ok(if counts.failed > 0 || counts.source_errors > 0 { Outcome::Partial } else { Outcome::Complete })
+}
+
+async fn copy_one(copier: &Copier, harbor: Option<&Harbor>, repository: &str, tag: &str, digest: &Digest, override_tags: bool) -> Result<TagOutcome, CopyError> {
+    if let Some(harbor) = harbor {
+        let project = repository.split('/').next().unwrap_or(repository);
+        harbor.ensure_project(project).await.map_err(|e| CopyError::Target(e.to_string()))?;
+    }
+    copier.copy_tag(repository, tag, digest, override_tags).await
+}
+
+async fn verify_one(target: &RegistryClient, repository: &str, tag: &str, digest: &Digest) -> Result<TagOutcome, CopyError> {
+    match target.manifest_digest(repository, tag).await? {
+        Some(found) if &found == digest => Ok(TagOutcome::AlreadyThere),
+        Some(found) => Err(CopyError::Target(format!("the target's tag points at {found}, the source's at {digest}"))),
+        None => Err(CopyError::Target("missing on the target".to_string())),
+    }
+}
+
+fn record(counts: &mut SyncCounts, printer: &mut ProblemPrinter, mode: SyncMode, report: TagReport) {
+    match (report.result, mode) {
+        (Ok(TagOutcome::Pushed), _) => counts.pushed += 1,
+        (Ok(TagOutcome::AlreadyThere), SyncMode::Sync) => counts.already_there += 1,
+        (Ok(TagOutcome::AlreadyThere), SyncMode::Verify) => counts.verified += 1,
+        (Err(error), _) => {
+            counts.failed += 1;
+            printer.print("error", format!("{}: {error}", report.label));
+        }
+    }
+}
+
+/// What a dry run finds: projects to create, tags to push, blob bytes to move (each blob counted once).
+#[derive(Default)]
+struct DryRun {
+    projects: std::collections::BTreeSet<String>,
+    repositories: std::collections::BTreeSet<String>,
+    tags: u64,
+    already_there: u64,
+    blobs: std::collections::HashSet<Digest>,
+    bytes: u64,
+}
+
+impl DryRun {
+    async fn plan(&mut self, copier: &Copier, target: &RegistryClient, repository: &str, tag: &str, digest: &Digest, printer: &mut ProblemPrinter) {
+        if let Ok(Some(existing)) = target.manifest_digest(repository, tag).await {
+            if &existing == digest {
+                self.already_there += 1;
+                return;
+            }
+        }
+        self.projects.insert(repository.split('/').next().unwrap_or(repository).to_string());
+        self.repositories.insert(repository.to_string());
+        self.tags += 1;
+        println!("would push {repository}:{tag} ({digest})");
+        let mut pending = vec![digest.clone()];
+        while let Some(manifest_digest) = pending.pop() {
+            match copier.read_manifest(&manifest_digest).await {
+                Ok((Manifest::Index { children, .. }, _)) => pending.extend(children.into_iter().map(|c| c.digest)),
+                Ok((Manifest::Image { blobs, .. }, _)) => {
+                    for blob in blobs {
+                        if self.blobs.insert(blob.digest) {
+                            self.bytes += blob.size;
+                        }
+                    }
+                }
+                Err(error) => printer.print("error", format!("{repository}:{tag}: {error}")),
+            }
+        }
+    }
+
+    fn print_summary(&self) {
+        println!(
+            "dry run: would create up to {} projects ({}), push {} tags into {} repositories, move up to {} blobs ({}); {} tags already there",
+            self.projects.len(),
+            self.projects.iter().cloned().collect::<Vec<_>>().join(", "),
+            self.tags,
+            self.repositories.len(),
+            self.blobs.len(),
+            human_bytes(self.bytes),
+            self.already_there
+        );
+    }
+}
+
+/// Formats a byte count for people: `512 B`, `1.5 MiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn print_sync_summary(plan: &SyncPlan, counts: &SyncCounts, copy: &CopyCounts, started: Instant) {
+    let elapsed = human_duration(started.elapsed());
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let selected = counts.tags_seen - counts.filtered;
+    match plan.mode {
+        SyncMode::Sync => eprintln!(
+            "sync finished in {elapsed}: {} repositories, {} tags selected ({} filtered out): {} pushed, {} already there, {} failed; \
+             blobs: {} uploaded ({}), {} mounted, {} already on the target; {} manifests pushed; {} source errors, {} warnings",
+            counts.repositories,
+            selected,
+            counts.filtered,
+            counts.pushed,
+            counts.already_there,
+            counts.failed,
+            get(&copy.blobs_uploaded),
+            human_bytes(get(&copy.bytes_uploaded)),
+            get(&copy.blobs_mounted),
+            get(&copy.blobs_present),
+            get(&copy.manifests_pushed),
+            counts.source_errors,
+            counts.warnings,
+        ),
+        SyncMode::Verify => eprintln!(
+            "verify finished in {elapsed}: {} tags selected ({} filtered out): {} match, {} do not; {} source errors",
+            selected, counts.filtered, counts.verified, counts.failed, counts.source_errors
+        ),
+    }
+    if counts.failed > 0 || counts.source_errors > 0 {
+        eprintln!("the run is PARTIAL: {} tags failed, {} source items could not be read", counts.failed, counts.source_errors);
     }
 }

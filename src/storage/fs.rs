@@ -102,10 +102,15 @@ pub fn open_dir(dir: BorrowedFd<'_>, relative: &str) -> io::Result<OwnedFd> {
     open_beneath(dir, relative, dir_flags())
 }
 
+/// Opens the file at `relative` below `dir` for reading.
+pub fn open_file(dir: BorrowedFd<'_>, relative: &str) -> io::Result<OwnedFd> {
+    open_beneath(dir, relative, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW)
+}
+
 /// Reads a small file at `relative` below `dir`: at most `max_len + 1` bytes, so that a caller can tell
 /// a file that is too long from one that fits without reading the whole of a huge file.
 pub fn read_small_file(dir: BorrowedFd<'_>, relative: &str, max_len: usize) -> io::Result<Vec<u8>> {
-    let fd = open_beneath(dir, relative, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW)?;
+    let fd = open_file(dir, relative)?;
     let mut content = vec![0u8; max_len + 1];
     let mut filled = 0;
     while filled < content.len() {

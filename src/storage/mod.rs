@@ -3,9 +3,11 @@
 //! One backend a file: `fs` for a storage root on a (local or mounted) filesystem, `object/` for S3,
 //! GCS and Azure Blob.
 
+pub mod blobs;
 pub mod fs;
 pub mod object;
 
+pub use blobs::BlobStore;
 pub use object::Cloud;
 
 use std::path::PathBuf;

@@ -14,7 +14,7 @@ use object_store::azure::{AzureAuthorizer, AzureConfigKey, AzureCredential, Micr
 use serde::Deserialize;
 use url::Url;
 
-use super::{check_status, encode_key_path, http_client, http_request, md5_from_base64, send, small_body, to_reqwest};
+use super::{check_status, encode_key_path, found, http_client, http_request, md5_from_base64, send, to_reqwest};
 use super::{ListPage, ListRequest, ListedObject, ObjectOptions, StorageError};
 
 /// The REST version asked for: the one `object_store` signs with.
@@ -117,17 +117,13 @@ impl Azure {
         Ok(page)
     }
 
-    pub async fn read_small(&self, key: &str, max_len: usize) -> Result<Option<Vec<u8>>, StorageError> {
+    /// GETs a blob; `None` when it does not exist.
+    pub async fn get(&self, key: &str) -> Result<Option<reqwest::Response>, StorageError> {
         let mut url = self.container_url.clone();
         let base = url.path().trim_end_matches('/').to_string();
         // A name starting with `/` keeps it: `<container>//docker/...` is that blob's URL.
         url.set_path(&format!("{base}/{}", encode_key_path(key)));
-        let response = send("read", key, || self.signed_get(&url)).await?;
-        if response.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        let response = check_status("read", key, response).await?;
-        small_body(key, response, max_len).await.map(Some)
+        found(key, send("read", key, || self.signed_get(&url)).await?).await
     }
 }
 

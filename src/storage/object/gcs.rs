@@ -10,7 +10,7 @@ use object_store::gcp::{GoogleCloudStorage, GoogleCloudStorageBuilder};
 use serde::Deserialize;
 use url::Url;
 
-use super::{check_status, http_client, md5_from_base64, send, small_body};
+use super::{check_status, found, http_client, md5_from_base64, send};
 use super::{ListPage, ListRequest, ListedObject, ObjectOptions, StorageError};
 
 const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
@@ -84,16 +84,12 @@ impl Gcs {
         })
     }
 
-    pub async fn read_small(&self, key: &str, max_len: usize) -> Result<Option<Vec<u8>>, StorageError> {
+    /// GETs an object's content; `None` when it does not exist.
+    pub async fn get(&self, key: &str) -> Result<Option<reqwest::Response>, StorageError> {
         let mut url = self.objects_url.clone();
         url.path_segments_mut().expect("an http URL has a path").push(key);
         url.query_pairs_mut().append_pair("alt", "media");
-        let response = send("read", key, || self.authorized_get(&url)).await?;
-        if response.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        let response = check_status("read", key, response).await?;
-        small_body(key, response, max_len).await.map(Some)
+        found(key, send("read", key, || self.authorized_get(&url)).await?).await
     }
 }
 

@@ -16,6 +16,8 @@ pub mod s3;
 
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use thiserror::Error;
 
 /// One object in a listing, with the MD5 of its content when the store lists it (S3 single-part ETag,
@@ -102,13 +104,34 @@ impl ObjectBackend {
         }
     }
 
-    /// Reads an object of at most `max_len` bytes; `None` when it does not exist.
-    pub async fn read_small(&self, key: &str, max_len: usize) -> Result<Option<Vec<u8>>, StorageError> {
+    async fn get(&self, key: &str) -> Result<Option<reqwest::Response>, StorageError> {
         match self {
-            ObjectBackend::S3(store) => store.read_small(key, max_len).await,
-            ObjectBackend::Gcs(store) => store.read_small(key, max_len).await,
-            ObjectBackend::Azure(store) => store.read_small(key, max_len).await,
+            ObjectBackend::S3(store) => store.get(key).await,
+            ObjectBackend::Gcs(store) => store.get(key).await,
+            ObjectBackend::Azure(store) => store.get(key).await,
         }
+    }
+
+    /// Reads an object, refusing more than `max_len` bytes (it returns `max_len + 1` then, so that the
+    /// caller can tell); `None` when it does not exist.
+    pub async fn read_small(&self, key: &str, max_len: usize) -> Result<Option<Vec<u8>>, StorageError> {
+        match self.get(key).await? {
+            Some(response) => small_body(key, response, max_len).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Opens an object as a stream of bytes, with its size; `None` when it does not exist.
+    pub async fn open_stream(&self, key: &str) -> Result<Option<(u64, ByteStream)>, StorageError> {
+        let Some(response) = self.get(key).await? else { return Ok(None) };
+        let size = response.content_length().ok_or_else(|| StorageError::Parse {
+            operation: "read",
+            target: key.to_string(),
+            message: "the answer has no Content-Length".to_string(),
+        })?;
+        let target = key.to_string();
+        let stream = response.bytes_stream().map(move |chunk| chunk.map_err(|e| std::io::Error::other(format!("reading {target}: {}", without_url(&e)))));
+        Ok(Some((size, Box::pin(stream))))
     }
 
     /// Key prefixes under which a registry may have written its keys, for a root inside the bucket:
@@ -167,6 +190,17 @@ fn without_url(error: &reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// A stream of bytes read from storage.
+pub type ByteStream = std::pin::Pin<Box<dyn futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send>>;
+
+/// A GET's answer: `None` for 404, an error for any other failure.
+pub(crate) async fn found(target: &str, response: reqwest::Response) -> Result<Option<reqwest::Response>, StorageError> {
+    if response.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    check_status("read", target, response).await.map(Some)
 }
 
 /// Turns a non-success answer into an error carrying its status and the start of its body.

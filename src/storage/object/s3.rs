@@ -12,7 +12,7 @@ use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, AwsAuthori
 use serde::Deserialize;
 use url::Url;
 
-use super::{check_status, http_client, http_request, md5_from_hex_etag, send, small_body, to_reqwest, encode_key_path};
+use super::{check_status, encode_key_path, found, http_client, http_request, md5_from_hex_etag, send, to_reqwest};
 use super::{ListPage, ListRequest, ListedObject, ObjectOptions, StorageError};
 
 pub struct S3 {
@@ -97,14 +97,10 @@ impl S3 {
         parse_list(&body).map_err(|message| StorageError::Parse { operation: "list", target: request.prefix.to_string(), message })
     }
 
-    pub async fn read_small(&self, key: &str, max_len: usize) -> Result<Option<Vec<u8>>, StorageError> {
+    /// GETs an object; `None` when it does not exist.
+    pub async fn get(&self, key: &str) -> Result<Option<reqwest::Response>, StorageError> {
         let url = object_url(&self.bucket_url, key);
-        let response = send("read", key, || self.signed_get(&url)).await?;
-        if response.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        let response = check_status("read", key, response).await?;
-        small_body(key, response, max_len).await.map(Some)
+        found(key, send("read", key, || self.signed_get(&url)).await?).await
     }
 }
 

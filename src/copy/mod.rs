@@ -1,0 +1,304 @@
+//! Copying one image from the source storage into the target registry, byte for byte.
+//!
+//! A tag is copied as: check the target's tag (same digest: skip; another digest: leave it unless
+//! overriding) -> the manifest, read from the source blob store and checked against its digest -> its
+//! graph, children first (an index's children are PUT by digest before it; an image's blobs are on the
+//! target before its manifest) -> the manifest PUT under the tag, with its exact bytes and media type.
+//!
+//! A blob goes through small named steps: `blob_exists` (HEAD) -> `mount_blob` (from a target repository
+//! that already holds it) -> `start_upload` -> streamed upload, its digest checked on the way. Work is
+//! shared across tags by digest: a blob or manifest shared by many images is sent once per repository.
+
+pub mod manifest;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use sha2::{Digest as _, Sha256};
+use thiserror::Error;
+use tokio::sync::{Mutex, OnceCell};
+
+use crate::layout::Digest;
+use crate::registry::client::{Mount, RegistryClient, RegistryError};
+use crate::storage::object::{ByteStream, StorageError};
+use crate::storage::BlobStore;
+use manifest::{parse_manifest, Descriptor, Manifest, ManifestError, MAX_MANIFEST_SIZE};
+
+/// Blobs above this size are sent in chunks of this size; smaller ones in one PUT.
+pub const DEFAULT_CHUNK_SIZE: u64 = 64 * 1024 * 1024;
+
+#[derive(Debug, Error, Clone)]
+pub enum CopyError {
+    #[error("manifest {digest}: {source}")]
+    Manifest { digest: Digest, source: ManifestError },
+    #[error("{what} {digest} is missing from the source storage ({key})")]
+    Missing { what: &'static str, digest: Digest, key: String },
+    #[error("{what} {digest} in the source storage is corrupt: its bytes hash to {actual} ({key}); not pushed")]
+    Corrupt { what: &'static str, digest: Digest, actual: String, key: String },
+    #[error("blob {digest}: the manifest says {expected} bytes, the source storage holds {actual} ({key}); not pushed")]
+    SizeMismatch { digest: Digest, expected: u64, actual: u64, key: String },
+    #[error("source storage: {0}")]
+    Storage(String),
+    #[error("target: {0}")]
+    Target(String),
+    #[error("the target's tag points at {existing}, not {wanted}: left alone (use --override to replace it)")]
+    TagDiffers { existing: Digest, wanted: Digest },
+}
+
+impl From<StorageError> for CopyError {
+    fn from(error: StorageError) -> Self {
+        CopyError::Storage(error.to_string())
+    }
+}
+
+impl From<RegistryError> for CopyError {
+    fn from(error: RegistryError) -> Self {
+        CopyError::Target(error.to_string())
+    }
+}
+
+/// What copying one tag did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagOutcome {
+    /// The tag was pushed.
+    Pushed,
+    /// The target's tag already pointed at the same digest: nothing was sent.
+    AlreadyThere,
+}
+
+/// Counts of the work done, shared by every copy.
+#[derive(Debug, Default)]
+pub struct CopyCounts {
+    pub blobs_uploaded: AtomicU64,
+    pub blobs_mounted: AtomicU64,
+    pub blobs_present: AtomicU64,
+    pub bytes_uploaded: AtomicU64,
+    pub manifests_pushed: AtomicU64,
+}
+
+type Once = Arc<OnceCell<Result<(), CopyError>>>;
+
+/// The state shared by all copies into one target.
+pub struct Copier {
+    source: Arc<BlobStore>,
+    target: Arc<RegistryClient>,
+    pub counts: CopyCounts,
+    chunk_size: u64,
+    /// Per (repository, digest): the one attempt to get that blob or manifest there.
+    done: Mutex<HashMap<(String, Digest), Once>>,
+    /// Per blob: a target repository known to hold it (for mounts).
+    homes: Mutex<HashMap<Digest, String>>,
+}
+
+impl Copier {
+    pub fn new(source: Arc<BlobStore>, target: Arc<RegistryClient>, chunk_size: u64) -> Copier {
+        Copier { source, target, counts: CopyCounts::default(), chunk_size, done: Mutex::new(HashMap::new()), homes: Mutex::new(HashMap::new()) }
+    }
+
+    /// Copies `digest` into `repository` under `tag`.
+    pub async fn copy_tag(&self, repository: &str, tag: &str, digest: &Digest, override_tags: bool) -> Result<TagOutcome, CopyError> {
+        match self.target.manifest_digest(repository, tag).await? {
+            Some(existing) if &existing == digest => return Ok(TagOutcome::AlreadyThere),
+            Some(existing) if !override_tags => return Err(CopyError::TagDiffers { existing, wanted: digest.clone() }),
+            _ => {}
+        }
+        let (media_type, bytes) = self.ensure_manifest_graph(repository, digest).await?;
+        self.target.put_manifest(repository, tag, &media_type, bytes).await?;
+        self.counts.manifests_pushed.fetch_add(1, Ordering::Relaxed);
+        Ok(TagOutcome::Pushed)
+    }
+
+    /// Reads a manifest from the source and checks it against its digest.
+    pub async fn read_manifest(&self, digest: &Digest) -> Result<(Manifest, Bytes), CopyError> {
+        let key = self.source.blob_key(digest);
+        let bytes = self
+            .source
+            .read_small(digest, MAX_MANIFEST_SIZE)
+            .await?
+            .ok_or_else(|| CopyError::Missing { what: "manifest", digest: digest.clone(), key: key.clone() })?;
+        if bytes.len() > MAX_MANIFEST_SIZE {
+            return Err(CopyError::Manifest { digest: digest.clone(), source: ManifestError::TooLarge(bytes.len()) });
+        }
+        let actual = Digest::sha256_of(&bytes);
+        if &actual != digest {
+            return Err(CopyError::Corrupt { what: "manifest", digest: digest.clone(), actual: actual.to_string(), key });
+        }
+        let manifest = parse_manifest(&bytes).map_err(|source| CopyError::Manifest { digest: digest.clone(), source })?;
+        Ok((manifest, Bytes::from(bytes)))
+    }
+
+    /// Gets everything a manifest references onto the target (children by digest, blobs), and returns
+    /// the manifest's media type and bytes, ready to be PUT.
+    fn ensure_manifest_graph<'a>(
+        &'a self,
+        repository: &'a str,
+        digest: &'a Digest,
+    ) -> futures::future::BoxFuture<'a, Result<(String, Bytes), CopyError>> {
+        Box::pin(async move {
+            let (manifest, bytes) = self.read_manifest(digest).await?;
+            match &manifest {
+                Manifest::Index { children, .. } => {
+                    for child in children {
+                        self.once(repository, &child.digest, self.push_child(repository, child)).await?;
+                    }
+                }
+                Manifest::Image { blobs, .. } => {
+                    let copies = blobs.iter().map(|blob| self.once(repository, &blob.digest, self.ensure_blob(repository, blob)));
+                    futures::future::try_join_all(copies).await?;
+                }
+            }
+            Ok((manifest.media_type().to_string(), bytes))
+        })
+    }
+
+    /// An index's child: its own graph, then the child PUT by digest.
+    async fn push_child(&self, repository: &str, child: &Descriptor) -> Result<(), CopyError> {
+        let (media_type, bytes) = self.ensure_manifest_graph(repository, &child.digest).await?;
+        self.target.put_manifest(repository, child.digest.as_str(), &media_type, bytes).await?;
+        self.counts.manifests_pushed.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Runs `work` once per (repository, digest), however many copies ask; later askers share its result.
+    async fn once(&self, repository: &str, digest: &Digest, work: impl std::future::Future<Output = Result<(), CopyError>>) -> Result<(), CopyError> {
+        let cell = {
+            let mut done = self.done.lock().await;
+            done.entry((repository.to_string(), digest.clone())).or_default().clone()
+        };
+        cell.get_or_init(|| work).await.clone()
+    }
+
+    /// HEAD, then mount, then upload.
+    async fn ensure_blob(&self, repository: &str, blob: &Descriptor) -> Result<(), CopyError> {
+        if self.target.blob_exists(repository, &blob.digest).await? {
+            self.counts.blobs_present.fetch_add(1, Ordering::Relaxed);
+            return self.remember_home(repository, &blob.digest).await;
+        }
+        let home = self.homes.lock().await.get(&blob.digest).cloned();
+        let location = match home {
+            Some(from) if from != repository => match self.target.mount_blob(repository, &blob.digest, &from).await? {
+                Mount::Mounted => {
+                    self.counts.blobs_mounted.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Mount::Upload(location) => location,
+            },
+            _ => self.target.start_upload(repository).await?,
+        };
+        self.upload(repository, blob, location).await?;
+        self.remember_home(repository, &blob.digest).await
+    }
+
+    async fn remember_home(&self, repository: &str, digest: &Digest) -> Result<(), CopyError> {
+        self.homes.lock().await.entry(digest.clone()).or_insert_with(|| repository.to_string());
+        Ok(())
+    }
+
+    /// Streams a blob from the source into an upload session, checking size and digest on the way.
+    async fn upload(&self, repository: &str, blob: &Descriptor, location: url::Url) -> Result<(), CopyError> {
+        let key = self.source.blob_key(&blob.digest);
+        let (size, stream) = self
+            .source
+            .open(&blob.digest)
+            .await?
+            .ok_or_else(|| CopyError::Missing { what: "blob", digest: blob.digest.clone(), key: key.clone() })?;
+        if blob.size != 0 && size != blob.size {
+            return Err(CopyError::SizeMismatch { digest: blob.digest.clone(), expected: blob.size, actual: size, key });
+        }
+        let verdict: Arc<std::sync::Mutex<Option<CopyError>>> = Arc::default();
+        let checked = verified_stream(stream, blob.digest.clone(), key, verdict.clone());
+        let result = if size <= self.chunk_size {
+            self.target.upload_monolithic(repository, location, &blob.digest, size, checked).await
+        } else {
+            self.target.upload_chunked(repository, location, &blob.digest, self.chunk_size as usize, checked).await
+        };
+        // A corrupt source aborts the upload body: report the corruption, not the broken upload.
+        if let Some(corruption) = verdict.lock().expect("verdict poisoned").take() {
+            return Err(corruption);
+        }
+        result?;
+        self.counts.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
+        self.counts.bytes_uploaded.fetch_add(size, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Passes a blob's bytes through while hashing them, one piece behind: the last piece is released only
+/// once the whole blob has hashed to `digest`, so a corrupt blob never completes an upload (the stream
+/// fails instead, and the registry, which also checks, discards the session).
+fn verified_stream(stream: ByteStream, digest: Digest, key: String, verdict: Arc<std::sync::Mutex<Option<CopyError>>>) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send + Unpin + 'static {
+    struct State {
+        inner: ByteStream,
+        hasher: Sha256,
+        held: Option<Bytes>,
+        finished: bool,
+    }
+    let state = State { inner: stream, hasher: Sha256::new(), held: None, finished: false };
+    Box::pin(futures::stream::unfold(state, move |mut state| {
+        let digest = digest.clone();
+        let key = key.clone();
+        let verdict = verdict.clone();
+        async move {
+            if state.finished {
+                return None;
+            }
+            loop {
+                match state.inner.next().await {
+                    Some(Ok(piece)) => {
+                        state.hasher.update(&piece);
+                        if let Some(previous) = state.held.replace(piece) {
+                            return Some((Ok(previous), state));
+                        }
+                    }
+                    Some(Err(error)) => {
+                        state.finished = true;
+                        return Some((Err(error), state));
+                    }
+                    None => {
+                        state.finished = true;
+                        let actual = format!("sha256:{}", hex::encode(state.hasher.clone().finalize()));
+                        if actual != digest.as_str() {
+                            *verdict.lock().expect("verdict poisoned") =
+                                Some(CopyError::Corrupt { what: "blob", digest: digest.clone(), actual: actual.clone(), key: key.clone() });
+                            return Some((Err(std::io::Error::other(format!("blob {digest} is corrupt in storage"))), state));
+                        }
+                        return state.held.take().map(|last| (Ok(last), state));
+                    }
+                }
+            }
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream_of(pieces: &[&'static [u8]]) -> ByteStream {
+        Box::pin(futures::stream::iter(pieces.iter().map(|p| Ok(Bytes::from_static(p))).collect::<Vec<_>>()))
+    }
+
+    #[tokio::test]
+    async fn verified_stream_passes_good_blobs_whole() {
+        let verdict = Arc::default();
+        let digest = Digest::sha256_of(b"hello world");
+        let out: Vec<_> = verified_stream(stream_of(&[b"hello", b" ", b"world"]), digest, "k".into(), Arc::clone(&verdict)).collect().await;
+        let bytes: Vec<u8> = out.into_iter().flat_map(|p| p.unwrap().to_vec()).collect();
+        assert_eq!(bytes, b"hello world");
+        assert!(verdict.lock().unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn verified_stream_never_releases_the_end_of_a_corrupt_blob() {
+        let verdict = Arc::default();
+        let digest = Digest::sha256_of(b"hello world");
+        let out: Vec<_> = verified_stream(stream_of(&[b"hello", b" ", b"w0rld"]), digest, "k".into(), Arc::clone(&verdict)).collect().await;
+        let released: Vec<u8> = out.iter().filter_map(|p| p.as_ref().ok()).flat_map(|b| b.to_vec()).collect();
+        assert_eq!(released, b"hello ", "the last piece is held back");
+        assert!(out.last().unwrap().is_err());
+        assert!(matches!(verdict.lock().unwrap().as_ref(), Some(CopyError::Corrupt { .. })));
+    }
+}

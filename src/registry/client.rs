@@ -1,0 +1,424 @@
+//! The distribution API calls a copy needs, each one small and named (after go-containerregistry's
+//! `remote` write path): HEAD a manifest or blob, mount, start an upload, upload (monolithic or chunked),
+//! PUT a manifest, GET a manifest. Errors carry the registry's error codes so callers can decide.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::Deserialize;
+use thiserror::Error;
+use tokio::sync::Mutex;
+use url::Url;
+
+use super::auth::{parse_challenge, repository_scope, AuthError, Challenge, TokenCache};
+use super::credentials::Credentials;
+use crate::layout::Digest;
+
+/// Every manifest media type a copy may meet, for `Accept`.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
+application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json, \
+application/vnd.docker.distribution.manifest.v1+prettyjws;q=0.5";
+
+/// One entry of a registry's `{"errors": [...]}` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ErrorCode {
+    pub code: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    #[error("{operation} {target}: HTTP {status}{}", describe_codes(codes))]
+    Status { operation: &'static str, target: String, status: u16, codes: Vec<ErrorCode> },
+    #[error("{operation} {target}: {message}")]
+    Transport { operation: &'static str, target: String, message: String },
+    #[error("{operation} {target}: {message}")]
+    Protocol { operation: &'static str, target: String, message: String },
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+fn describe_codes(codes: &[ErrorCode]) -> String {
+    codes.iter().map(|c| format!(" {}: {}", c.code, c.message)).collect::<Vec<_>>().join(";")
+}
+
+impl RegistryError {
+    /// True when the registry answered with this error code (e.g. `MANIFEST_BLOB_UNKNOWN`).
+    pub fn has_code(&self, code: &str) -> bool {
+        matches!(self, RegistryError::Status { codes, .. } if codes.iter().any(|c| c.code == code))
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            RegistryError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// What a mount attempt gave.
+#[derive(Debug)]
+pub enum Mount {
+    /// 201: the blob is now in the repository.
+    Mounted,
+    /// 202: the registry opened an ordinary upload instead; here is where to send the bytes.
+    Upload(Url),
+}
+
+/// A registry's `/v2/` API, with its authentication.
+pub struct RegistryClient {
+    base: Url,
+    http: reqwest::Client,
+    tokens: TokenCache,
+    /// How the registry asked to be authenticated, learned from its first 401.
+    challenge: Mutex<Option<Challenge>>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    errors: Vec<ErrorCode>,
+}
+
+impl fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RegistryClient({})", self.base)
+    }
+}
+
+impl RegistryClient {
+    pub fn new(base: Url, http: reqwest::Client, credentials: Option<Credentials>) -> RegistryClient {
+        RegistryClient { base, tokens: TokenCache::new(http.clone(), credentials), http, challenge: Mutex::new(None) }
+    }
+
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub fn credentials(&self) -> Option<&Credentials> {
+        self.tokens.credentials()
+    }
+
+    fn url(&self, path: &str) -> Url {
+        self.base.join(path).expect("registry paths are valid")
+    }
+
+    /// Adds what the registry asked for (basic credentials or a bearer token for `scopes`).
+    async fn authorize(&self, request: RequestBuilder, scopes: &[String]) -> Result<RequestBuilder, RegistryError> {
+        let challenge = self.challenge.lock().await.clone();
+        Ok(match challenge {
+            Some(Challenge::Basic) => match self.tokens.credentials() {
+                Some(c) => request.basic_auth(&c.username, Some(c.password())),
+                None => request,
+            },
+            Some(Challenge::Bearer { realm, service }) => {
+                let token = match self.tokens.cached(scopes).await {
+                    Some(token) => token,
+                    None => self.tokens.fetch(&realm, service.as_deref(), scopes).await?,
+                };
+                request.bearer_auth(token)
+            }
+            None => request,
+        })
+    }
+
+    /// Sends a request (rebuilt by `build` for each attempt): authenticated for `scopes`, answering a 401
+    /// challenge once, retrying connection failures, 429 and 5xx a few times with backoff.
+    async fn send(&self, operation: &'static str, target: &str, scopes: &[String], build: impl Fn() -> RequestBuilder) -> Result<Response, RegistryError> {
+        let mut answered_challenge = false;
+        let mut delay = Duration::from_millis(200);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let request = self.authorize(build(), scopes).await?;
+            let outcome = request.send().await;
+            let transient = match &outcome {
+                Ok(response) => response.status() == StatusCode::TOO_MANY_REQUESTS || response.status().is_server_error(),
+                Err(error) => error.is_connect() || error.is_timeout(),
+            };
+            if transient && attempt < 4 {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                continue;
+            }
+            let response = outcome.map_err(|e| RegistryError::Transport { operation, target: target.to_string(), message: e.without_url().to_string() })?;
+            if response.status() == StatusCode::UNAUTHORIZED && !answered_challenge {
+                if let Some(challenge) = response.headers().get(WWW_AUTHENTICATE).and_then(|h| h.to_str().ok()).and_then(parse_challenge) {
+                    let known = self.challenge.lock().await.replace(challenge.clone());
+                    answered_challenge = true;
+                    // A token we sent was refused (expired, or issued before its project existed): drop it.
+                    if known.is_some() {
+                        if let Challenge::Bearer { realm, service } = &challenge {
+                            self.tokens.fetch(realm, service.as_deref(), scopes).await?;
+                        }
+                    }
+                    continue;
+                }
+            }
+            return Ok(response);
+        }
+    }
+
+    /// Turns a non-success answer into an error with the registry's codes.
+    async fn fail(operation: &'static str, target: &str, response: Response) -> RegistryError {
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        let codes = serde_json::from_str::<ErrorBody>(&text).map(|b| b.errors).unwrap_or_default();
+        let codes = if codes.is_empty() && !text.trim().is_empty() {
+            vec![ErrorCode { code: "HTTP".to_string(), message: text.chars().take(200).collect() }]
+        } else {
+            codes
+        };
+        RegistryError::Status { operation, target: target.to_string(), status, codes }
+    }
+
+    /// `GET /v2/`: reachable, and which authentication it wants. Fails on refused credentials.
+    pub async fn ping(&self) -> Result<(), RegistryError> {
+        let url = self.url("/v2/");
+        let response = self.send("ping", "/v2/", &[], || self.http.get(url.clone())).await?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(Self::fail("ping", "/v2/", response).await)
+        }
+    }
+
+    /// The digest a tag (or digest) resolves to on the registry; `None` when it is unknown.
+    pub async fn manifest_digest(&self, repository: &str, reference: &str) -> Result<Option<Digest>, RegistryError> {
+        let target = format!("{repository}:{reference}");
+        let url = self.url(&format!("/v2/{repository}/manifests/{reference}"));
+        let scopes = [repository_scope(repository, "pull")];
+        let response = self.send("HEAD manifest", &target, &scopes, || self.http.head(url.clone()).header(ACCEPT, MANIFEST_ACCEPT)).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            status if status.is_success() => {
+                let header = response.headers().get("docker-content-digest").and_then(|h| h.to_str().ok()).map(Digest::parse);
+                match header {
+                    Some(Ok(digest)) => Ok(Some(digest)),
+                    // No (or a bad) digest header: read the manifest and hash it ourselves.
+                    _ => Ok(self.get_manifest(repository, reference).await?.map(|(_, bytes)| Digest::sha256_of(&bytes))),
+                }
+            }
+            _ => Err(Self::fail("HEAD manifest", &target, response).await),
+        }
+    }
+
+    /// A manifest's media type and bytes; `None` when it is unknown.
+    pub async fn get_manifest(&self, repository: &str, reference: &str) -> Result<Option<(String, Bytes)>, RegistryError> {
+        let target = format!("{repository}:{reference}");
+        let url = self.url(&format!("/v2/{repository}/manifests/{reference}"));
+        let scopes = [repository_scope(repository, "pull")];
+        let response = self.send("GET manifest", &target, &scopes, || self.http.get(url.clone()).header(ACCEPT, MANIFEST_ACCEPT)).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            status if status.is_success() => {
+                let media_type = content_type(response.headers());
+                let bytes = response.bytes().await.map_err(|e| RegistryError::Transport {
+                    operation: "GET manifest",
+                    target: target.clone(),
+                    message: e.without_url().to_string(),
+                })?;
+                Ok(Some((media_type, bytes)))
+            }
+            _ => Err(Self::fail("GET manifest", &target, response).await),
+        }
+    }
+
+    /// PUTs a manifest with its exact bytes and media type, under a tag or its digest.
+    pub async fn put_manifest(&self, repository: &str, reference: &str, media_type: &str, bytes: Bytes) -> Result<(), RegistryError> {
+        let target = format!("{repository}:{reference}");
+        let url = self.url(&format!("/v2/{repository}/manifests/{reference}"));
+        let scopes = [repository_scope(repository, "pull,push")];
+        let response = self
+            .send("PUT manifest", &target, &scopes, || self.http.put(url.clone()).header(CONTENT_TYPE, media_type).body(bytes.clone()))
+            .await?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(Self::fail("PUT manifest", &target, response).await)
+        }
+    }
+
+    /// HEAD on a blob: true when the registry says it has it in this repository.
+    pub async fn blob_exists(&self, repository: &str, digest: &Digest) -> Result<bool, RegistryError> {
+        let target = format!("{repository}@{digest}");
+        let url = self.url(&format!("/v2/{repository}/blobs/{digest}"));
+        let scopes = [repository_scope(repository, "pull,push")];
+        let response = self.send("HEAD blob", &target, &scopes, || self.http.head(url.clone())).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(false),
+            status if status.is_success() => Ok(true),
+            _ => Err(Self::fail("HEAD blob", &target, response).await),
+        }
+    }
+
+    /// Asks the registry to mount a blob from another repository (one token with pull on `from`).
+    pub async fn mount_blob(&self, repository: &str, digest: &Digest, from: &str) -> Result<Mount, RegistryError> {
+        let target = format!("{repository}@{digest}");
+        let mut url = self.url(&format!("/v2/{repository}/blobs/uploads/"));
+        url.query_pairs_mut().append_pair("mount", digest.as_str()).append_pair("from", from);
+        let scopes = [repository_scope(repository, "pull,push"), repository_scope(from, "pull")];
+        let response = self.send("mount blob", &target, &scopes, || self.http.post(url.clone()).header(CONTENT_LENGTH, "0")).await?;
+        match response.status() {
+            StatusCode::CREATED => Ok(Mount::Mounted),
+            StatusCode::ACCEPTED => Ok(Mount::Upload(self.location("mount blob", &target, &response)?)),
+            _ => Err(Self::fail("mount blob", &target, response).await),
+        }
+    }
+
+    /// Opens an upload session; returns where to send the bytes.
+    pub async fn start_upload(&self, repository: &str) -> Result<Url, RegistryError> {
+        let url = self.url(&format!("/v2/{repository}/blobs/uploads/"));
+        let scopes = [repository_scope(repository, "pull,push")];
+        let response = self.send("start upload", repository, &scopes, || self.http.post(url.clone()).header(CONTENT_LENGTH, "0")).await?;
+        if response.status() == StatusCode::ACCEPTED {
+            self.location("start upload", repository, &response)
+        } else {
+            Err(Self::fail("start upload", repository, response).await)
+        }
+    }
+
+    fn location(&self, operation: &'static str, target: &str, response: &Response) -> Result<Url, RegistryError> {
+        let location = response.headers().get(LOCATION).and_then(|h| h.to_str().ok()).ok_or_else(|| RegistryError::Protocol {
+            operation,
+            target: target.to_string(),
+            message: "the answer has no Location".to_string(),
+        })?;
+        self.base.join(location).map_err(|e| RegistryError::Protocol { operation, target: target.to_string(), message: format!("bad Location: {e}") })
+    }
+
+    /// Sends a whole blob in one PUT (`?digest=`), streaming the body. The registry checks the digest
+    /// before it commits anything.
+    pub async fn upload_monolithic<S>(&self, repository: &str, location: Url, digest: &Digest, size: u64, body: S) -> Result<(), RegistryError>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+    {
+        let target = format!("{repository}@{digest}");
+        let mut url = location;
+        url.query_pairs_mut().append_pair("digest", digest.as_str());
+        let scopes = [repository_scope(repository, "pull,push")];
+        let request = self
+            .http
+            .put(url)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_LENGTH, size)
+            .body(reqwest::Body::wrap_stream(body));
+        // A streamed body cannot be sent twice: the upload session was opened (and authenticated) by
+        // the POST, so this request goes once, with the token already cached.
+        let response = self.authorize(request, &scopes).await?.send().await.map_err(|e| RegistryError::Transport {
+            operation: "upload blob",
+            target: target.clone(),
+            message: e.without_url().to_string(),
+        })?;
+        if response.status() == StatusCode::CREATED {
+            Ok(())
+        } else {
+            Err(Self::fail("upload blob", &target, response).await)
+        }
+    }
+
+    /// Sends a blob in chunks of `chunk_size` (PATCH each, then PUT `?digest=`), for large blobs: a
+    /// failure costs one chunk, and memory holds one chunk at a time.
+    pub async fn upload_chunked<S>(&self, repository: &str, location: Url, digest: &Digest, chunk_size: usize, body: S) -> Result<(), RegistryError>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + Unpin,
+    {
+        let target = format!("{repository}@{digest}");
+        let scopes = [repository_scope(repository, "pull,push")];
+        let mut location = location;
+        let mut offset: u64 = 0;
+        let mut chunks = rechunk(body, chunk_size);
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| RegistryError::Transport { operation: "read blob", target: target.clone(), message: e.to_string() })?;
+            let end = offset + chunk.len() as u64 - 1;
+            let url = location.clone();
+            let response = self
+                .send("upload chunk", &target, &scopes, || {
+                    self.http
+                        .request(Method::PATCH, url.clone())
+                        .header(CONTENT_TYPE, "application/octet-stream")
+                        .header(CONTENT_RANGE, format!("{offset}-{end}"))
+                        .header(CONTENT_LENGTH, chunk.len())
+                        .body(chunk.clone())
+                })
+                .await?;
+            if response.status() != StatusCode::ACCEPTED {
+                return Err(Self::fail("upload chunk", &target, response).await);
+            }
+            location = self.location("upload chunk", &target, &response)?;
+            offset = end + 1;
+        }
+        let mut url = location;
+        url.query_pairs_mut().append_pair("digest", digest.as_str());
+        let response = self.send("finish upload", &target, &scopes, || self.http.put(url.clone()).header(CONTENT_LENGTH, "0")).await?;
+        if response.status() == StatusCode::CREATED {
+            Ok(())
+        } else {
+            Err(Self::fail("finish upload", &target, response).await)
+        }
+    }
+
+    /// The `Authorization` header value this client would send for `scopes` (for tests of redaction).
+    pub async fn authorization_for(&self, scopes: &[String]) -> Option<String> {
+        let request = self.authorize(self.http.get(self.base.clone()), scopes).await.ok()?.build().ok()?;
+        request.headers().get(AUTHORIZATION).and_then(|h| h.to_str().ok()).map(str::to_string)
+    }
+}
+
+fn content_type(headers: &HeaderMap) -> String {
+    headers.get(CONTENT_TYPE).and_then(|h| h.to_str().ok()).map(|t| t.split(';').next().unwrap_or(t).trim().to_string()).unwrap_or_default()
+}
+
+/// Regroups a byte stream into chunks of exactly `size` bytes (the last one shorter).
+fn rechunk<S>(body: S, size: usize) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Unpin
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>> + Unpin,
+{
+    Box::pin(futures::stream::unfold((body, bytes::BytesMut::new(), false), move |(mut body, mut buffer, mut done)| async move {
+        while !done && buffer.len() < size {
+            match body.next().await {
+                Some(Ok(bytes)) => buffer.extend_from_slice(&bytes),
+                Some(Err(error)) => return Some((Err(error), (body, buffer, true))),
+                None => done = true,
+            }
+        }
+        if buffer.is_empty() {
+            return None;
+        }
+        let chunk = buffer.split_to(buffer.len().min(size)).freeze();
+        Some((Ok(chunk), (body, buffer, done)))
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rechunk_gives_exact_chunks() {
+        let parts: Vec<Result<Bytes, std::io::Error>> = vec![Ok(Bytes::from_static(b"abc")), Ok(Bytes::from_static(b"defgh")), Ok(Bytes::from_static(b"ij"))];
+        let chunks: Vec<Bytes> = rechunk(futures::stream::iter(parts), 4).map(|c| c.unwrap()).collect().await;
+        assert_eq!(chunks, vec![Bytes::from_static(b"abcd"), Bytes::from_static(b"efgh"), Bytes::from_static(b"ij")]);
+    }
+
+    #[test]
+    fn errors_show_registry_codes() {
+        let error = RegistryError::Status {
+            operation: "PUT manifest",
+            target: "p/r:t".into(),
+            status: 400,
+            codes: vec![ErrorCode { code: "MANIFEST_BLOB_UNKNOWN".into(), message: "blob unknown to registry".into() }],
+        };
+        assert!(error.has_code("MANIFEST_BLOB_UNKNOWN"));
+        assert_eq!(error.to_string(), "PUT manifest p/r:t: HTTP 400 MANIFEST_BLOB_UNKNOWN: blob unknown to registry");
+    }
+}

@@ -1,0 +1,110 @@
+//! Harbor detection and its projects API (`/api/v2.0`, basic auth): Harbor never creates a project on
+//! push, so each project is created before the first push into it (409: it exists, as Harbor's own
+//! replication treats it).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use serde::Deserialize;
+use thiserror::Error;
+use tokio::sync::{Mutex, OnceCell};
+use url::Url;
+
+use super::credentials::Credentials;
+
+#[derive(Debug, Error, Clone)]
+pub enum HarborError {
+    #[error("Harbor refused the credentials of {0:?} (check the user name and password; robot accounts log in as robot$name)")]
+    WrongCredentials(String),
+    #[error("Harbor needs credentials to create projects: set REHYDRATE_TARGET_USERNAME and REHYDRATE_TARGET_PASSWORD, or docker login")]
+    NoCredentials,
+    #[error("creating project {project:?}: HTTP {status}: {message}")]
+    CreateProject { project: String, status: u16, message: String },
+    #[error("Harbor API {0}")]
+    Transport(String),
+}
+
+/// A Harbor instance's projects API.
+pub struct Harbor {
+    api: Url,
+    http: reqwest::Client,
+    credentials: Option<Credentials>,
+    projects: Mutex<HashMap<String, Arc<OnceCell<Result<(), HarborError>>>>>,
+}
+
+#[derive(Deserialize)]
+struct SystemInfo {
+    #[serde(default)]
+    harbor_version: Option<String>,
+}
+
+impl Harbor {
+    /// Tells a Harbor from a plain registry: Harbor answers `GET /api/v2.0/systeminfo` with a JSON
+    /// object (to anonymous callers too). Returns the Harbor, or `None` for a plain registry.
+    pub async fn detect(base: &Url, http: &reqwest::Client, credentials: Option<Credentials>) -> Option<Harbor> {
+        let api = base.join("/api/v2.0/").ok()?;
+        let response = http.get(api.join("systeminfo").ok()?).send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.json::<SystemInfo>().await.ok()?;
+        Some(Harbor { api, http: http.clone(), credentials, projects: Mutex::new(HashMap::new()) })
+    }
+
+    /// The Harbor version, when the credentials may see it.
+    pub async fn version(&self) -> Option<String> {
+        let mut request = self.http.get(self.api.join("systeminfo").ok()?);
+        if let Some(c) = &self.credentials {
+            request = request.basic_auth(&c.username, Some(c.password()));
+        }
+        request.send().await.ok()?.json::<SystemInfo>().await.ok()?.harbor_version
+    }
+
+    /// Checks the credentials once, up front: Harbor hands out anonymous tokens for wrong passwords,
+    /// so a push would only fail later with a puzzling 401.
+    pub async fn check_credentials(&self) -> Result<(), HarborError> {
+        let credentials = self.credentials.as_ref().ok_or(HarborError::NoCredentials)?;
+        let url = self.api.join("users/current").expect("valid path");
+        let response = self
+            .http
+            .get(url)
+            .basic_auth(&credentials.username, Some(credentials.password()))
+            .send()
+            .await
+            .map_err(|e| HarborError::Transport(e.without_url().to_string()))?;
+        match response.status() {
+            StatusCode::UNAUTHORIZED => Err(HarborError::WrongCredentials(credentials.username.clone())),
+            // Robot accounts may not read users/current (403) but did authenticate.
+            _ => Ok(()),
+        }
+    }
+
+    /// Creates `project` unless it exists; once per project whatever the number of callers.
+    pub async fn ensure_project(&self, project: &str) -> Result<(), HarborError> {
+        let cell = self.projects.lock().await.entry(project.to_string()).or_default().clone();
+        cell.get_or_init(|| self.create_project(project)).await.clone()
+    }
+
+    async fn create_project(&self, project: &str) -> Result<(), HarborError> {
+        let credentials = self.credentials.as_ref().ok_or(HarborError::NoCredentials)?;
+        let body = serde_json::json!({"project_name": project, "metadata": {"public": "false"}});
+        let response = self
+            .http
+            .post(self.api.join("projects").expect("valid path"))
+            .basic_auth(&credentials.username, Some(credentials.password()))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| HarborError::Transport(e.without_url().to_string()))?;
+        match response.status() {
+            StatusCode::CREATED | StatusCode::CONFLICT => Ok(()),
+            StatusCode::UNAUTHORIZED => Err(HarborError::WrongCredentials(credentials.username.clone())),
+            status => Err(HarborError::CreateProject {
+                project: project.to_string(),
+                status: status.as_u16(),
+                message: response.text().await.unwrap_or_default().chars().take(300).collect(),
+            }),
+        }
+    }
+}
