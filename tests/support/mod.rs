@@ -194,6 +194,24 @@ impl Registry {
         Some(response.headers()["docker-content-digest"].to_str().unwrap().to_string())
     }
 
+    /// A manifest, parsed.
+    pub fn get_manifest_json(&self, repository: &str, reference: &str) -> Value {
+        let response = self
+            .client
+            .get(format!("{}/v2/{repository}/manifests/{reference}", self.url))
+            .header("accept", ACCEPT_ALL)
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "GET {repository}:{reference}");
+        response.json().unwrap()
+    }
+
+    /// True when the registry has the blob in this repository.
+    pub fn blob_exists(&self, repository: &str, digest: &str) -> bool {
+        let response = self.client.head(format!("{}/v2/{repository}/blobs/{digest}", self.url)).send().unwrap();
+        response.status() == StatusCode::OK
+    }
+
     /// The registry's own answer, as (repository, tag, digest): catalog, then tags/list, then a HEAD per tag.
     pub fn inventory(&self) -> BTreeSet<(String, String, String)> {
         let mut inventory = BTreeSet::new();

@@ -1,0 +1,172 @@
+//! `rehydrate sync` and `verify` into the real registry (Debian `docker-registry`): the registry-written
+//! fixture lands tag for tag with the same digests, a re-run pushes nothing, filters and Harbor's name
+//! mapping choose and rename, and broken or corrupt source data is a per-tag error that never reaches
+//! the target.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use support::images::*;
+use support::*;
+
+const EXIT_PARTIAL: i32 = 3;
+
+fn sync(args: &[&str]) -> std::process::Output {
+    let mut all = vec!["sync"];
+    all.extend_from_slice(args);
+    rehydrate(&all)
+}
+
+fn stderr_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The source fixture, written by one registry, and an empty target registry.
+fn source_and_target() -> (tempfile::TempDir, Registry, tempfile::TempDir, Registry) {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = Registry::start(source_dir.path());
+    push_fixture(&source);
+    let target_dir = tempfile::tempdir().unwrap();
+    let target = Registry::start(target_dir.path());
+    (source_dir, source, target_dir, target)
+}
+
+#[test]
+fn the_fixture_lands_with_every_digest_and_a_rerun_pushes_nothing() {
+    let (source_dir, source, _target_dir, target) = source_and_target();
+    let root = source_dir.path().to_str().unwrap();
+    let expected = source.inventory();
+
+    let first = sync(&[root, &target.url, "--plain-http"]);
+    assert!(first.status.success(), "{}", stderr_of(&first));
+    assert!(stderr_of(&first).contains(&format!("{FIXTURE_TAGS} pushed, 0 already there, 0 failed")), "{}", stderr_of(&first));
+    assert_eq!(target.inventory(), expected, "every tag, same digest");
+
+    // Index children were pushed by digest before their index, and untagged referrers stay behind.
+    let (arch, arch_tag, arch_digest) = expected.iter().find(|(r, _, _)| r == "multi/arch").unwrap().clone();
+    assert_eq!(target.head_manifest(&arch, &arch_tag), Some(arch_digest));
+
+    let verify = rehydrate(&["verify", root, &target.url, "--plain-http"]);
+    assert!(verify.status.success(), "{}", stderr_of(&verify));
+    assert!(stderr_of(&verify).contains(&format!("{FIXTURE_TAGS} match, 0 do not")));
+
+    let again = sync(&[root, &target.url, "--plain-http"]);
+    assert!(again.status.success());
+    let summary = stderr_of(&again);
+    assert!(summary.contains(&format!("0 pushed, {FIXTURE_TAGS} already there")), "{summary}");
+    assert!(summary.contains("blobs: 0 uploaded (0 B), 0 mounted"), "a re-run sends nothing: {summary}");
+}
+
+#[test]
+fn verify_reports_what_is_missing_or_different() {
+    let (source_dir, _source, _target_dir, target) = source_and_target();
+    let root = source_dir.path().to_str().unwrap();
+    let output = rehydrate(&["verify", root, &target.url, "--plain-http"]);
+    assert_eq!(output.status.code(), Some(EXIT_PARTIAL));
+    assert!(stderr_of(&output).contains(&format!("0 match, {FIXTURE_TAGS} do not")), "{}", stderr_of(&output));
+    assert!(stderr_of(&output).contains("missing on the target"));
+}
+
+#[test]
+fn filters_and_harbor_name_mapping_choose_and_rename() {
+    let (source_dir, _source, _target_dir, target) = source_and_target();
+    let root = source_dir.path().to_str().unwrap();
+    let output = sync(&[root, &target.url, "--plain-http", "--include", "sort/**", "--exclude", "sort/a.b", "--dest-namespace", "mirror", "--flatten", "1"]);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let catalog: BTreeSet<String> = target.catalog().into_iter().collect();
+    let expected: BTreeSet<String> = ["mirror/a", "mirror/a-b", "mirror/a/b", "mirror/a_b", "mirror/a0"].iter().map(|s| s.to_string()).collect();
+    assert_eq!(catalog, expected);
+
+    // Flatten everything to the last component, and keep only some tags.
+    let output = sync(&[root, &target.url, "--plain-http", "--include", "nest/**", "--include-tag", "v1.*", "--dest-namespace", "flat", "--flatten", "-1"]);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let catalog: BTreeSet<String> = target.catalog().into_iter().filter(|r| r.starts_with("flat/")).collect();
+    assert_eq!(catalog, ["flat/a", "flat/b", "flat/e"].iter().map(|s| s.to_string()).collect());
+
+    // A level beyond a repository's depth is a per-tag error, as in Harbor.
+    let output = sync(&[root, &target.url, "--plain-http", "--include", "library/*", "--dest-namespace", "deep", "--flatten", "3"]);
+    assert_eq!(output.status.code(), Some(EXIT_PARTIAL));
+    assert!(stderr_of(&output).contains("fewer than the flattening level 3"), "{}", stderr_of(&output));
+}
+
+#[test]
+fn existing_tags_pointing_elsewhere_are_left_alone_unless_overridden() {
+    let (source_dir, _source, _target_dir, target) = source_and_target();
+    let root = source_dir.path().to_str().unwrap();
+    let other = push_image(&target, "library/alpine", Some("latest"), Kind::Docker, "something else");
+    let output = sync(&[root, &target.url, "--plain-http", "--include", "library/alpine"]);
+    assert_eq!(output.status.code(), Some(EXIT_PARTIAL));
+    assert!(stderr_of(&output).contains("left alone"), "{}", stderr_of(&output));
+    assert_eq!(target.head_manifest("library/alpine", "latest"), Some(other));
+    let output = sync(&[root, &target.url, "--plain-http", "--include", "library/alpine", "--override"]);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert_eq!(target.head_manifest("library/alpine", "latest"), target.head_manifest("library/alpine", "3.19"));
+}
+
+/// Replaces a blob's bytes in the source storage with other bytes of the same length.
+fn corrupt_blob(root: &std::path::Path, digest: &str) {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    let path = root.join(format!("docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+}
+
+#[test]
+fn corrupt_or_missing_source_data_never_reaches_the_target() {
+    let (source_dir, source, _target_dir, target) = source_and_target();
+    let root = source_dir.path();
+    // A layer of team-a/web.app:v1 corrupted in storage; the manifest of nest/a missing.
+    let web = source.get_manifest_json("team-a/web.app", "v1");
+    let layer = web["layers"][0]["digest"].as_str().unwrap().to_string();
+    corrupt_blob(root, &layer);
+    let nest = source.head_manifest("nest/a", "v1.0-rc_1").unwrap();
+    let hex = nest.strip_prefix("sha256:").unwrap();
+    std::fs::remove_file(root.join(format!("docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))).unwrap();
+
+    let output = sync(&[root.to_str().unwrap(), &target.url, "--plain-http"]);
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(EXIT_PARTIAL), "{stderr}");
+    assert!(stderr.contains(&format!("team-a/web.app:v1 -> team-a/web.app:v1: blob {layer} in the source storage is corrupt")), "{stderr}");
+    assert!(stderr.contains(&format!("manifest {nest} is missing from the source storage")), "{stderr}");
+    assert!(stderr.contains(&format!("{} pushed, 0 already there, 2 failed", FIXTURE_TAGS - 2)), "{stderr}");
+    assert_eq!(target.head_manifest("team-a/web.app", "v1"), None);
+    assert!(!target.blob_exists("team-a/web.app", &layer), "the corrupt blob never landed");
+    assert_eq!(target.head_manifest("team-a/web.app", "stable").is_some(), true, "the rest of the repository did");
+}
+
+#[test]
+fn dry_run_pushes_nothing_and_says_what_it_would_do() {
+    let (source_dir, _source, _target_dir, target) = source_and_target();
+    let output = sync(&[source_dir.path().to_str().unwrap(), &target.url, "--plain-http", "--dry-run"]);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("would push library/alpine:3.19"), "{stdout}");
+    assert!(stdout.contains(&format!("push {FIXTURE_TAGS} tags")), "{stdout}");
+    assert!(target.catalog().is_empty(), "nothing was pushed");
+}
+
+#[test]
+fn skopeo_reads_every_synced_tag_back_with_valid_digests() {
+    let (source_dir, source, _target_dir, target) = source_and_target();
+    let output = sync(&[source_dir.path().to_str().unwrap(), &target.url, "--plain-http"]);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let host = target.url.trim_start_matches("http://");
+    let copies = tempfile::tempdir().unwrap();
+    for (i, (repository, tag, digest)) in source.inventory().into_iter().enumerate() {
+        let destination = copies.path().join(i.to_string());
+        // skopeo checks every blob's digest as it copies; --all copies every child of an index.
+        let status = Command::new("skopeo")
+            .args(["copy", "--all", "--src-tls-verify=false", "--preserve-digests"])
+            .arg(format!("docker://{host}/{repository}:{tag}"))
+            .arg(format!("dir:{}", destination.display()))
+            .output()
+            .expect("running skopeo (scripts/install-servers.sh installs it)");
+        assert!(status.status.success(), "skopeo copy {repository}:{tag}: {}", String::from_utf8_lossy(&status.stderr));
+        let manifest = std::fs::read(destination.join("manifest.json")).unwrap();
+        assert_eq!(sha256(&manifest), digest, "{repository}:{tag} kept its digest");
+    }
+}
