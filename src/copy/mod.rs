@@ -179,12 +179,15 @@ impl Copier {
         }
         let home = self.homes.lock().await.get(&blob.digest).cloned();
         let location = match home {
-            Some(from) if from != repository => match self.target.mount_blob(repository, &blob.digest, &from).await? {
-                Mount::Mounted => {
+            Some(from) if from != repository => match self.target.mount_blob(repository, &blob.digest, &from).await {
+                Ok(Mount::Mounted) => {
                     self.counts.blobs_mounted.fetch_add(1, Ordering::Relaxed);
                     return Ok(());
                 }
-                Mount::Upload(location) => location,
+                Ok(Mount::Upload(location)) => location,
+                // Harbor answers 404 to a mount of a blob its database does not know: upload instead.
+                Err(error) if error.status() == Some(404) => self.target.start_upload(repository).await?,
+                Err(error) => return Err(error.into()),
             },
             _ => self.target.start_upload(repository).await?,
         };

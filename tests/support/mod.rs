@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod harbor;
 pub mod images;
 pub mod servers;
 
@@ -52,7 +53,13 @@ pub struct Registry {
 impl Registry {
     /// Starts the registry with filesystem storage at `root` (deletes enabled, as the fixtures need).
     pub fn start(root: &Path) -> Registry {
-        Registry::start_with_storage(&format!("filesystem: {{rootdirectory: {}}}", root.display()), root)
+        Registry::start_with_storage(&format!("filesystem: {{rootdirectory: {}}}", root.display()), root, "", None)
+    }
+
+    /// Starts the registry on `root` with more configuration (e.g. token auth) and the public URL it
+    /// should put in `Location` headers.
+    pub fn start_behind(root: &Path, extra: &str, public_url: &str) -> Registry {
+        Registry::start_with_storage(&format!("filesystem: {{rootdirectory: {}}}", root.display()), root, extra, Some(public_url))
     }
 
     /// Starts the registry on an S3-compatible server, through its own S3 driver.
@@ -62,15 +69,16 @@ impl Registry {
             servers::S3_ACCESS_KEY,
             servers::S3_SECRET_KEY
         );
-        Registry::start_with_storage(&s3, Path::new("/nonexistent"))
+        Registry::start_with_storage(&s3, Path::new("/nonexistent"), "", None)
     }
 
     /// Starts the registry with `storage` (one YAML flow mapping of a driver) plus deletes enabled.
-    fn start_with_storage(storage: &str, root: &Path) -> Registry {
+    fn start_with_storage(storage: &str, root: &Path, extra: &str, public_url: Option<&str>) -> Registry {
         let config_dir = tempfile::tempdir().unwrap();
         let port = free_port();
+        let host = public_url.map(|url| format!(", host: \"{url}\"")).unwrap_or_default();
         let config = format!(
-            "version: 0.1\nlog: {{level: error}}\nstorage:\n  {storage}\n  delete: {{enabled: true}}\n  maintenance: {{uploadpurging: {{enabled: false}}}}\nhttp: {{addr: 127.0.0.1:{port}}}\n"
+            "version: 0.1\nlog: {{level: error}}\nstorage:\n  {storage}\n  delete: {{enabled: true}}\n  maintenance: {{uploadpurging: {{enabled: false}}}}\nhttp: {{addr: 127.0.0.1:{port}{host}}}\n{extra}\n"
         );
         let config_path = config_dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
@@ -99,7 +107,8 @@ impl Registry {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(response) = self.client.get(format!("{}/v2/", self.url)).send() {
-                if response.status() == StatusCode::OK {
+                // 401 when token auth is on: it answers.
+                if response.status() == StatusCode::OK || response.status() == StatusCode::UNAUTHORIZED {
                     return;
                 }
             }
