@@ -121,3 +121,28 @@ fn tokens_are_what_the_registry_checks() {
     let status = client.get(format!("{}/service/token?service={SERVICE}", harbor.url)).basic_auth(ADMIN, Some("wrong")).send().unwrap().status();
     assert_eq!(status.as_u16(), 401);
 }
+
+#[test]
+fn credentials_come_from_the_docker_config_or_a_password_file() {
+    let source_dir = tempfile::tempdir().unwrap();
+    rehydrate::synth::generate(source_dir.path(), &rehydrate::synth::SynthSpec { repositories: 3, ..Default::default() }, 1).unwrap();
+    let root = source_dir.path().to_str().unwrap();
+    let harbor_dir = tempfile::tempdir().unwrap();
+    let harbor = HarborEmulator::start(harbor_dir.path());
+    let host = harbor.url.trim_start_matches("http://");
+
+    // `docker login` leaves base64(user:password) under the registry's host.
+    let docker = tempfile::tempdir().unwrap();
+    let auth = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("{ADMIN}:{ADMIN_PASSWORD}"));
+    std::fs::write(docker.path().join("config.json"), serde_json::json!({"auths": {host: {"auth": auth}}}).to_string()).unwrap();
+    let output = run(&["sync", root, &harbor.url, "--plain-http"], &[("DOCKER_CONFIG", docker.path().display().to_string())]);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert!(stderr_of(&output).contains("9 pushed"), "{}", stderr_of(&output));
+
+    // A password file, with the user name from the flag.
+    let secrets = tempfile::tempdir().unwrap();
+    let file = secrets.path().join("password");
+    std::fs::write(&file, format!("{ROBOT_PASSWORD}\n")).unwrap();
+    let output = run(&["verify", root, &harbor.url, "--plain-http", "--username", ROBOT, "--password-file", file.to_str().unwrap()], &[]);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+}
