@@ -250,7 +250,8 @@ pub fn rehydrate(args: &[&str]) -> Output {
 /// Runs the `rehydrate` binary with `args` in a clean environment holding only `env` (and PATH), so
 /// that no cloud variable of the machine leaks into a test.
 pub fn rehydrate_with_env(args: &[&str], env: &[(&str, String)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rehydrate"))
+    // Set by cargo for tests and benchmarks; examples that share this support code do not run rehydrate.
+    Command::new(option_env!("CARGO_BIN_EXE_rehydrate").expect("only tests and benchmarks run rehydrate"))
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
