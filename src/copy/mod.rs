@@ -89,13 +89,14 @@ pub struct Copier {
     chunk_size: u64,
     /// Per (repository, digest): the one attempt to get that blob or manifest there.
     done: Mutex<HashMap<(String, Digest), Once>>,
-    /// Per blob: a target repository known to hold it (for mounts).
-    homes: Mutex<HashMap<Digest, String>>,
+    /// Per blob: the one upload of its bytes to the target, and the repository it went to. Every other
+    /// repository that needs the blob waits for it, then mounts from there: bytes cross once.
+    uploads: Mutex<HashMap<Digest, Arc<OnceCell<Result<String, CopyError>>>>>,
 }
 
 impl Copier {
     pub fn new(source: Arc<BlobStore>, target: Arc<RegistryClient>, chunk_size: u64) -> Copier {
-        Copier { source, target, counts: CopyCounts::default(), chunk_size, done: Mutex::new(HashMap::new()), homes: Mutex::new(HashMap::new()) }
+        Copier { source, target, counts: CopyCounts::default(), chunk_size, done: Mutex::new(HashMap::new()), uploads: Mutex::new(HashMap::new()) }
     }
 
     /// Copies `digest` into `repository` under `tag`.
@@ -173,31 +174,35 @@ impl Copier {
 
     /// HEAD, then mount, then upload.
     async fn ensure_blob(&self, repository: &str, blob: &Descriptor) -> Result<(), CopyError> {
+        let upload = self.uploads.lock().await.entry(blob.digest.clone()).or_default().clone();
         if self.target.blob_exists(repository, &blob.digest).await? {
             self.counts.blobs_present.fetch_add(1, Ordering::Relaxed);
-            return self.remember_home(repository, &blob.digest).await;
+            // Already there (an earlier run): later repositories can mount it from here.
+            let _ = upload.get_or_init(|| async { Ok(repository.to_string()) }).await;
+            return Ok(());
         }
-        let home = self.homes.lock().await.get(&blob.digest).cloned();
-        let location = match home {
-            Some(from) if from != repository => match self.target.mount_blob(repository, &blob.digest, &from).await {
-                Ok(Mount::Mounted) => {
-                    self.counts.blobs_mounted.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
-                }
-                Ok(Mount::Upload(location)) => location,
-                // Harbor answers 404 to a mount of a blob its database does not know: upload instead.
-                Err(error) if error.status() == Some(404) => self.target.start_upload(repository).await?,
-                Err(error) => return Err(error.into()),
-            },
-            _ => self.target.start_upload(repository).await?,
+        let home = upload
+            .get_or_init(|| async {
+                let location = self.target.start_upload(repository).await?;
+                self.upload(repository, blob, location).await?;
+                Ok(repository.to_string())
+            })
+            .await
+            .clone()?;
+        if home == repository {
+            return Ok(());
+        }
+        let location = match self.target.mount_blob(repository, &blob.digest, &home).await {
+            Ok(Mount::Mounted) => {
+                self.counts.blobs_mounted.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            Ok(Mount::Upload(location)) => location,
+            // Harbor answers 404 to a mount of a blob its database does not know: upload instead.
+            Err(error) if error.status() == Some(404) => self.target.start_upload(repository).await?,
+            Err(error) => return Err(error.into()),
         };
-        self.upload(repository, blob, location).await?;
-        self.remember_home(repository, &blob.digest).await
-    }
-
-    async fn remember_home(&self, repository: &str, digest: &Digest) -> Result<(), CopyError> {
-        self.homes.lock().await.entry(digest.clone()).or_insert_with(|| repository.to_string());
-        Ok(())
+        self.upload(repository, blob, location).await
     }
 
     /// Streams a blob from the source into an upload session, checking size and digest on the way.

@@ -9,8 +9,9 @@
 //! - the token service `/service/token`: RS256 JWTs with `x5c`, every asked scope in one token, no
 //!   rights on a project that does not exist, an anonymous token (not a 401) for a wrong password when a
 //!   scope is asked, 401 for a wrong password without scope;
-//! - on `/v2/`: 401 "project X not found" for a missing project; blob HEAD answered from its own record of
-//!   blobs (as Harbor answers from its database, never asking storage); mounts answered 201 only for
+//! - on `/v2/`: 401 "project X not found" for a missing project; blob HEAD answered 404 for blobs missing
+//!   from its own record (as Harbor's HeadBlobMiddleware answers from its database, never asking storage),
+//!   and passed to the registry for known ones; mounts answered 201 only for
 //!   recorded blobs, else 404 (after the registry below has linked the blob, as in Harbor); manifest
 //!   GET/HEAD answered 404 for artifacts it has not recorded; an index accepted only once each child is a
 //!   recorded artifact of the same repository (404 NOT_FOUND "artifact R@digest not found" otherwise);
@@ -297,16 +298,13 @@ async fn registry_api(shared: &Shared, request: Request<Incoming>) -> Response<B
     let method = request.method().clone();
     match (kind, &method) {
         ("blobs", &Method::HEAD) => {
-            // Harbor answers blob HEADs from its database alone.
-            let size = shared.state.lock().unwrap().blobs.get(&reference).copied();
-            match size {
-                Some(size) => Response::builder()
-                    .status(StatusCode::OK)
-                    .header("content-length", size)
-                    .header("docker-content-digest", reference)
-                    .body(Full::new(Bytes::new()).map_err(|never: Infallible| match never {}).boxed())
-                    .unwrap(),
-                None => harbor_error(StatusCode::NOT_FOUND, "NOT_FOUND", "blob unknown"),
+            // Harbor's HeadBlobMiddleware: a blob its database does not know is 404 without asking
+            // storage; a known one is passed to the registry, which answers for this repository.
+            let known = shared.state.lock().unwrap().blobs.contains_key(&reference);
+            if known {
+                proxy(shared, request, None).await.0
+            } else {
+                harbor_error(StatusCode::NOT_FOUND, "NOT_FOUND", "blob unknown")
             }
         }
         ("uploads", &Method::POST) => {
