@@ -4,18 +4,23 @@
 
 use thiserror::Error;
 
-/// A doublestar glob, as Harbor's filters use them (bmatcuk/doublestar): `*` and `?` never cross `/`,
+/// A name pattern as Harbor's replication filters take it (`src/pkg/reg/util/pattern.go`): empty matches
+/// everything; `regex:<expression>` is a regular expression (found anywhere in the name, as Go's
+/// `MatchString`); anything else is a doublestar glob (bmatcuk/doublestar): `*` and `?` never cross `/`,
 /// `**` as a whole path segment matches any number of segments (zero included), `{a,b}` alternatives,
 /// `[abc]`, `[a-z]` and `[!a]` classes, `\\` escapes the next character.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Glob {
     pattern: String,
+    regex: Option<regex::Regex>,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum FilterError {
     #[error("pattern {0:?}: unclosed {{ or [")]
     Unclosed(String),
+    #[error("pattern {pattern:?}: {message}")]
+    BadRegex { pattern: String, message: String },
     #[error(
         "repository {repository:?} has {components} path components before its last one, fewer than the flattening level {level}"
     )]
@@ -26,11 +31,21 @@ pub enum FilterError {
 
 impl Glob {
     pub fn new(pattern: &str) -> Result<Glob, FilterError> {
+        if let Some(expression) = pattern.strip_prefix("regex:") {
+            let regex = regex::Regex::new(expression).map_err(|e| FilterError::BadRegex { pattern: pattern.to_string(), message: e.to_string() })?;
+            return Ok(Glob { pattern: pattern.to_string(), regex: Some(regex) });
+        }
         check_balanced(pattern)?;
-        Ok(Glob { pattern: pattern.to_string() })
+        Ok(Glob { pattern: pattern.to_string(), regex: None })
     }
 
     pub fn matches(&self, name: &str) -> bool {
+        if let Some(regex) = &self.regex {
+            return regex.is_match(name);
+        }
+        if self.pattern.is_empty() {
+            return true;
+        }
         expand_braces(&self.pattern).iter().any(|alternative| match_pattern(alternative.as_bytes(), name.as_bytes()))
     }
 }
@@ -264,12 +279,39 @@ mod tests {
             ("*-rc*", "1.0-rc_1", true),
             ("\\*", "*", true),
             ("\\*", "a", false),
-            ("", "", true),
-            ("", "a", false),
         ];
         for (pattern, name, expected) in cases {
             assert_eq!(glob(pattern).matches(name), *expected, "{pattern:?} against {name:?}");
         }
+    }
+
+    /// Harbor's own table (`src/pkg/reg/util/pattern_test.go`, TestMatch), case for case.
+    #[test]
+    fn harbor_pattern_test_cases() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("", "library", true),
+            ("", "", true),
+            ("*", "library", true),
+            ("*", "library/hello-world", false),
+            ("**", "library/hello-world", true),
+            ("{library,harbor}/**", "library/hello-world", true),
+            ("{library,harbor}/**", "harbor/hello-world", true),
+            ("1.?", "1.0", true),
+            ("1.?", "1.01", false),
+            ("v2.[4-6].*", "v2.4.0", true),
+            ("v2.[4-7].*", "v2.7.0", true),
+        ];
+        for (pattern, name, expected) in cases {
+            assert_eq!(glob(pattern).matches(name), *expected, "{pattern:?} against {name:?}");
+        }
+    }
+
+    #[test]
+    fn regex_patterns_match_anywhere_like_go() {
+        assert!(glob("regex:^v[0-9]+$").matches("v12"));
+        assert!(!glob("regex:^v[0-9]+$").matches("v12-rc"));
+        assert!(glob("regex:rc").matches("v1-rc2"), "unanchored, as Go's MatchString");
+        assert!(matches!(Glob::new("regex:("), Err(FilterError::BadRegex { .. })));
     }
 
     #[test]
