@@ -125,6 +125,15 @@ struct SyncArgs {
     /// Blobs larger than this are uploaded in chunks of this many bytes.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_CHUNK_SIZE)]
     chunk_size: u64,
+    /// Disaster recovery: the target (a Harbor that lost its database) serves this very storage. Each
+    /// manifest is PUT first, without HEADing or uploading blobs; blobs are sent only where the target
+    /// answers MANIFEST_BLOB_UNKNOWN.
+    #[arg(long)]
+    in_place: bool,
+    /// Also copy every manifest no tag points at, by digest (buckets written by Harbor 2.15 or later
+    /// hold no tags at all).
+    #[arg(long)]
+    untagged: bool,
 }
 
 /// Folder reads are short system calls that mostly wait on the disk (or a network filesystem): a few per
@@ -195,7 +204,7 @@ fn globs(patterns: &[String]) -> anyhow::Result<Vec<Glob>> {
 
 impl SyncArgs {
     fn run(self, mode: SyncMode) -> anyhow::Result<Outcome> {
-        let (source, options) = self.source.resolve(false)?;
+        let (source, options) = self.source.resolve(self.untagged)?;
         let target = target_url(&self.target, self.plain_http)?;
         let host = match target.port() {
             Some(port) => format!("{}:{port}", target.host_str().unwrap_or_default()),
@@ -227,6 +236,8 @@ impl SyncArgs {
             push_concurrency: self.push_concurrency,
             chunk_size: self.chunk_size.max(1024 * 1024),
             quiet: self.source.quiet,
+            in_place: self.in_place,
+            untagged: self.untagged,
         })
     }
 }

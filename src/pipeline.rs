@@ -143,6 +143,10 @@ pub struct SyncPlan {
     pub push_concurrency: usize,
     pub chunk_size: u64,
     pub quiet: bool,
+    /// The target serves the source's own storage (disaster recovery): manifests first, blobs on demand.
+    pub in_place: bool,
+    /// Also copy every manifest no tag points at, by digest.
+    pub untagged: bool,
 }
 
 /// Prints problems as they come, up to `PROBLEMS_PRINTED`.
@@ -214,7 +218,7 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
     };
     target.ping().await.with_context(|| format!("reaching the target {}", plan.target))?;
     let blobs = Arc::new(BlobStore::connect(&plan.source, &plan.options.object).await.context("opening the source storage")?);
-    let copier = Arc::new(Copier::new(blobs, target.clone(), plan.chunk_size));
+    let copier = Arc::new(Copier::new(blobs, target.clone(), plan.chunk_size, plan.in_place));
 
     let requests = Arc::new(RequestCounts::default());
     let (mut items, scan_thread) = scan::start(&plan.source, plan.options.clone(), requests.clone());
@@ -223,13 +227,18 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
     let mut counts = SyncCounts::default();
     let mut printer = ProblemPrinter { quiet: plan.quiet, printed: 0 };
     let mut dry_run = DryRun::default();
+    let mut scanned_tags = 0u64;
 
     while let Some(item) = items.recv().await {
         while let Some(done) = tasks.try_join_next() {
             record(&mut counts, &mut printer, plan.mode, done.expect("a copy task panicked"));
         }
         let (repository, tag, digest) = match item {
-            ScanItem::Tag { repository, tag, digest } => (repository, tag, digest),
+            ScanItem::Tag { repository, tag, digest } => {
+                scanned_tags += 1;
+                (repository, Some(tag), digest)
+            }
+            ScanItem::Untagged { repository, digest } => (repository, None, digest),
             ScanItem::Repository { .. } => {
                 counts.repositories += 1;
                 continue;
@@ -244,14 +253,17 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
                 printer.print("warning", problem);
                 continue;
             }
-            ScanItem::Untagged { .. } => continue,
         };
         counts.tags_seen += 1;
-        if !plan.selection.repositories.accepts(&repository) || !plan.selection.tags.accepts(&tag) {
+        let tag_accepted = tag.as_deref().is_none_or(|tag| plan.selection.tags.accepts(tag));
+        if !plan.selection.repositories.accepts(&repository) || !tag_accepted {
             counts.filtered += 1;
             continue;
         }
-        let label = format!("{repository}:{tag}");
+        let label = match &tag {
+            Some(tag) => format!("{repository}:{tag}"),
+            None => format!("{repository}@{digest}"),
+        };
         let target_repository = match plan.selection.mapping.map(&repository) {
             Ok(name) => name,
             Err(error) => {
@@ -261,17 +273,19 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
             }
         };
         if plan.dry_run {
-            dry_run.plan(&copier, &target, &target_repository, &tag, &digest, &mut printer).await;
+            dry_run.plan(&copier, &target, &target_repository, tag.as_deref().unwrap_or(digest.as_str()), &digest, &mut printer).await;
             continue;
         }
         let permit = slots.clone().acquire_owned().await.expect("never closed");
         let (copier, harbor, target) = (copier.clone(), harbor.clone(), target.clone());
         let (mode, override_tags) = (plan.mode, plan.override_tags);
         tasks.spawn(async move {
-            let label = format!("{label} -> {target_repository}:{tag}");
+            let reference = tag.clone().unwrap_or_else(|| digest.to_string());
+            let separator = if tag.is_some() { ':' } else { '@' };
+            let label = format!("{label} -> {target_repository}{separator}{reference}");
             let result = match mode {
-                SyncMode::Sync => copy_one(&copier, harbor.as_deref(), &target_repository, &tag, &digest, override_tags).await,
-                SyncMode::Verify => verify_one(&target, &target_repository, &tag, &digest).await,
+                SyncMode::Sync => copy_one(&copier, harbor.as_deref(), &target_repository, tag.as_deref(), &digest, override_tags).await,
+                SyncMode::Verify => verify_one(&target, &target_repository, &reference, &digest).await,
             };
             drop(permit);
             TagReport { label, result }
@@ -285,16 +299,24 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
     if plan.dry_run {
         dry_run.print_summary();
     }
+    if plan.untagged && counts.tags_seen > 0 && scanned_tags == 0 {
+        eprintln!(
+            "note: the storage holds no tags at all (as buckets written by Harbor 2.15 or later): every manifest was restored by digest; tag names cannot be recovered from it"
+        );
+    }
     print_sync_summary(&plan, &counts, &copier.counts, started);
     Ok(if counts.failed > 0 || counts.source_errors > 0 { Outcome::Partial } else { Outcome::Complete })
 }
 
-async fn copy_one(copier: &Copier, harbor: Option<&Harbor>, repository: &str, tag: &str, digest: &Digest, override_tags: bool) -> Result<TagOutcome, CopyError> {
+async fn copy_one(copier: &Copier, harbor: Option<&Harbor>, repository: &str, tag: Option<&str>, digest: &Digest, override_tags: bool) -> Result<TagOutcome, CopyError> {
     if let Some(harbor) = harbor {
         let project = repository.split('/').next().unwrap_or(repository);
         harbor.ensure_project(project).await.map_err(|e| CopyError::Target(e.to_string()))?;
     }
-    copier.copy_tag(repository, tag, digest, override_tags).await
+    match tag {
+        Some(tag) => copier.copy_tag(repository, tag, digest, override_tags).await,
+        None => copier.copy_untagged(repository, digest).await,
+    }
 }
 
 async fn verify_one(target: &RegistryClient, repository: &str, tag: &str, digest: &Digest) -> Result<TagOutcome, CopyError> {

@@ -31,15 +31,22 @@ pub struct Descriptor {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Manifest {
     /// An image: its config and layers are blobs to copy first.
-    Image { media_type: String, blobs: Vec<Descriptor> },
+    Image { media_type: String, blobs: Vec<Descriptor>, subject: Option<Descriptor> },
     /// An index or manifest list: its children are manifests to copy (by digest) first.
-    Index { media_type: String, children: Vec<Descriptor> },
+    Index { media_type: String, children: Vec<Descriptor>, subject: Option<Descriptor> },
 }
 
 impl Manifest {
     pub fn media_type(&self) -> &str {
         match self {
             Manifest::Image { media_type, .. } | Manifest::Index { media_type, .. } => media_type,
+        }
+    }
+
+    /// The manifest this one refers to (OCI 1.1 `subject`: signatures, SBOMs, attestations).
+    pub fn subject(&self) -> Option<&Descriptor> {
+        match self {
+            Manifest::Image { subject, .. } | Manifest::Index { subject, .. } => subject.as_ref(),
         }
     }
 }
@@ -67,6 +74,7 @@ struct RawManifest {
     #[serde(default)]
     layers: Vec<RawDescriptor>,
     manifests: Option<Vec<RawDescriptor>>,
+    subject: Option<RawDescriptor>,
 }
 
 #[derive(Deserialize)]
@@ -109,10 +117,11 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, ManifestError> {
         None if raw.config.is_some() => OCI_MANIFEST.to_string(),
         None => return Err(ManifestError::UnknownMediaType(String::new())),
     };
+    let subject = raw.subject.map(RawDescriptor::parse).transpose()?;
     match media_type.as_str() {
         OCI_INDEX | DOCKER_LIST => {
             let children = raw.manifests.unwrap_or_default().into_iter().map(RawDescriptor::parse).collect::<Result<_, _>>()?;
-            Ok(Manifest::Index { media_type, children })
+            Ok(Manifest::Index { media_type, children, subject })
         }
         OCI_MANIFEST | DOCKER_MANIFEST => {
             let config = raw.config.ok_or_else(|| ManifestError::BadDescriptor("image manifest without config".into()))?;
@@ -120,7 +129,7 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, ManifestError> {
             for layer in raw.layers.into_iter().filter(RawDescriptor::is_distributable) {
                 blobs.push(layer.parse()?);
             }
-            Ok(Manifest::Image { media_type, blobs })
+            Ok(Manifest::Image { media_type, blobs, subject })
         }
         other => Err(ManifestError::UnknownMediaType(other.to_string())),
     }
@@ -144,7 +153,8 @@ mod tests {
                 {"mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "digest": digest("win"), "size": 30, "urls": ["https://x/y"]},
             ],
         });
-        let Manifest::Image { media_type, blobs } = parse_manifest(manifest.to_string().as_bytes()).unwrap() else { panic!() };
+        let Manifest::Image { media_type, blobs, subject } = parse_manifest(manifest.to_string().as_bytes()).unwrap() else { panic!() };
+        assert_eq!(subject, None);
         assert_eq!(media_type, DOCKER_MANIFEST);
         assert_eq!(blobs.iter().map(|b| b.digest.to_string()).collect::<Vec<_>>(), vec![digest("c"), digest("l1")], "foreign layers are not pushed");
     }
@@ -152,11 +162,22 @@ mod tests {
     #[test]
     fn indexes_list_children_and_oci_types_may_be_implicit() {
         let index = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": OCI_MANIFEST, "digest": digest("a"), "size": 5}]});
-        let Manifest::Index { media_type, children } = parse_manifest(index.to_string().as_bytes()).unwrap() else { panic!() };
+        let Manifest::Index { media_type, children, .. } = parse_manifest(index.to_string().as_bytes()).unwrap() else { panic!() };
         assert_eq!(media_type, OCI_INDEX);
         assert_eq!(children[0].size, 5);
         let image = serde_json::json!({"schemaVersion": 2, "config": {"digest": digest("c"), "size": 1}, "layers": []});
         assert_eq!(parse_manifest(image.to_string().as_bytes()).unwrap().media_type(), OCI_MANIFEST);
+    }
+
+    #[test]
+    fn referrers_name_their_subject() {
+        let referrer = serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": digest("e"), "size": 2},
+            "layers": [], "subject": {"mediaType": OCI_MANIFEST, "digest": digest("s"), "size": 9},
+        });
+        let manifest = parse_manifest(referrer.to_string().as_bytes()).unwrap();
+        assert_eq!(manifest.subject().unwrap().digest.to_string(), digest("s"));
     }
 
     #[test]

@@ -92,11 +92,30 @@ pub struct Copier {
     /// Per blob: the one upload of its bytes to the target, and the repository it went to. Every other
     /// repository that needs the blob waits for it, then mounts from there: bytes cross once.
     uploads: Mutex<HashMap<Digest, Arc<OnceCell<Result<String, CopyError>>>>>,
+    /// Rehydrating a target that serves the source's own storage: manifests first, blobs only on demand.
+    in_place: bool,
+}
+
+/// The subject digest a cosign-style tag names: `sha256-<hex>.sig` (or `.att`, `.sbom`).
+pub fn cosign_subject(tag: &str) -> Option<Digest> {
+    let (name, suffix) = tag.rsplit_once('.')?;
+    if !matches!(suffix, "sig" | "att" | "sbom") {
+        return None;
+    }
+    Digest::parse(&name.replacen('-', ":", 1)).ok()
 }
 
 impl Copier {
-    pub fn new(source: Arc<BlobStore>, target: Arc<RegistryClient>, chunk_size: u64) -> Copier {
-        Copier { source, target, counts: CopyCounts::default(), chunk_size, done: Mutex::new(HashMap::new()), uploads: Mutex::new(HashMap::new()) }
+    pub fn new(source: Arc<BlobStore>, target: Arc<RegistryClient>, chunk_size: u64, in_place: bool) -> Copier {
+        Copier {
+            source,
+            target,
+            counts: CopyCounts::default(),
+            chunk_size,
+            done: Mutex::new(HashMap::new()),
+            uploads: Mutex::new(HashMap::new()),
+            in_place,
+        }
     }
 
     /// Copies `digest` into `repository` under `tag`.
@@ -106,9 +125,24 @@ impl Copier {
             Some(existing) if !override_tags => return Err(CopyError::TagDiffers { existing, wanted: digest.clone() }),
             _ => {}
         }
-        let (media_type, bytes) = self.ensure_manifest_graph(repository, digest).await?;
-        self.target.put_manifest(repository, tag, &media_type, bytes).await?;
-        self.counts.manifests_pushed.fetch_add(1, Ordering::Relaxed);
+        // A cosign-style tag (`sha256-<hex>.sig`, `.att`, `.sbom`) names its subject: the subject goes
+        // first, so that Harbor links the accessory to it.
+        if let Some(subject) = cosign_subject(tag) {
+            if self.source.read_small(&subject, 0).await?.is_some() {
+                self.once(repository, &subject, self.push_manifest(repository, subject.as_str(), &subject)).await?;
+            }
+        }
+        self.push_manifest(repository, tag, digest).await?;
+        Ok(TagOutcome::Pushed)
+    }
+
+    /// Copies a manifest that no tag points at, by its digest (index children, referrers, and every
+    /// image of a bucket whose tags are gone).
+    pub async fn copy_untagged(&self, repository: &str, digest: &Digest) -> Result<TagOutcome, CopyError> {
+        if self.target.manifest_digest(repository, digest.as_str()).await?.is_some() {
+            return Ok(TagOutcome::AlreadyThere);
+        }
+        self.once(repository, digest, self.push_manifest(repository, digest.as_str(), digest)).await?;
         Ok(TagOutcome::Pushed)
     }
 
@@ -131,36 +165,41 @@ impl Copier {
         Ok((manifest, Bytes::from(bytes)))
     }
 
-    /// Gets everything a manifest references onto the target (children by digest, blobs), and returns
-    /// the manifest's media type and bytes, ready to be PUT.
-    fn ensure_manifest_graph<'a>(
-        &'a self,
-        repository: &'a str,
-        digest: &'a Digest,
-    ) -> futures::future::BoxFuture<'a, Result<(String, Bytes), CopyError>> {
+    /// Pushes one manifest under `reference` (a tag or its digest) with everything it references first:
+    /// its subject and an index's children (each by digest), and an image's blobs. In place, blobs are
+    /// not sent at all: the manifest is PUT first, and only if the target answers
+    /// `MANIFEST_BLOB_UNKNOWN` are its blobs copied and the PUT repeated.
+    fn push_manifest<'a>(&'a self, repository: &'a str, reference: &'a str, digest: &'a Digest) -> futures::future::BoxFuture<'a, Result<(), CopyError>> {
         Box::pin(async move {
             let (manifest, bytes) = self.read_manifest(digest).await?;
+            if let Some(subject) = manifest.subject() {
+                self.once(repository, &subject.digest, self.push_manifest(repository, subject.digest.as_str(), &subject.digest)).await?;
+            }
             match &manifest {
                 Manifest::Index { children, .. } => {
                     for child in children {
-                        self.once(repository, &child.digest, self.push_child(repository, child)).await?;
+                        self.once(repository, &child.digest, self.push_manifest(repository, child.digest.as_str(), &child.digest)).await?;
                     }
                 }
-                Manifest::Image { blobs, .. } => {
-                    let copies = blobs.iter().map(|blob| self.once(repository, &blob.digest, self.ensure_blob(repository, blob)));
-                    futures::future::try_join_all(copies).await?;
-                }
+                Manifest::Image { .. } if self.in_place => {}
+                Manifest::Image { blobs, .. } => self.ensure_blobs(repository, blobs).await?,
             }
-            Ok((manifest.media_type().to_string(), bytes))
+            let pushed = self.target.put_manifest(repository, reference, manifest.media_type(), bytes.clone()).await;
+            match (pushed, &manifest) {
+                (Err(error), Manifest::Image { blobs, .. }) if self.in_place && error.has_code("MANIFEST_BLOB_UNKNOWN") => {
+                    self.ensure_blobs(repository, blobs).await?;
+                    self.target.put_manifest(repository, reference, manifest.media_type(), bytes).await?;
+                }
+                (result, _) => result?,
+            }
+            self.counts.manifests_pushed.fetch_add(1, Ordering::Relaxed);
+            Ok(())
         })
     }
 
-    /// An index's child: its own graph, then the child PUT by digest.
-    async fn push_child(&self, repository: &str, child: &Descriptor) -> Result<(), CopyError> {
-        let (media_type, bytes) = self.ensure_manifest_graph(repository, &child.digest).await?;
-        self.target.put_manifest(repository, child.digest.as_str(), &media_type, bytes).await?;
-        self.counts.manifests_pushed.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+    async fn ensure_blobs(&self, repository: &str, blobs: &[Descriptor]) -> Result<(), CopyError> {
+        let copies = blobs.iter().map(|blob| self.once(repository, &blob.digest, self.ensure_blob(repository, blob)));
+        futures::future::try_join_all(copies).await.map(|_| ())
     }
 
     /// Runs `work` once per (repository, digest), however many copies ask; later askers share its result.
@@ -287,6 +326,15 @@ mod tests {
 
     fn stream_of(pieces: &[&'static [u8]]) -> ByteStream {
         Box::pin(futures::stream::iter(pieces.iter().map(|p| Ok(Bytes::from_static(p))).collect::<Vec<_>>()))
+    }
+
+    #[test]
+    fn cosign_tags_name_their_subject() {
+        let hex = "a".repeat(64);
+        assert_eq!(cosign_subject(&format!("sha256-{hex}.sig")).unwrap().as_str(), format!("sha256:{hex}"));
+        assert!(cosign_subject(&format!("sha256-{hex}.att")).is_some());
+        assert!(cosign_subject("v1.0").is_none());
+        assert!(cosign_subject("sha256-abc.sig").is_none());
     }
 
     #[tokio::test]
