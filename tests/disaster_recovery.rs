@@ -1,0 +1,89 @@
+//! Disaster recovery: Harbor lost its database, its bucket survived, a new Harbor serves the same
+//! storage. The Harbor emulator stands in front of a real registry serving the very tree that is
+//! scanned, with an empty project and artifact state (so, as in Harbor, every blob HEAD answers 404).
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use support::harbor::*;
+use support::images::*;
+use support::*;
+
+fn stderr_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn uploads(harbor: &HarborEmulator) -> u64 {
+    ["POST upload", "PATCH upload", "PUT upload"].iter().map(|kind| harbor.count(kind)).sum()
+}
+
+#[test]
+fn in_place_restores_every_tag_without_moving_a_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let (expected, facts) = {
+        let original = Registry::start(dir.path());
+        let facts = push_fixture(&original);
+        (original.inventory(), facts)
+    };
+    let root = dir.path().to_str().unwrap();
+    let harbor = HarborEmulator::start(dir.path());
+    assert!(harbor.state.lock().unwrap().blobs.is_empty(), "the database is gone");
+
+    let output = rehydrate_with_env(&["sync", root, &harbor.url, "--plain-http", "--in-place", "--untagged"], &harbor.env_admin());
+    let stderr = stderr_of(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("blobs: 0 uploaded (0 B)"), "{stderr}");
+    assert_eq!(uploads(&harbor), 0, "no upload request reached Harbor");
+
+    let tags: BTreeSet<(String, String, String)> =
+        harbor.state.lock().unwrap().tags.iter().map(|((r, t), d)| (r.clone(), t.clone(), d.clone())).collect();
+    assert_eq!(tags, expected, "every tag is back, with its digest");
+    let artifacts = harbor.state.lock().unwrap().artifacts.clone();
+    for (repository, digest) in &facts.untagged {
+        assert!(artifacts.contains(&(repository.clone(), digest.clone())), "{repository}@{digest} restored by digest");
+    }
+
+    let verify = rehydrate_with_env(&["verify", root, &harbor.url, "--plain-http"], &harbor.env_admin());
+    assert!(verify.status.success(), "{}", stderr_of(&verify));
+    let host = harbor.url.trim_start_matches("http://");
+    let copies = tempfile::tempdir().unwrap();
+    for (i, (repository, tag, digest)) in expected.iter().enumerate() {
+        let destination = copies.path().join(i.to_string());
+        let status = Command::new("skopeo")
+            .args(["copy", "--all", "--src-tls-verify=false", "--preserve-digests", "--src-creds", &format!("{ADMIN}:{ADMIN_PASSWORD}")])
+            .arg(format!("docker://{host}/{repository}:{tag}"))
+            .arg(format!("dir:{}", destination.display()))
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "skopeo {repository}:{tag}: {}", String::from_utf8_lossy(&status.stderr));
+        assert_eq!(&sha256(&std::fs::read(destination.join("manifest.json")).unwrap()), digest);
+    }
+}
+
+#[test]
+fn a_bucket_without_tags_is_restored_by_digest_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let facts = {
+        let original = Registry::start(dir.path());
+        push_fixture(&original)
+    };
+    // Harbor 2.15 and later keep tags in the database only: the bucket has no _manifests/tags at all.
+    for file in support::servers::walk_files(&dir.path().join("docker/registry/v2/repositories")) {
+        if file.to_str().unwrap().contains("/_manifests/tags/") {
+            std::fs::remove_file(file).unwrap();
+        }
+    }
+    let harbor = HarborEmulator::start(dir.path());
+    let output = rehydrate_with_env(&["sync", dir.path().to_str().unwrap(), &harbor.url, "--plain-http", "--in-place", "--untagged"], &harbor.env_admin());
+    let stderr = stderr_of(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("tag names cannot be recovered"), "{stderr}");
+    assert_eq!(uploads(&harbor), 0);
+    let artifacts = harbor.state.lock().unwrap().artifacts.clone();
+    for (repository, digest) in &facts.untagged {
+        assert!(artifacts.contains(&(repository.clone(), digest.clone())));
+    }
+    assert!(artifacts.len() >= 17, "every manifest of the bucket, by digest: {}", artifacts.len());
+}
