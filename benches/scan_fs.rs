@@ -11,11 +11,8 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rehydrate::synth::{generate, SynthSpec};
@@ -95,24 +92,8 @@ fn best_of(runs: usize, mut f: impl FnMut() -> (Duration, u64, usize)) -> (Durat
 /// Harbor's path: catalog pages of 1000, then per repository tags/list and a HEAD per tag.
 fn harbor_path(registry: &Registry) -> (Duration, usize, Duration) {
     let started = Instant::now();
-    let repositories = registry.catalog_with_page_size(1000);
-    let catalog_time = started.elapsed();
-    let next = AtomicUsize::new(0);
-    let found = Mutex::new(BTreeSet::new());
-    std::thread::scope(|scope| {
-        for _ in 0..PEER_CONCURRENCY {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(repository) = repositories.get(i) else { break };
-                for tag in registry.tags(repository) {
-                    if let Some(digest) = registry.head_manifest(repository, &tag) {
-                        found.lock().unwrap().insert((repository.clone(), tag, digest));
-                    }
-                }
-            });
-        }
-    });
-    (started.elapsed(), found.into_inner().unwrap().len(), catalog_time)
+    let (found, catalog_time) = registry.enumerate(1000, PEER_CONCURRENCY);
+    (started.elapsed(), found.len(), catalog_time)
 }
 
 fn seconds(d: Duration) -> String {

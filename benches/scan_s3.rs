@@ -13,10 +13,8 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::collections::BTreeSet;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rehydrate::synth::{generate, SynthSpec};
@@ -130,23 +128,8 @@ fn latency_proxy(runtime: &tokio::runtime::Runtime, upstream: &str, delay: Durat
 /// The registry's enumeration path; returns (time, tags found).
 fn registry_path(registry: &Registry) -> (Duration, usize) {
     let started = Instant::now();
-    let repositories = registry.catalog_with_page_size(1000);
-    let next = AtomicUsize::new(0);
-    let found = Mutex::new(BTreeSet::new());
-    std::thread::scope(|scope| {
-        for _ in 0..PEER_CONCURRENCY {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(repository) = repositories.get(i) else { break };
-                for tag in registry.tags(repository) {
-                    if let Some(digest) = registry.head_manifest(repository, &tag) {
-                        found.lock().unwrap().insert((repository.clone(), tag, digest));
-                    }
-                }
-            });
-        }
-    });
-    (started.elapsed(), found.into_inner().unwrap().len())
+    let (found, _) = registry.enumerate(1000, PEER_CONCURRENCY);
+    (started.elapsed(), found.len())
 }
 
 fn main() {

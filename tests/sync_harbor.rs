@@ -4,7 +4,6 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 
 use support::harbor::*;
 use support::images::*;
@@ -57,18 +56,7 @@ fn sync_creates_projects_pushes_through_tokens_and_verifies() {
 
     // And a real client reads every tag back, checking every blob.
     let host = harbor.url.trim_start_matches("http://");
-    let copies = tempfile::tempdir().unwrap();
-    for (i, (repository, tag, digest)) in expected.iter().enumerate() {
-        let destination = copies.path().join(i.to_string());
-        let status = Command::new("skopeo")
-            .args(["copy", "--all", "--src-tls-verify=false", "--preserve-digests", "--src-creds", &format!("{ADMIN}:{ADMIN_PASSWORD}")])
-            .arg(format!("docker://{host}/{repository}:{tag}"))
-            .arg(format!("dir:{}", destination.display()))
-            .output()
-            .unwrap();
-        assert!(status.status.success(), "skopeo {repository}:{tag}: {}", String::from_utf8_lossy(&status.stderr));
-        assert_eq!(&sha256(&std::fs::read(destination.join("manifest.json")).unwrap()), digest);
-    }
+    skopeo_reads_back(host, &expected, Some(&format!("{ADMIN}:{ADMIN_PASSWORD}")));
 }
 
 #[test]

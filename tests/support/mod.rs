@@ -223,15 +223,54 @@ impl Registry {
 
     /// The registry's own answer, as (repository, tag, digest): catalog, then tags/list, then a HEAD per tag.
     pub fn inventory(&self) -> BTreeSet<(String, String, String)> {
-        let mut inventory = BTreeSet::new();
-        for repository in self.catalog() {
-            for tag in self.tags(&repository) {
-                if let Some(digest) = self.head_manifest(&repository, &tag) {
-                    inventory.insert((repository.clone(), tag, digest));
-                }
+        self.enumerate(100, 1).0
+    }
+
+    /// Harbor's enumeration path: `_catalog` pages of `page_size` (serial by nature: each page starts
+    /// after the last name), then `tags/list` per repository and a manifest HEAD per tag, `concurrency`
+    /// repositories at once. Returns what it found and the time the catalog alone took.
+    pub fn enumerate(&self, page_size: usize, concurrency: usize) -> (BTreeSet<(String, String, String)>, Duration) {
+        let started = Instant::now();
+        let repositories = self.catalog_with_page_size(page_size);
+        let catalog_time = started.elapsed();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let found = std::sync::Mutex::new(BTreeSet::new());
+        std::thread::scope(|scope| {
+            for _ in 0..concurrency.max(1) {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(repository) = repositories.get(i) else { break };
+                    for tag in self.tags(repository) {
+                        if let Some(digest) = self.head_manifest(repository, &tag) {
+                            found.lock().unwrap().insert((repository.clone(), tag, digest));
+                        }
+                    }
+                });
             }
+        });
+        (found.into_inner().unwrap(), catalog_time)
+    }
+}
+
+/// Reads every tag back from `host` with skopeo (which checks every blob's digest as it copies; `--all`
+/// takes every child of an index) and checks each manifest kept its digest.
+pub fn skopeo_reads_back(host: &str, inventory: &BTreeSet<(String, String, String)>, credentials: Option<&str>) {
+    let copies = tempfile::tempdir().unwrap();
+    for (i, (repository, tag, digest)) in inventory.iter().enumerate() {
+        let destination = copies.path().join(i.to_string());
+        let mut command = Command::new("skopeo");
+        command.args(["copy", "--all", "--src-tls-verify=false", "--preserve-digests"]);
+        if let Some(credentials) = credentials {
+            command.args(["--src-creds", credentials]);
         }
-        inventory
+        let output = command
+            .arg(format!("docker://{host}/{repository}:{tag}"))
+            .arg(format!("dir:{}", destination.display()))
+            .output()
+            .expect("running skopeo (scripts/install-servers.sh installs it)");
+        assert!(output.status.success(), "skopeo copy {repository}:{tag}: {}", String::from_utf8_lossy(&output.stderr));
+        let manifest = std::fs::read(destination.join("manifest.json")).unwrap();
+        assert_eq!(&sha256(&manifest), digest, "{repository}:{tag} kept its digest");
     }
 }
 

@@ -14,7 +14,7 @@ use object_store::azure::{AzureAuthorizer, AzureConfigKey, AzureCredential, Micr
 use serde::Deserialize;
 use url::Url;
 
-use super::{check_status, encode_key_path, found, http_client, http_request, md5_from_base64, send, to_reqwest};
+use super::{listing_text, encode_key_path, found, http_client, http_request, md5_from_base64, send, to_reqwest};
 use super::{ListPage, ListRequest, ListedObject, ObjectOptions, StorageError};
 
 /// The REST version asked for: the one `object_store` signs with.
@@ -101,12 +101,7 @@ impl Azure {
             }
         }
         let response = send("list", request.prefix, || self.signed_get(&url)).await?;
-        let response = check_status("list", request.prefix, response).await?;
-        let body = response.text().await.map_err(|e| StorageError::Transport {
-            operation: "list",
-            target: request.prefix.to_string(),
-            message: e.to_string(),
-        })?;
+        let body = listing_text(request.prefix, response).await?;
         let mut page = parse_list(&body).map_err(|message| StorageError::Parse { operation: "list", target: request.prefix.to_string(), message })?;
         if request.page_token.is_none() {
             if let Some(start) = request.start_after {

@@ -214,6 +214,15 @@ pub(crate) async fn check_status(operation: &'static str, target: &str, response
     Err(StorageError::Http { operation, target: target.to_string(), status, message })
 }
 
+/// The body of a listing's answer, as text; an error for a failed listing.
+pub(crate) async fn listing_text(prefix: &str, response: reqwest::Response) -> Result<String, StorageError> {
+    let response = check_status("list", prefix, response).await?;
+    response
+        .text()
+        .await
+        .map_err(|e| StorageError::Transport { operation: "list", target: prefix.to_string(), message: without_url(&e) })
+}
+
 /// Reads the body of a successful answer to a small-object read, refusing more than `max_len` bytes.
 pub(crate) async fn small_body(target: &str, mut response: reqwest::Response, max_len: usize) -> Result<Vec<u8>, StorageError> {
     let mut body = Vec::new();

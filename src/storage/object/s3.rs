@@ -12,7 +12,7 @@ use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, AwsAuthori
 use serde::Deserialize;
 use url::Url;
 
-use super::{check_status, encode_key_path, found, http_client, http_request, md5_from_hex_etag, send, to_reqwest};
+use super::{listing_text, encode_key_path, found, http_client, http_request, md5_from_hex_etag, send, to_reqwest};
 use super::{ListPage, ListRequest, ListedObject, ObjectOptions, StorageError};
 
 pub struct S3 {
@@ -88,12 +88,7 @@ impl S3 {
             }
         }
         let response = send("list", request.prefix, || self.signed_get(&url)).await?;
-        let response = check_status("list", request.prefix, response).await?;
-        let body = response.text().await.map_err(|e| StorageError::Transport {
-            operation: "list",
-            target: request.prefix.to_string(),
-            message: e.to_string(),
-        })?;
+        let body = listing_text(request.prefix, response).await?;
         parse_list(&body).map_err(|message| StorageError::Parse { operation: "list", target: request.prefix.to_string(), message })
     }
 
