@@ -12,6 +12,7 @@ use crate::inventory::Format;
 use crate::pipeline::{self, Outcome, ScanPlan, Selection, SyncMode, SyncPlan};
 use crate::registry::credentials::{self, CredentialSources};
 use crate::scan::{DiscoveryMode, ScanOptions};
+use crate::shard::Shard;
 use crate::storage::object::ObjectOptions;
 use crate::storage::Source;
 
@@ -58,6 +59,11 @@ struct SourceArgs {
     /// Print only the summary, not each problem as it is found.
     #[arg(long, short)]
     quiet: bool,
+    /// Do only this machine's share: `K/N` (shard K of N, from 0), or `N` with K from JOB_COMPLETION_INDEX
+    /// (Kubernetes Indexed Jobs) or AWS_BATCH_JOB_ARRAY_INDEX. The N runs together do exactly what one
+    /// run does, each repository in exactly one of them.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -164,12 +170,20 @@ impl SourceArgs {
             Some(n) => n,
             None => default_list_concurrency(&source),
         };
+        let shard = match &self.shard {
+            Some(spec) => {
+                let index = std::env::var("JOB_COMPLETION_INDEX").or_else(|_| std::env::var("AWS_BATCH_JOB_ARRAY_INDEX")).ok();
+                Shard::parse(spec, index.as_deref())?
+            }
+            None => Shard::ALL,
+        };
         let options = ScanOptions {
             list_concurrency,
             untagged,
             object: ObjectOptions { endpoint: self.endpoint.clone(), anonymous: self.anonymous },
             page_size: self.list_page_size.max(1),
             discovery: self.discovery,
+            shard,
         };
         Ok((source, options))
     }

@@ -1,9 +1,57 @@
-//! Pure key-range arithmetic for splitting a listing: where a range can be cut in two, and the smallest
-//! start-after key that skips a whole rolled-up group.
+//! Pure rules for splitting work: which machine owns a repository (`--shard K/N`), where a key range of
+//! a listing can be cut in two, and the smallest start-after key that skips a whole rolled-up group.
 //!
 //! Object stores list in byte order. Keys under `repositories/` are made of the name alphabet
 //! (`-./0-9_a-z`), so cut points are chosen in that alphabet: a cut between two keys is a string between
 //! them in byte order, found by treating both as base-41 fractions and taking the middle.
+
+/// One machine's share of the work: shard `index` of `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ShardError {
+    #[error("--shard {0:?}: expected K/N (0 <= K < N), or N with K from JOB_COMPLETION_INDEX or AWS_BATCH_JOB_ARRAY_INDEX")]
+    Malformed(String),
+    #[error("--shard {0:?} gives no index and neither JOB_COMPLETION_INDEX nor AWS_BATCH_JOB_ARRAY_INDEX is set")]
+    NoIndex(String),
+}
+
+impl Shard {
+    /// The whole job, on one machine.
+    pub const ALL: Shard = Shard { index: 0, count: 1 };
+
+    /// Parses `K/N`, or `N` with K taken from `index_from_env` (Kubernetes Indexed Jobs set
+    /// JOB_COMPLETION_INDEX, AWS Batch array jobs AWS_BATCH_JOB_ARRAY_INDEX).
+    pub fn parse(text: &str, index_from_env: Option<&str>) -> Result<Shard, ShardError> {
+        let malformed = || ShardError::Malformed(text.to_string());
+        let (index, count) = match text.split_once('/') {
+            Some((k, n)) => (k.trim().parse::<u32>().map_err(|_| malformed())?, n.trim().parse::<u32>().map_err(|_| malformed())?),
+            None => {
+                let count = text.trim().parse::<u32>().map_err(|_| malformed())?;
+                let index = index_from_env.ok_or_else(|| ShardError::NoIndex(text.to_string()))?;
+                (index.trim().parse::<u32>().map_err(|_| malformed())?, count)
+            }
+        };
+        if count == 0 || index >= count {
+            return Err(malformed());
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// Whether this shard handles `repository`: by a stable hash of its name (FNV-1a), so every
+    /// repository belongs to exactly one shard, whatever machine or order finds it, run after run.
+    pub fn owns(&self, repository: &str) -> bool {
+        if self.count == 1 {
+            return true;
+        }
+        let hash = repository.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3));
+        (hash % self.count as u64) as u32 == self.index
+    }
+}
 
 /// The characters of repository keys in byte order, then one past the last (`{`) as the open end.
 const ALPHABET: &[u8] = b"-./0123456789_abcdefghijklmnopqrstuvwxyz{";
@@ -144,6 +192,33 @@ mod tests {
             assert!(cuts < 200);
         }
         assert!(cuts > 5);
+    }
+
+    #[test]
+    fn shards_parse_from_flags_and_job_indexes() {
+        assert_eq!(Shard::parse("2/7", None), Ok(Shard { index: 2, count: 7 }));
+        assert_eq!(Shard::parse("7", Some("3")), Ok(Shard { index: 3, count: 7 }));
+        assert!(matches!(Shard::parse("7", None), Err(ShardError::NoIndex(_))));
+        for bad in ["7/7", "1/0", "a/3", "-1/3", ""] {
+            assert!(Shard::parse(bad, None).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_repository_has_exactly_one_shard() {
+        let names: Vec<String> = (0..2000).map(crate::synth::repository_name).collect();
+        for count in [1u32, 3, 7] {
+            let mut seen = std::collections::HashMap::new();
+            for index in 0..count {
+                let shard = Shard { index, count };
+                for name in names.iter().filter(|n| shard.owns(n)) {
+                    assert!(seen.insert(name.clone(), index).is_none(), "{name} in two shards");
+                }
+            }
+            assert_eq!(seen.len(), names.len(), "{count} shards cover everything");
+            let smallest = (0..count).map(|i| seen.values().filter(|&&v| v == i).count()).min().unwrap();
+            assert!(smallest as f64 > names.len() as f64 / count as f64 * 0.8, "shards are balanced");
+        }
     }
 
     #[test]

@@ -44,4 +44,15 @@ fn cut_ranges_cover_every_repository_exactly_once() {
             assert_eq!(lists, 151, "one listing for all repositories, one per repository");
         }
     }
+
+    // Shards split the object-store scan the same way: disjoint, and together complete.
+    let mut union = BTreeSet::new();
+    for index in 0..3 {
+        let output = rehydrate_with_env(&["scan", "s3://ranges", "--shard", &format!("{index}/3"), "--list-page-size", "7"], &moto.env());
+        assert!(output.status.success());
+        let part = tag_records(&inventory_lines(&output.stdout));
+        assert!(union.is_disjoint(&part));
+        union.extend(part);
+    }
+    assert_eq!(union, truth);
 }

@@ -126,6 +126,9 @@ impl FsScanner<'_> {
     /// Scans one repository, whose folder is open as `repository_dir`: its tags, and its untagged
     /// revisions when asked.
     fn scan_repository(&self, repository: &str, repository_dir: BorrowedFd<'_>) -> Result<(), ConsumerGone> {
+        if !self.options.shard.owns(repository) {
+            return Ok(());
+        }
         if let Err(error) = check_repository(repository) {
             return self.error(ItemError::new(key_below_repositories(&format!("{repository}/")), error));
         }

@@ -81,6 +81,8 @@ pub struct ScanOptions {
     pub page_size: usize,
     /// How repositories are found in an object store.
     pub discovery: DiscoveryMode,
+    /// This machine's share: only the repositories it owns are scanned (their tags listed, reported).
+    pub shard: crate::shard::Shard,
 }
 
 /// How an object-store scan finds repositories.

@@ -254,6 +254,9 @@ impl Scanner {
 
     /// Checks a repository name and hands it to the tag scans.
     async fn found_repository(&self, prefix: &str, name: &str, found: &mpsc::Sender<String>) -> Result<(), ConsumerGone> {
+        if !self.options.shard.owns(name) {
+            return Ok(());
+        }
         match check_repository(name) {
             Ok(()) => found.send(name.to_string()).await.map_err(|_| ConsumerGone),
             Err(error) => self.emit(ScanItem::Error(ItemError::new(format!("{prefix}{name}/"), error))).await,
