@@ -90,6 +90,10 @@ struct SyncArgs {
     /// Allow a plain-HTTP target (http://...). Without it, only HTTPS is spoken.
     #[arg(long)]
     plain_http: bool,
+    /// Trust the CA certificate(s) in this PEM file for the target's HTTPS, beside the system's. The
+    /// target's certificate is always verified.
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
     /// User name on the target [env: REHYDRATE_TARGET_USERNAME]. The password comes from
     /// REHYDRATE_TARGET_PASSWORD, --password-file, --password-stdin, or the Docker config (docker login).
     #[arg(long)]
@@ -252,6 +256,7 @@ impl SyncArgs {
             quiet: self.source.quiet,
             in_place: self.in_place,
             untagged: self.untagged,
+            ca_cert: self.ca_cert,
         })
     }
 }

@@ -8,6 +8,7 @@ pub mod copy;
 pub mod filter;
 pub mod inventory;
 pub mod layout;
+pub mod net;
 pub mod pipeline;
 pub mod registry;
 pub mod scan;

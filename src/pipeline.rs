@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tokio::sync::mpsc::error::TryRecvError;
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,7 +20,7 @@ use crate::copy::{CopyCounts, CopyError, Copier, TagOutcome};
 use crate::filter::{NameFilter, NameMapping};
 use crate::inventory::{human_duration, Counts, Format, InventoryWriter};
 use crate::layout::Digest;
-use crate::registry::client::RegistryClient;
+use crate::registry::client::{RegistryClient, RegistryError};
 use crate::registry::credentials::Credentials;
 use crate::registry::harbor::Harbor;
 use crate::scan::{self, RequestCounts, ScanItem, ScanOptions};
@@ -147,6 +147,8 @@ pub struct SyncPlan {
     pub in_place: bool,
     /// Also copy every manifest no tag points at, by digest.
     pub untagged: bool,
+    /// Extra CA certificates (PEM) to trust for the target.
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Prints problems as they come, up to `PROBLEMS_PRINTED`.
@@ -187,13 +189,39 @@ struct TagReport {
 /// How long to wait for a connection or an answer from the target.
 const TARGET_TIMEOUT: Duration = Duration::from_secs(300);
 
-fn target_http() -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
+/// The target's HTTP client: TLS always verified (against the system's roots and `--ca-cert`), no cookie
+/// jar (Harbor skips CSRF checks for calls without its session cookie), and reqwest's redirect policy,
+/// which drops credentials on a redirect to another host.
+fn target_http(ca_cert: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(15))
         .read_timeout(TARGET_TIMEOUT)
         .pool_max_idle_per_host(64)
-        .user_agent(concat!("rehydrate/", env!("CARGO_PKG_VERSION")))
-        .build()?)
+        .user_agent(concat!("rehydrate/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = ca_cert {
+        let pem = std::fs::read(path).with_context(|| format!("reading --ca-cert {}", path.display()))?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| format!("--ca-cert {}: not PEM certificates", path.display()))?;
+        if certificates.is_empty() {
+            anyhow::bail!("--ca-cert {}: no certificate in it", path.display());
+        }
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    Ok(builder.build()?)
+}
+
+/// Explains a failure to reach the target, with what to do when its certificate is not trusted.
+fn unreachable_target(target: &Url, error: RegistryError) -> anyhow::Error {
+    let text = error.to_string();
+    if text.contains("certificate") || text.contains("UnknownIssuer") || text.contains("invalid peer") {
+        anyhow::anyhow!(
+            "the TLS certificate of {} is not trusted ({text}). If the target uses a private CA or a self-signed certificate, pass --ca-cert FILE with that CA's certificate (PEM)",
+            target.host_str().unwrap_or_default()
+        )
+    } else {
+        anyhow::Error::new(error).context(format!("reaching the target {target}"))
+    }
 }
 
 /// Copies (or verifies) every selected tag as the scan finds it: the scan streams tags through a bounded
@@ -206,7 +234,7 @@ pub fn run_sync(plan: SyncPlan) -> anyhow::Result<Outcome> {
 
 async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
     let started = Instant::now();
-    let http = target_http()?;
+    let http = target_http(plan.ca_cert.as_deref())?;
     let target = Arc::new(RegistryClient::new(plan.target.clone(), http.clone(), plan.credentials.clone()));
     let harbor = match Harbor::detect(&plan.target, &http, plan.credentials.clone()).await {
         Some(harbor) => {
@@ -216,7 +244,7 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
         }
         None => None,
     };
-    target.ping().await.with_context(|| format!("reaching the target {}", plan.target))?;
+    target.ping().await.map_err(|error| unreachable_target(&plan.target, error))?;
     let blobs = Arc::new(BlobStore::connect(&plan.source, &plan.options.object).await.context("opening the source storage")?);
     let copier = Arc::new(Copier::new(blobs, target.clone(), plan.chunk_size, plan.in_place));
 

@@ -135,7 +135,7 @@ impl TokenCache {
         if let Some(credentials) = &self.credentials {
             request = request.basic_auth(&credentials.username, Some(credentials.password()));
         }
-        let response = request.send().await.map_err(|e| AuthError::Failed { realm: realm.to_string(), message: e.without_url().to_string() })?;
+        let response = request.send().await.map_err(|e| AuthError::Failed { realm: realm.to_string(), message: crate::net::describe_error(&e) })?;
         let status = response.status();
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             return Err(AuthError::Refused { realm: realm.to_string(), status: status.as_u16() });

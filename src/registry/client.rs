@@ -150,7 +150,7 @@ impl RegistryClient {
                 delay *= 2;
                 continue;
             }
-            let response = outcome.map_err(|e| RegistryError::Transport { operation, target: target.to_string(), message: e.without_url().to_string() })?;
+            let response = outcome.map_err(|e| RegistryError::Transport { operation, target: target.to_string(), message: crate::net::describe_error(&e) })?;
             if response.status() == StatusCode::UNAUTHORIZED && !answered_challenge {
                 if let Some(challenge) = response.headers().get(WWW_AUTHENTICATE).and_then(|h| h.to_str().ok()).and_then(parse_challenge) {
                     let known = self.challenge.lock().await.replace(challenge.clone());
@@ -225,7 +225,7 @@ impl RegistryClient {
                 let bytes = response.bytes().await.map_err(|e| RegistryError::Transport {
                     operation: "GET manifest",
                     target: target.clone(),
-                    message: e.without_url().to_string(),
+                    message: crate::net::describe_error(&e),
                 })?;
                 Ok(Some((media_type, bytes)))
             }
@@ -317,7 +317,7 @@ impl RegistryClient {
         let response = self.authorize(request, &scopes).await?.send().await.map_err(|e| RegistryError::Transport {
             operation: "upload blob",
             target: target.clone(),
-            message: e.without_url().to_string(),
+            message: crate::net::describe_error(&e),
         })?;
         if response.status() == StatusCode::CREATED {
             Ok(())

@@ -72,7 +72,7 @@ impl Harbor {
             .basic_auth(&credentials.username, Some(credentials.password()))
             .send()
             .await
-            .map_err(|e| HarborError::Transport(e.without_url().to_string()))?;
+            .map_err(|e| HarborError::Transport(crate::net::describe_error(&e)))?;
         match response.status() {
             StatusCode::UNAUTHORIZED => Err(HarborError::WrongCredentials(credentials.username.clone())),
             // Robot accounts may not read users/current (403) but did authenticate.
@@ -96,7 +96,7 @@ impl Harbor {
             .json(&body)
             .send()
             .await
-            .map_err(|e| HarborError::Transport(e.without_url().to_string()))?;
+            .map_err(|e| HarborError::Transport(crate::net::describe_error(&e)))?;
         match response.status() {
             StatusCode::CREATED | StatusCode::CONFLICT => Ok(()),
             StatusCode::UNAUTHORIZED => Err(HarborError::WrongCredentials(credentials.username.clone())),

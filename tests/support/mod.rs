@@ -53,13 +53,20 @@ pub struct Registry {
 impl Registry {
     /// Starts the registry with filesystem storage at `root` (deletes enabled, as the fixtures need).
     pub fn start(root: &Path) -> Registry {
-        Registry::start_with_storage(&format!("filesystem: {{rootdirectory: {}}}", root.display()), root, "", None)
+        Registry::start_with_storage(&format!("filesystem: {{rootdirectory: {}}}", root.display()), root, "", "", "http")
     }
 
     /// Starts the registry on `root` with more configuration (e.g. token auth) and the public URL it
     /// should put in `Location` headers.
     pub fn start_behind(root: &Path, extra: &str, public_url: &str) -> Registry {
-        Registry::start_with_storage(&format!("filesystem: {{rootdirectory: {}}}", root.display()), root, extra, Some(public_url))
+        let http = format!(", host: \"{public_url}\"");
+        Registry::start_with_storage(&format!("filesystem: {{rootdirectory: {}}}", root.display()), root, extra, &http, "http")
+    }
+
+    /// Starts the registry serving HTTPS with this certificate and key (PEM files).
+    pub fn start_tls(root: &Path, certificate: &Path, key: &Path) -> Registry {
+        let http = format!(", tls: {{certificate: {}, key: {}}}", certificate.display(), key.display());
+        Registry::start_with_storage(&format!("filesystem: {{rootdirectory: {}}}", root.display()), root, "", &http, "https")
     }
 
     /// Starts the registry on an S3-compatible server, through its own S3 driver.
@@ -69,16 +76,16 @@ impl Registry {
             servers::S3_ACCESS_KEY,
             servers::S3_SECRET_KEY
         );
-        Registry::start_with_storage(&s3, Path::new("/nonexistent"), "", None)
+        Registry::start_with_storage(&s3, Path::new("/nonexistent"), "", "", "http")
     }
 
-    /// Starts the registry with `storage` (one YAML flow mapping of a driver) plus deletes enabled.
-    fn start_with_storage(storage: &str, root: &Path, extra: &str, public_url: Option<&str>) -> Registry {
+    /// Starts the registry with `storage` (one YAML flow mapping of a driver) plus deletes enabled,
+    /// `extra` top-level configuration and `http` more entries of the `http` mapping.
+    fn start_with_storage(storage: &str, root: &Path, extra: &str, http: &str, scheme: &str) -> Registry {
         let config_dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let host = public_url.map(|url| format!(", host: \"{url}\"")).unwrap_or_default();
         let config = format!(
-            "version: 0.1\nlog: {{level: error}}\nstorage:\n  {storage}\n  delete: {{enabled: true}}\n  maintenance: {{uploadpurging: {{enabled: false}}}}\nhttp: {{addr: 127.0.0.1:{port}{host}}}\n{extra}\n"
+            "version: 0.1\nlog: {{level: error}}\nstorage:\n  {storage}\n  delete: {{enabled: true}}\n  maintenance: {{uploadpurging: {{enabled: false}}}}\nhttp: {{addr: 127.0.0.1:{port}{http}}}\n{extra}\n"
         );
         let config_path = config_dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
@@ -94,9 +101,10 @@ impl Registry {
             .expect("starting docker-registry");
         let registry = Registry {
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("{scheme}://127.0.0.1:{port}"),
             root: root.to_path_buf(),
-            client: Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+            // The tests' own client trusts any certificate: it only sets up and inspects fixtures.
+            client: Client::builder().timeout(Duration::from_secs(60)).danger_accept_invalid_certs(true).build().unwrap(),
             _config_dir: config_dir,
         };
         registry.wait_ready();

@@ -130,7 +130,7 @@ impl ObjectBackend {
             message: "the answer has no Content-Length".to_string(),
         })?;
         let target = key.to_string();
-        let stream = response.bytes_stream().map(move |chunk| chunk.map_err(|e| std::io::Error::other(format!("reading {target}: {}", without_url(&e)))));
+        let stream = response.bytes_stream().map(move |chunk| chunk.map_err(|e| std::io::Error::other(format!("reading {target}: {}", crate::net::describe_error(&e)))));
         Ok(Some((size, Box::pin(stream))))
     }
 
@@ -164,7 +164,7 @@ where
             Ok(response) => return Ok(response),
             Err(error) if !last && (error.is_connect() || error.is_timeout() || error.is_request()) => {}
             Err(error) => {
-                return Err(StorageError::Transport { operation, target: target.to_string(), message: without_url(&error) })
+                return Err(StorageError::Transport { operation, target: target.to_string(), message: crate::net::describe_error(&error) })
             }
         }
         tokio::time::sleep(delay).await;
@@ -175,21 +175,6 @@ where
 
 fn is_transient(status: reqwest::StatusCode) -> bool {
     status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
-}
-
-/// A transport error's text without its URL (which may carry a SAS token in its query).
-fn without_url(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    if let Some(url) = error.url() {
-        text = text.replace(url.as_str(), "");
-    }
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// A stream of bytes read from storage.
@@ -220,7 +205,7 @@ pub(crate) async fn listing_text(prefix: &str, response: reqwest::Response) -> R
     response
         .text()
         .await
-        .map_err(|e| StorageError::Transport { operation: "list", target: prefix.to_string(), message: without_url(&e) })
+        .map_err(|e| StorageError::Transport { operation: "list", target: prefix.to_string(), message: crate::net::describe_error(&e) })
 }
 
 /// Reads the body of a successful answer to a small-object read, refusing more than `max_len` bytes.
@@ -229,7 +214,7 @@ pub(crate) async fn small_body(target: &str, mut response: reqwest::Response, ma
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|error| StorageError::Transport { operation: "read", target: target.to_string(), message: without_url(&error) })?
+        .map_err(|error| StorageError::Transport { operation: "read", target: target.to_string(), message: crate::net::describe_error(&error) })?
     {
         body.extend_from_slice(&chunk);
         if body.len() > max_len {
