@@ -31,6 +31,15 @@ enum Command {
     Sync(SyncArgs),
     /// Check that every tag found in the storage resolves to the same digest on the target.
     Verify(SyncArgs),
+    /// Print what a sync's journal records as finished.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// The journal file (`sync` prints its path at the end of each run).
+    #[arg(long, value_name = "FILE")]
+    journal: PathBuf,
 }
 
 /// Where the source storage is and how to list it (shared by every command).
@@ -90,6 +99,13 @@ struct SyncArgs {
     /// Allow a plain-HTTP target (http://...). Without it, only HTTPS is spoken.
     #[arg(long)]
     plain_http: bool,
+    /// The journal of finished tags [default: under $XDG_STATE_HOME/rehydrate, one per source, target
+    /// and shard]. After a crash or a kill, the same command carries on from it.
+    #[arg(long, value_name = "FILE")]
+    journal: Option<PathBuf>,
+    /// Keep no journal.
+    #[arg(long, conflicts_with = "journal")]
+    no_journal: bool,
     /// Trust the CA certificate(s) in this PEM file for the target's HTTPS, beside the system's. The
     /// target's certificate is always verified.
     #[arg(long, value_name = "FILE")]
@@ -162,6 +178,14 @@ impl Cli {
             Command::Scan(args) => args.run(),
             Command::Sync(args) => args.run(SyncMode::Sync),
             Command::Verify(args) => args.run(SyncMode::Verify),
+            Command::Status(args) => {
+                if !args.journal.exists() {
+                    anyhow::bail!("no journal at {}", args.journal.display());
+                }
+                let journal = crate::journal::Journal::open(&args.journal)?;
+                println!("{}: {} tags finished on the target", journal.path().display(), journal.finished_tags()?);
+                Ok(Outcome::Complete)
+            }
         }
     }
 }
@@ -224,6 +248,7 @@ impl SyncArgs {
     fn run(self, mode: SyncMode) -> anyhow::Result<Outcome> {
         let (source, options) = self.source.resolve(self.untagged)?;
         let target = target_url(&self.target, self.plain_http)?;
+        let target_text = target.to_string();
         let host = match target.port() {
             Some(port) => format!("{}:{port}", target.host_str().unwrap_or_default()),
             None => target.host_str().unwrap_or_default().to_string(),
@@ -257,6 +282,13 @@ impl SyncArgs {
             in_place: self.in_place,
             untagged: self.untagged,
             ca_cert: self.ca_cert,
+            journal: if self.no_journal {
+                None
+            } else {
+                Some(self.journal.clone().unwrap_or_else(|| {
+                    crate::journal::default_path(&self.source.source, target_text.as_str(), self.source.shard.as_deref().unwrap_or("all"))
+                }))
+            },
         })
     }
 }

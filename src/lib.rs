@@ -7,6 +7,7 @@ pub mod cli;
 pub mod copy;
 pub mod filter;
 pub mod inventory;
+pub mod journal;
 pub mod layout;
 pub mod net;
 pub mod pipeline;

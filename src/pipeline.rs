@@ -19,6 +19,7 @@ use crate::copy::manifest::Manifest;
 use crate::copy::{CopyCounts, CopyError, Copier, TagOutcome};
 use crate::filter::{NameFilter, NameMapping};
 use crate::inventory::{human_duration, Counts, Format, InventoryWriter};
+use crate::journal::Journal;
 use crate::layout::Digest;
 use crate::registry::client::{RegistryClient, RegistryError};
 use crate::registry::credentials::Credentials;
@@ -149,6 +150,8 @@ pub struct SyncPlan {
     pub untagged: bool,
     /// Extra CA certificates (PEM) to trust for the target.
     pub ca_cert: Option<PathBuf>,
+    /// Where finished tags are recorded (and found again after a crash); `None`: no journal.
+    pub journal: Option<PathBuf>,
 }
 
 /// Prints problems as they come, up to `PROBLEMS_PRINTED`.
@@ -175,6 +178,8 @@ struct SyncCounts {
     pushed: u64,
     already_there: u64,
     verified: u64,
+    /// Tags the journal says an earlier run finished: skipped without a request.
+    journaled: u64,
     failed: u64,
     source_errors: u64,
     warnings: u64,
@@ -184,6 +189,8 @@ struct SyncCounts {
 struct TagReport {
     label: String,
     result: Result<TagOutcome, CopyError>,
+    /// (target repository, reference, digest), for the journal.
+    item: (String, String, String),
 }
 
 /// How long to wait for a connection or an answer from the target.
@@ -248,6 +255,22 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
     let blobs = Arc::new(BlobStore::connect(&plan.source, &plan.options.object).await.context("opening the source storage")?);
     let copier = Arc::new(Copier::new(blobs, target.clone(), plan.chunk_size, plan.in_place));
 
+    let journal = match (&plan.journal, plan.mode, plan.dry_run) {
+        (Some(path), SyncMode::Sync, false) => Some(Journal::open(path)?),
+        _ => None,
+    };
+    let flusher = journal.clone().map(|journal| {
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(crate::journal::FLUSH_EVERY).await;
+                let journal = journal.clone();
+                if let Err(error) = tokio::task::spawn_blocking(move || journal.flush()).await.expect("journal flush panicked") {
+                    eprintln!("warning: {error}");
+                }
+            }
+        })
+    });
+
     let requests = Arc::new(RequestCounts::default());
     let (mut items, scan_thread) = scan::start(&plan.source, plan.options.clone(), requests.clone());
     let slots = Arc::new(Semaphore::new(plan.push_concurrency));
@@ -259,7 +282,7 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
 
     while let Some(item) = items.recv().await {
         while let Some(done) = tasks.try_join_next() {
-            record(&mut counts, &mut printer, plan.mode, done.expect("a copy task panicked"));
+            record(&mut counts, &mut printer, plan.mode, journal.as_deref(), done.expect("a copy task panicked"));
         }
         let (repository, tag, digest) = match item {
             ScanItem::Tag { repository, tag, digest } => {
@@ -304,11 +327,17 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
             dry_run.plan(&copier, &target, &target_repository, tag.as_deref().unwrap_or(digest.as_str()), &digest, &mut printer).await;
             continue;
         }
+        let reference = tag.clone().unwrap_or_else(|| digest.to_string());
+        if let Some(journal) = &journal {
+            if journal.is_done(&target_repository, &reference, digest.as_str())? {
+                counts.journaled += 1;
+                continue;
+            }
+        }
         let permit = slots.clone().acquire_owned().await.expect("never closed");
         let (copier, harbor, target) = (copier.clone(), harbor.clone(), target.clone());
         let (mode, override_tags) = (plan.mode, plan.override_tags);
         tasks.spawn(async move {
-            let reference = tag.clone().unwrap_or_else(|| digest.to_string());
             let separator = if tag.is_some() { ':' } else { '@' };
             let label = format!("{label} -> {target_repository}{separator}{reference}");
             let result = match mode {
@@ -316,11 +345,18 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
                 SyncMode::Verify => verify_one(&target, &target_repository, &reference, &digest).await,
             };
             drop(permit);
-            TagReport { label, result }
+            TagReport { label, result, item: (target_repository, reference, digest.to_string()) }
         });
     }
     while let Some(done) = tasks.join_next().await {
-        record(&mut counts, &mut printer, plan.mode, done.expect("a copy task panicked"));
+        record(&mut counts, &mut printer, plan.mode, journal.as_deref(), done.expect("a copy task panicked"));
+    }
+    if let Some(flusher) = flusher {
+        flusher.abort();
+    }
+    if let Some(journal) = &journal {
+        journal.flush()?;
+        eprintln!("journal: {} ({} finished tags)", journal.path().display(), journal.finished_tags()?);
     }
     scan_thread.join().expect("the scan thread panicked").context("scanning the source")?;
 
@@ -355,7 +391,11 @@ async fn verify_one(target: &RegistryClient, repository: &str, tag: &str, digest
     }
 }
 
-fn record(counts: &mut SyncCounts, printer: &mut ProblemPrinter, mode: SyncMode, report: TagReport) {
+fn record(counts: &mut SyncCounts, printer: &mut ProblemPrinter, mode: SyncMode, journal: Option<&Journal>, report: TagReport) {
+    if let (Some(journal), Ok(_)) = (journal, &report.result) {
+        let (repository, reference, digest) = &report.item;
+        journal.record(repository, reference, digest);
+    }
     match (report.result, mode) {
         (Ok(TagOutcome::Pushed), _) => counts.pushed += 1,
         (Ok(TagOutcome::AlreadyThere), SyncMode::Sync) => counts.already_there += 1,
@@ -442,14 +482,15 @@ fn print_sync_summary(plan: &SyncPlan, counts: &SyncCounts, copy: &CopyCounts, s
     let selected = counts.tags_seen - counts.filtered;
     match plan.mode {
         SyncMode::Sync => eprintln!(
-            "sync finished in {elapsed}: {} repositories, {} tags selected ({} filtered out): {} pushed, {} already there, {} failed; \
+            "sync finished in {elapsed}: {} repositories, {} tags selected ({} filtered out): {} pushed, {} already there, {} failed ({} known finished from the journal); \
              blobs: {} uploaded ({}), {} mounted, {} already on the target; {} manifests pushed; {} source errors, {} warnings",
             counts.repositories,
             selected,
             counts.filtered,
             counts.pushed,
-            counts.already_there,
+            counts.already_there + counts.journaled,
             counts.failed,
+            counts.journaled,
             get(&copy.blobs_uploaded),
             human_bytes(get(&copy.bytes_uploaded)),
             get(&copy.blobs_mounted),

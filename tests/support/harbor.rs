@@ -57,6 +57,8 @@ pub struct State {
     pub tags: HashMap<(String, String), String>,
     /// Requests seen, by "METHOD kind" (kind: manifest, blob, upload, token, api, other).
     pub requests: HashMap<String, u64>,
+    /// Manifest PUTs the registry accepted (201), by (repository, reference).
+    pub manifests_accepted: HashMap<(String, String), u64>,
 }
 
 pub struct HarborEmulator {
@@ -368,6 +370,7 @@ async fn put_manifest(shared: &Shared, request: Request<Incoming>, repository: S
     let (response, status) = proxy_parts(shared, parts, Full::new(bytes).map_err(|never: Infallible| match never {}).boxed()).await;
     if status == StatusCode::CREATED {
         let mut state = shared.state.lock().unwrap();
+        *state.manifests_accepted.entry((repository.clone(), reference.clone())).or_default() += 1;
         state.artifacts.insert((repository.clone(), digest.clone()));
         if !reference.starts_with("sha256:") {
             state.tags.insert((repository, reference), digest);

@@ -289,7 +289,7 @@ impl Drop for Registry {
     }
 }
 
-/// Runs the `rehydrate` binary with `args`.
+/// Runs the `rehydrate` binary with `args` (in a clean environment, see `rehydrate_with_env`).
 pub fn rehydrate(args: &[&str]) -> Output {
     rehydrate_with_env(args, &[])
 }
@@ -298,10 +298,13 @@ pub fn rehydrate(args: &[&str]) -> Output {
 /// that no cloud variable of the machine leaks into a test.
 pub fn rehydrate_with_env(args: &[&str], env: &[(&str, String)]) -> Output {
     // Set by cargo for tests and benchmarks; examples that share this support code do not run rehydrate.
+    // Journals of test runs go to a folder of this test process, never into the user's state folder.
+    let state = std::env::temp_dir().join(format!("rehydrate-test-state-{}", std::process::id()));
     Command::new(option_env!("CARGO_BIN_EXE_rehydrate").expect("only tests and benchmarks run rehydrate"))
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("XDG_STATE_HOME", state)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .expect("running rehydrate")

@@ -1,0 +1,65 @@
+//! A sync killed part-way (SIGKILL, at moments it does not choose) and started again ends with a
+//! verified target, and no finished tag is ever pushed twice: the journal and the target's own state
+//! carry the run across the kills.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rehydrate::synth::{generate, SynthSpec};
+use support::harbor::HarborEmulator;
+use support::*;
+
+#[test]
+fn killed_runs_resume_without_pushing_anything_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SynthSpec { repositories: 240, tags_per_repository: 1, images: 40, layer_bytes: 64 << 10, ..SynthSpec::default() };
+    let truth: Vec<_> = generate(dir.path(), &spec, 2).unwrap().into_iter().filter(|t| !t.repository.starts_with("org--")).collect();
+    let root = dir.path().to_str().unwrap();
+    let harbor_dir = tempfile::tempdir().unwrap();
+    let harbor = HarborEmulator::start(harbor_dir.path());
+    let journal = tempfile::tempdir().unwrap();
+    let journal_path = journal.path().join("journal.redb");
+    let args = |program: &mut Command| {
+        program
+            .args(["sync", root, &harbor.url, "--plain-http", "--exclude", "org--*/**", "--push-concurrency", "2"])
+            .arg("--journal")
+            .arg(&journal_path)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .envs(harbor.env_admin());
+    };
+    let accepted = || harbor.state.lock().unwrap().tags.len();
+
+    // Three runs killed at growing progress: 10%, 35%, 60% of the tags on the target.
+    for share in [0.10, 0.35, 0.60] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rehydrate"));
+        args(&mut command);
+        let mut child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let goal = (truth.len() as f64 * share) as usize;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while accepted() < goal && Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(accepted() < truth.len(), "killed before the end ({share})");
+    }
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rehydrate"));
+    args(&mut command);
+    let last = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&last.stderr);
+    assert!(last.status.success(), "{stderr}");
+    let journaled: u64 = stderr.split(" known finished from the journal").next().unwrap().rsplit('(').next().unwrap().parse().unwrap();
+    assert!(journaled > 0, "the journal carried finished tags across the kills: {stderr}");
+
+    let pushed_twice: Vec<_> = harbor.state.lock().unwrap().manifests_accepted.iter().filter(|(_, n)| **n > 1).map(|(k, _)| k.clone()).collect();
+    assert!(pushed_twice.is_empty(), "pushed twice: {pushed_twice:?}");
+    assert_eq!(accepted(), truth.len(), "every tag is on the target");
+    let verify = rehydrate_with_env(&["verify", root, &harbor.url, "--plain-http", "--exclude", "org--*/**"], &harbor.env_admin());
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    let status = rehydrate(&["status", "--journal", journal_path.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains(&format!("{} tags finished on the target", truth.len())));
+}
