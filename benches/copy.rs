@@ -1,7 +1,7 @@
 //! Side-by-side benchmark of copying images from a registry's storage into a registry (run by hand):
 //!
 //!   (a) skopeo (Debian) copying every tag from a registry serving the storage into an empty registry,
-//!       8 copies at once;
+//!       one image at a time (as `skopeo sync` copies), and 8 copies at once;
 //!   (b) `rehydrate sync` from the storage itself into another empty registry (8 tags at once);
 //!   (c) the floor: a plain copy of the blob files on the same disk (`cp -r`).
 //!
@@ -25,12 +25,12 @@ fn dir_bytes(dir: &Path) -> u64 {
     support::servers::walk_files(dir).iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum()
 }
 
-fn skopeo_all(source: &Registry, target: &Registry, truth: &[TruthRecord]) -> Duration {
+fn skopeo_all(source: &Registry, target: &Registry, truth: &[TruthRecord], parallel: usize) -> Duration {
     let started = Instant::now();
     let next = AtomicUsize::new(0);
     let (from, to) = (source.url.trim_start_matches("http://"), target.url.trim_start_matches("http://"));
     std::thread::scope(|scope| {
-        for _ in 0..PARALLEL {
+        for _ in 0..parallel {
             scope.spawn(|| loop {
                 let Some(record) = truth.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
                 let output = Command::new("skopeo")
@@ -66,8 +66,12 @@ fn main() {
 
     // (a) skopeo, from the registry serving the storage.
     let source = Registry::start(&source_root);
+    let serial_target = Registry::start(&work.join("skopeo-serial-target"));
+    let skopeo_serial = skopeo_all(&source, &serial_target, &truth, 1);
+    Command::new("sync").status().unwrap();
+    drop(serial_target);
     let skopeo_target = Registry::start(&work.join("skopeo-target"));
-    let skopeo = skopeo_all(&source, &skopeo_target, &truth);
+    let skopeo = skopeo_all(&source, &skopeo_target, &truth, PARALLEL);
     Command::new("sync").status().unwrap();
     drop(source);
 
@@ -75,7 +79,8 @@ fn main() {
     let target = Registry::start(&work.join("rehydrate-target"));
     let started = Instant::now();
     let output = Command::new(env!("CARGO_BIN_EXE_rehydrate"))
-        .args(["sync", source_root.to_str().unwrap(), &target.url, "--plain-http", "--push-concurrency", &PARALLEL.to_string()])
+        // No journal: each benchmark run starts from empty targets.
+        .args(["sync", source_root.to_str().unwrap(), &target.url, "--plain-http", "--no-journal", "--push-concurrency", &PARALLEL.to_string()])
         .output()
         .unwrap();
     Command::new("sync").status().unwrap();
@@ -88,13 +93,20 @@ fn main() {
 
     let mib_per_s = |d: Duration| blob_bytes as f64 / (1024.0 * 1024.0) / d.as_secs_f64();
     println!("\n{images} images (4 layers each from a shared pool), {:.2} GiB of distinct blobs, {PARALLEL} at once\n", blob_bytes as f64 / (1u64 << 30) as f64);
-    println!("| copy | time | throughput | vs skopeo | vs the floor |");
-    println!("|---|---|---|---|---|");
-    for (name, time) in [("(a) skopeo, registry to registry", skopeo), ("(b) rehydrate sync, storage to registry", rehydrate), ("(c) floor: cp -r of the blob files", floor)] {
+    println!("| copy | time | throughput | vs skopeo, one at a time | vs skopeo, 8 at once | vs the floor |");
+    println!("|---|---|---|---|---|---|");
+    let rows = [
+        ("(a) skopeo, registry to registry, one image at a time", skopeo_serial),
+        ("(a) skopeo, registry to registry, 8 at once", skopeo),
+        ("(b) rehydrate sync, storage to registry, 8 at once", rehydrate),
+        ("(c) floor: cp -r of the blob files", floor),
+    ];
+    for (name, time) in rows {
         println!(
-            "| {name} | {:.1} s | {:.0} MiB/s | {:.1}x | {:.2}x |",
+            "| {name} | {:.1} s | {:.0} MiB/s | {:.1}x | {:.1}x | {:.2}x |",
             time.as_secs_f64(),
             mib_per_s(time),
+            skopeo_serial.as_secs_f64() / time.as_secs_f64(),
             skopeo.as_secs_f64() / time.as_secs_f64(),
             floor.as_secs_f64() / time.as_secs_f64()
         );

@@ -19,7 +19,7 @@ fn sync(root: &std::path::Path, harbor: &HarborEmulator, extra: &[&str]) -> (f64
     let output = Command::new(env!("CARGO_BIN_EXE_rehydrate"))
         // `org--N` repositories are valid distribution names but not valid Harbor project names
         // (Harbor allows one separator between alphanumerics): they would fail in both runs alike.
-        .args(["sync", root.to_str().unwrap(), &harbor.url, "--plain-http", "--exclude", "org--*/**"])
+        .args(["sync", root.to_str().unwrap(), &harbor.url, "--plain-http", "--no-journal", "--exclude", "org--*/**"])
         .args(extra)
         .envs(harbor.env_admin())
         .output()
