@@ -55,4 +55,11 @@ fn cut_ranges_cover_every_repository_exactly_once() {
         union.extend(part);
     }
     assert_eq!(union, truth);
+
+    // And the copy reads its manifests and blobs from S3 too.
+    let target_dir = tempfile::tempdir().unwrap();
+    let target = Registry::start(target_dir.path());
+    let output = rehydrate_with_env(&["sync", "s3://ranges", &target.url, "--plain-http", "--no-journal"], &moto.env());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(target.inventory(), truth, "synced from S3, every tag with its digest");
 }
