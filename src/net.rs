@@ -15,3 +15,57 @@ pub fn describe_error(error: &reqwest::Error) -> String {
     }
     text
 }
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Retries made so far in this process, storage and target alike (reported in summaries).
+static RETRIES: AtomicU64 = AtomicU64::new(0);
+
+pub fn retries() -> u64 {
+    RETRIES.load(Ordering::Relaxed)
+}
+
+/// How many times one request is tried before its error is reported.
+pub const ATTEMPTS: u32 = 5;
+/// The longest wait between two tries, whatever a server's `Retry-After` asks.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// Statuses worth trying again: throttling and server-side failures (a proxy's 502/503/504 included).
+pub fn is_transient(status: reqwest::StatusCode) -> bool {
+    status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
+/// A `Retry-After` given in seconds (the form registries and stores use).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds))
+}
+
+/// Exponential backoff with jitter, honouring `Retry-After` when the server gives one.
+pub struct Backoff {
+    attempt: u32,
+    delay: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { attempt: 1, delay: Duration::from_millis(200) }
+    }
+}
+
+impl Backoff {
+    /// Waits before the next try and counts it; false when the tries are used up.
+    pub async fn wait(&mut self, retry_after: Option<Duration>) -> bool {
+        if self.attempt >= ATTEMPTS {
+            return false;
+        }
+        self.attempt += 1;
+        RETRIES.fetch_add(1, Ordering::Relaxed);
+        let jitter = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0) % 1000;
+        let wait = retry_after.unwrap_or(self.delay + self.delay * jitter / 2000).min(MAX_WAIT);
+        self.delay = (self.delay * 2).min(MAX_WAIT);
+        tokio::time::sleep(wait).await;
+        true
+    }
+}

@@ -483,7 +483,7 @@ fn print_sync_summary(plan: &SyncPlan, counts: &SyncCounts, copy: &CopyCounts, s
     match plan.mode {
         SyncMode::Sync => eprintln!(
             "sync finished in {elapsed}: {} repositories, {} tags selected ({} filtered out): {} pushed, {} already there, {} failed ({} known finished from the journal); \
-             blobs: {} uploaded ({}), {} mounted, {} already on the target; {} manifests pushed; {} source errors, {} warnings",
+             blobs: {} uploaded ({}), {} mounted, {} already on the target; {} manifests pushed; {} source errors, {} warnings; {} retries",
             counts.repositories,
             selected,
             counts.filtered,
@@ -498,6 +498,7 @@ fn print_sync_summary(plan: &SyncPlan, counts: &SyncCounts, copy: &CopyCounts, s
             get(&copy.manifests_pushed),
             counts.source_errors,
             counts.warnings,
+            crate::net::retries(),
         ),
         SyncMode::Verify => eprintln!(
             "verify finished in {elapsed}: {} tags selected ({} filtered out): {} match, {} do not; {} source errors",

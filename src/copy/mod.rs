@@ -222,8 +222,7 @@ impl Copier {
         }
         let home = upload
             .get_or_init(|| async {
-                let location = self.target.start_upload(repository).await?;
-                self.upload(repository, blob, location).await?;
+                self.upload_with_retries(repository, blob).await?;
                 Ok(repository.to_string())
             })
             .await
@@ -238,10 +237,31 @@ impl Copier {
             }
             Ok(Mount::Upload(location)) => location,
             // Harbor answers 404 to a mount of a blob its database does not know: upload instead.
-            Err(error) if error.status() == Some(404) => self.target.start_upload(repository).await?,
+            Err(error) if error.status() == Some(404) => return self.upload_with_retries(repository, blob).await,
             Err(error) => return Err(error.into()),
         };
         self.upload(repository, blob, location).await
+    }
+
+    /// A whole upload (session and bytes), started again from the first byte when the target fails
+    /// in the middle: a streamed body cannot be resent, the session is simply opened anew. Corrupt or
+    /// missing source data is not retried.
+    async fn upload_with_retries(&self, repository: &str, blob: &Descriptor) -> Result<(), CopyError> {
+        let mut backoff = crate::net::Backoff::default();
+        loop {
+            let attempt = async {
+                let location = self.target.start_upload(repository).await?;
+                self.upload(repository, blob, location).await
+            };
+            match attempt.await {
+                Err(CopyError::Target(message)) => {
+                    if !backoff.wait(None).await {
+                        return Err(CopyError::Target(message));
+                    }
+                }
+                outcome => return outcome,
+            }
+        }
     }
 
     /// Streams a blob from the source into an upload session, checking size and digest on the way.

@@ -3,7 +3,6 @@
 //! PUT a manifest, GET a manifest. Errors carry the registry's error codes so callers can decide.
 
 use std::fmt;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -135,19 +134,15 @@ impl RegistryClient {
     /// challenge once, retrying connection failures, 429 and 5xx a few times with backoff.
     async fn send(&self, operation: &'static str, target: &str, scopes: &[String], build: impl Fn() -> RequestBuilder) -> Result<Response, RegistryError> {
         let mut answered_challenge = false;
-        let mut delay = Duration::from_millis(200);
-        let mut attempt = 0;
+        let mut backoff = crate::net::Backoff::default();
         loop {
-            attempt += 1;
             let request = self.authorize(build(), scopes).await?;
             let outcome = request.send().await;
-            let transient = match &outcome {
-                Ok(response) => response.status() == StatusCode::TOO_MANY_REQUESTS || response.status().is_server_error(),
-                Err(error) => error.is_connect() || error.is_timeout(),
+            let (transient, retry_after) = match &outcome {
+                Ok(response) => (crate::net::is_transient(response.status()), crate::net::retry_after(response.headers())),
+                Err(error) => (error.is_connect() || error.is_timeout() || error.is_request() || error.is_body(), None),
             };
-            if transient && attempt < 4 {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
+            if transient && backoff.wait(retry_after).await {
                 continue;
             }
             let response = outcome.map_err(|e| RegistryError::Transport { operation, target: target.to_string(), message: crate::net::describe_error(&e) })?;

@@ -59,6 +59,11 @@ pub struct State {
     pub requests: HashMap<String, u64>,
     /// Manifest PUTs the registry accepted (201), by (repository, reference).
     pub manifests_accepted: HashMap<(String, String), u64>,
+    /// Fault injection: every Nth request on `/v2/` fails (0: never), alternately with 503 and with
+    /// 429 and a `Retry-After`, as a load balancer in front of Harbor answers.
+    pub fault_every: u64,
+    pub faults_injected: u64,
+    v2_requests: u64,
 }
 
 pub struct HarborEmulator {
@@ -177,7 +182,27 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
     } else {
         "other"
     };
-    *shared.state.lock().unwrap().requests.entry(format!("{} {kind}", request.method())).or_default() += 1;
+    {
+        let mut state = shared.state.lock().unwrap();
+        *state.requests.entry(format!("{} {kind}", request.method())).or_default() += 1;
+        if path.starts_with("/v2/") && state.fault_every > 0 {
+            state.v2_requests += 1;
+            if state.v2_requests % state.fault_every == 0 {
+                state.faults_injected += 1;
+                let throttled = state.faults_injected % 2 == 0;
+                drop(state);
+                let mut response = if throttled {
+                    harbor_error(StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS", "slow down")
+                } else {
+                    harbor_error(StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE", "injected fault")
+                };
+                if throttled {
+                    response.headers_mut().insert("retry-after", hyper::header::HeaderValue::from_static("0"));
+                }
+                return response;
+            }
+        }
+    }
     match kind {
         "token" => token(shared, &request),
         "api" => api(shared, request).await,

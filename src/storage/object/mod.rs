@@ -144,37 +144,33 @@ impl ObjectBackend {
     }
 }
 
-/// Attempts for one request before its error is reported: transient failures (connection errors, 429,
-/// 5xx) are retried with exponential backoff.
-const ATTEMPTS: u32 = 5;
-
-/// Sends a request built (and signed) afresh by `build` for each attempt, retrying transient failures.
-/// `target` names what is asked for in errors (a key or prefix; never a URL with a query, which could
-/// carry a SAS token).
+/// Sends a request built (and signed) afresh by `build` for each attempt, retrying transient failures
+/// (connection errors, 429, 5xx) with backoff. `target` names what is asked for in errors (a key or
+/// prefix; never a URL with a query, which could carry a SAS token).
 pub(crate) async fn send<F, Fut>(operation: &'static str, target: &str, build: F) -> Result<reqwest::Response, StorageError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<reqwest::RequestBuilder, StorageError>>,
 {
-    let mut delay = Duration::from_millis(100);
-    for attempt in 1..=ATTEMPTS {
-        let last = attempt == ATTEMPTS;
+    let mut backoff = crate::net::Backoff::default();
+    loop {
         match build().await?.send().await {
-            Ok(response) if is_transient(response.status()) && !last => {}
+            Ok(response) if crate::net::is_transient(response.status()) => {
+                if !backoff.wait(crate::net::retry_after(response.headers())).await {
+                    return Ok(response);
+                }
+            }
             Ok(response) => return Ok(response),
-            Err(error) if !last && (error.is_connect() || error.is_timeout() || error.is_request()) => {}
+            Err(error) if error.is_connect() || error.is_timeout() || error.is_request() => {
+                if !backoff.wait(None).await {
+                    return Err(StorageError::Transport { operation, target: target.to_string(), message: crate::net::describe_error(&error) });
+                }
+            }
             Err(error) => {
                 return Err(StorageError::Transport { operation, target: target.to_string(), message: crate::net::describe_error(&error) })
             }
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
     }
-    unreachable!("the last attempt always returns")
-}
-
-fn is_transient(status: reqwest::StatusCode) -> bool {
-    status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
 }
 
 /// A stream of bytes read from storage.
