@@ -18,7 +18,7 @@ use url::Url;
 use crate::copy::manifest::Manifest;
 use crate::copy::{CopyCounts, CopyError, Copier, TagOutcome};
 use crate::filter::{NameFilter, NameMapping};
-use crate::inventory::{human_duration, Counts, Format, InventoryWriter};
+use crate::inventory::{human_bytes, human_duration, Counts, Format, InventoryWriter};
 use crate::journal::Journal;
 use crate::layout::Digest;
 use crate::registry::client::{RegistryClient, RegistryError};
@@ -457,22 +457,6 @@ impl DryRun {
             human_bytes(self.bytes),
             self.already_there
         );
-    }
-}
-
-/// Formats a byte count for people: `512 B`, `1.5 MiB`.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
 

@@ -6,7 +6,7 @@ use std::fmt;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use reqwest::header::{HeaderMap, ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
 use thiserror::Error;
@@ -93,18 +93,6 @@ impl fmt::Debug for RegistryClient {
 impl RegistryClient {
     pub fn new(base: Url, http: reqwest::Client, credentials: Option<Credentials>) -> RegistryClient {
         RegistryClient { base, tokens: TokenCache::new(http.clone(), credentials), http, challenge: Mutex::new(None) }
-    }
-
-    pub fn base(&self) -> &Url {
-        &self.base
-    }
-
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
-    }
-
-    pub fn credentials(&self) -> Option<&Credentials> {
-        self.tokens.credentials()
     }
 
     fn url(&self, path: &str) -> Url {
@@ -360,12 +348,6 @@ impl RegistryClient {
         } else {
             Err(Self::fail("finish upload", &target, response).await)
         }
-    }
-
-    /// The `Authorization` header value this client would send for `scopes` (for tests of redaction).
-    pub async fn authorization_for(&self, scopes: &[String]) -> Option<String> {
-        let request = self.authorize(self.http.get(self.base.clone()), scopes).await.ok()?.build().ok()?;
-        request.headers().get(AUTHORIZATION).and_then(|h| h.to_str().ok()).map(str::to_string)
     }
 }
 

@@ -8,7 +8,7 @@
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::fs::{Dir, FileType, Mode, OFlags, ResolveFlags};
@@ -18,7 +18,6 @@ use crate::layout::{REPOSITORIES_DIR, V2_DIR};
 
 /// An opened storage root: the `repositories` folder, held open so that every later open is relative.
 pub struct FsRoot {
-    root: PathBuf,
     repositories: OwnedFd,
 }
 
@@ -33,11 +32,7 @@ impl FsRoot {
                 format!("cannot open {}: {}", repositories.display(), io::Error::from(errno)),
             )
         })?;
-        Ok(FsRoot { root: root.to_path_buf(), repositories: fd })
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
+        Ok(FsRoot { repositories: fd })
     }
 
     pub fn repositories(&self) -> BorrowedFd<'_> {

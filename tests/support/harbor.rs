@@ -317,7 +317,7 @@ fn split_v2(path: &str) -> Option<(String, &'static str, String)> {
 
 async fn registry_api(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
     let path = request.uri().path().to_string();
-    let Some((repository, kind, reference)) = split_v2(&path) else { return proxy(shared, request, None).await.0 };
+    let Some((repository, kind, reference)) = split_v2(&path) else { return proxy(shared, request).await };
     let project = repository.split('/').next().unwrap_or_default().to_string();
     if !shared.state.lock().unwrap().projects.contains(&project) && request.headers().contains_key("authorization") {
         return harbor_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", &format!("project {project} not found"));
@@ -329,14 +329,14 @@ async fn registry_api(shared: &Shared, request: Request<Incoming>) -> Response<B
             // storage; a known one is passed to the registry, which answers for this repository.
             let known = shared.state.lock().unwrap().blobs.contains_key(&reference);
             if known {
-                proxy(shared, request, None).await.0
+                proxy(shared, request).await
             } else {
                 harbor_error(StatusCode::NOT_FOUND, "NOT_FOUND", "blob unknown")
             }
         }
         ("uploads", &Method::POST) => {
             let mount = query_values(&request, "mount").pop();
-            let (response, _) = proxy(shared, request, None).await;
+            let response = proxy(shared, request).await;
             match mount {
                 Some(digest) if response.status() == StatusCode::CREATED && !shared.state.lock().unwrap().blobs.contains_key(&digest) => {
                     // The registry below linked it, but Harbor's database does not know the blob.
@@ -347,7 +347,7 @@ async fn registry_api(shared: &Shared, request: Request<Incoming>) -> Response<B
         }
         ("uploads", &Method::PUT) => {
             let digest = query_values(&request, "digest").pop();
-            let (response, _) = proxy(shared, request, None).await;
+            let response = proxy(shared, request).await;
             if let (StatusCode::CREATED, Some(digest)) = (response.status(), digest) {
                 let size = blob_size(&response);
                 shared.state.lock().unwrap().blobs.insert(digest, size);
@@ -366,10 +366,10 @@ async fn registry_api(shared: &Shared, request: Request<Incoming>) -> Response<B
             if !known {
                 return harbor_error(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("artifact {repository}:{reference} not found"));
             }
-            proxy(shared, request, None).await.0
+            proxy(shared, request).await
         }
         ("manifests", &Method::PUT) => put_manifest(shared, request, repository, reference).await,
-        _ => proxy(shared, request, None).await.0,
+        _ => proxy(shared, request).await,
     }
 }
 
@@ -392,8 +392,8 @@ async fn put_manifest(shared: &Shared, request: Request<Incoming>, repository: S
             }
         }
     }
-    let (response, status) = proxy_parts(shared, parts, Full::new(bytes).map_err(|never: Infallible| match never {}).boxed()).await;
-    if status == StatusCode::CREATED {
+    let response = proxy_parts(shared, parts, Full::new(bytes).map_err(|never: Infallible| match never {}).boxed()).await;
+    if response.status() == StatusCode::CREATED {
         let mut state = shared.state.lock().unwrap();
         *state.manifests_accepted.entry((repository.clone(), reference.clone())).or_default() += 1;
         state.artifacts.insert((repository.clone(), digest.clone()));
@@ -411,14 +411,12 @@ async fn put_manifest(shared: &Shared, request: Request<Incoming>, repository: S
 }
 
 /// Forwards a request to the real registry, streaming both bodies.
-async fn proxy(shared: &Shared, request: Request<Incoming>, _hint: Option<()>) -> (Response<Body>, StatusCode) {
+async fn proxy(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
     let (parts, body) = request.into_parts();
-    let body = body.map_err(|e| std::io::Error::other(e.to_string())).boxed();
-    let (response, status) = proxy_parts(shared, parts, body).await;
-    (response, status)
+    proxy_parts(shared, parts, body.map_err(|e| std::io::Error::other(e.to_string())).boxed()).await
 }
 
-async fn proxy_parts(shared: &Shared, parts: hyper::http::request::Parts, body: Body) -> (Response<Body>, StatusCode) {
+async fn proxy_parts(shared: &Shared, parts: hyper::http::request::Parts, body: Body) -> Response<Body> {
     let target = format!("{}{}", shared.registry_url, parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
     let mut forward = shared.http.request(parts.method.clone(), target);
     for (name, value) in &parts.headers {
@@ -429,7 +427,7 @@ async fn proxy_parts(shared: &Shared, parts: hyper::http::request::Parts, body: 
     let stream = http_body_util::BodyDataStream::new(body);
     let answer = match forward.body(reqwest::Body::wrap_stream(stream)).send().await {
         Ok(answer) => answer,
-        Err(error) => return (harbor_error(StatusCode::BAD_GATEWAY, "BAD_GATEWAY", &error.to_string()), StatusCode::BAD_GATEWAY),
+        Err(error) => return harbor_error(StatusCode::BAD_GATEWAY, "BAD_GATEWAY", &error.to_string()),
     };
     let status = answer.status();
     let mut builder = Response::builder().status(status);
@@ -437,5 +435,5 @@ async fn proxy_parts(shared: &Shared, parts: hyper::http::request::Parts, body: 
         builder = builder.header(name, value);
     }
     let stream = answer.bytes_stream().map(|chunk| chunk.map(Frame::data).map_err(|e| std::io::Error::other(e.to_string())));
-    (builder.body(BodyExt::boxed(StreamBody::new(stream))).unwrap(), status)
+    builder.body(BodyExt::boxed(StreamBody::new(stream))).unwrap()
 }
