@@ -9,11 +9,9 @@ use support::*;
 
 #[test]
 fn every_image_lands_through_injected_faults() {
-    let source_dir = tempfile::tempdir().unwrap();
-    let source = Registry::start(source_dir.path());
-    push_fixture(&source);
-    let expected = source.inventory();
-    let root = source_dir.path().to_str().unwrap();
+    let fixture = written_fixture();
+    let expected = fixture.registry.inventory();
+    let root = fixture.root();
     let harbor_dir = tempfile::tempdir().unwrap();
     let harbor = HarborEmulator::start(harbor_dir.path());
     harbor.state.lock().unwrap().fault_every = 10;

@@ -8,27 +8,13 @@ use std::collections::BTreeSet;
 use support::images::*;
 use support::*;
 
-/// A layout written by the registry through its API (see `support::images::push_fixture`).
-struct Fixture {
-    registry: Registry,
-    _dir: tempfile::TempDir,
-    facts: FixtureFacts,
-}
-
-fn build_fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::start(dir.path());
-    let facts = push_fixture(&registry);
-    Fixture { registry, _dir: dir, facts }
-}
-
-fn storage_root(fixture: &Fixture) -> String {
-    fixture.registry.root.to_str().unwrap().to_string()
+fn storage_root(fixture: &WrittenFixture) -> String {
+    fixture.root().to_string()
 }
 
 #[test]
 fn inventory_equals_what_the_registry_answers() {
-    let fixture = build_fixture();
+    let fixture = written_fixture();
     let expected = fixture.registry.inventory();
     assert_eq!(expected.len(), 17, "the fixture itself: {expected:#?}");
 
@@ -56,7 +42,7 @@ fn inventory_equals_what_the_registry_answers() {
 
 #[test]
 fn untagged_lists_exactly_the_manifests_no_tag_points_at() {
-    let fixture = build_fixture();
+    let fixture = written_fixture();
     let output = rehydrate(&["scan", "--untagged", &storage_root(&fixture)]);
     assert!(output.status.success());
     let lines = inventory_lines(&output.stdout);
@@ -71,7 +57,7 @@ fn untagged_lists_exactly_the_manifests_no_tag_points_at() {
 
 #[test]
 fn both_repository_markers_are_accepted() {
-    let fixture = build_fixture();
+    let fixture = written_fixture();
     let expected = fixture.registry.inventory();
     // distribution 3 writes no `_layers` for a repository that only received manifests: only `_manifests`.
     let nest = fixture.registry.root.join("docker/registry/v2/repositories/nest/a/_layers");
@@ -84,7 +70,7 @@ fn both_repository_markers_are_accepted() {
 
 #[test]
 fn csv_and_output_file_carry_the_same_inventory() {
-    let fixture = build_fixture();
+    let fixture = written_fixture();
     let expected = fixture.registry.inventory();
     let out = tempfile::tempdir().unwrap();
     let path = out.path().join("inventory.csv");

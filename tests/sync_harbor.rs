@@ -19,11 +19,9 @@ fn stderr_of(output: &std::process::Output) -> String {
 
 #[test]
 fn sync_creates_projects_pushes_through_tokens_and_verifies() {
-    let source_dir = tempfile::tempdir().unwrap();
-    let source = Registry::start(source_dir.path());
-    push_fixture(&source);
-    let expected = source.inventory();
-    let root = source_dir.path().to_str().unwrap();
+    let fixture = written_fixture();
+    let expected = fixture.registry.inventory();
+    let root = fixture.root();
     let harbor_dir = tempfile::tempdir().unwrap();
     let harbor = HarborEmulator::start(harbor_dir.path());
     let admin = harbor.env_admin();

@@ -23,19 +23,18 @@ fn stderr_of(output: &std::process::Output) -> String {
 }
 
 /// The source fixture, written by one registry, and an empty target registry.
-fn source_and_target() -> (tempfile::TempDir, Registry, tempfile::TempDir, Registry) {
-    let source_dir = tempfile::tempdir().unwrap();
-    let source = Registry::start(source_dir.path());
-    push_fixture(&source);
+fn source_and_target() -> (WrittenFixture, tempfile::TempDir, Registry) {
+    let fixture = written_fixture();
     let target_dir = tempfile::tempdir().unwrap();
     let target = Registry::start(target_dir.path());
-    (source_dir, source, target_dir, target)
+    (fixture, target_dir, target)
 }
 
 #[test]
 fn the_fixture_lands_with_every_digest_and_a_rerun_pushes_nothing() {
-    let (source_dir, source, _target_dir, target) = source_and_target();
-    let root = source_dir.path().to_str().unwrap();
+    let (fixture, _target_dir, target) = source_and_target();
+    let source = &fixture.registry;
+    let root = fixture.root();
     let expected = source.inventory();
 
     let first = sync(&[root, &target.url, "--plain-http"]);
@@ -60,8 +59,8 @@ fn the_fixture_lands_with_every_digest_and_a_rerun_pushes_nothing() {
 
 #[test]
 fn verify_reports_what_is_missing_or_different() {
-    let (source_dir, _source, _target_dir, target) = source_and_target();
-    let root = source_dir.path().to_str().unwrap();
+    let (fixture, _target_dir, target) = source_and_target();
+    let root = fixture.root();
     let output = rehydrate(&["verify", root, &target.url, "--plain-http"]);
     assert_eq!(output.status.code(), Some(EXIT_PARTIAL));
     assert!(stderr_of(&output).contains(&format!("0 match, {FIXTURE_TAGS} do not")), "{}", stderr_of(&output));
@@ -70,8 +69,8 @@ fn verify_reports_what_is_missing_or_different() {
 
 #[test]
 fn filters_and_harbor_name_mapping_choose_and_rename() {
-    let (source_dir, _source, _target_dir, target) = source_and_target();
-    let root = source_dir.path().to_str().unwrap();
+    let (fixture, _target_dir, target) = source_and_target();
+    let root = fixture.root();
     let output = sync(&[root, &target.url, "--plain-http", "--include", "sort/**", "--exclude", "sort/a.b", "--dest-namespace", "mirror", "--flatten", "1"]);
     assert!(output.status.success(), "{}", stderr_of(&output));
     let catalog: BTreeSet<String> = target.catalog().into_iter().collect();
@@ -92,8 +91,8 @@ fn filters_and_harbor_name_mapping_choose_and_rename() {
 
 #[test]
 fn existing_tags_pointing_elsewhere_are_left_alone_unless_overridden() {
-    let (source_dir, _source, _target_dir, target) = source_and_target();
-    let root = source_dir.path().to_str().unwrap();
+    let (fixture, _target_dir, target) = source_and_target();
+    let root = fixture.root();
     let other = push_image(&target, "library/alpine", Some("latest"), Kind::Docker, "something else");
     let output = sync(&[root, &target.url, "--plain-http", "--include", "library/alpine"]);
     assert_eq!(output.status.code(), Some(EXIT_PARTIAL));
@@ -116,8 +115,9 @@ fn corrupt_blob(root: &std::path::Path, digest: &str) {
 
 #[test]
 fn corrupt_or_missing_source_data_never_reaches_the_target() {
-    let (source_dir, source, _target_dir, target) = source_and_target();
-    let root = source_dir.path();
+    let (fixture, _target_dir, target) = source_and_target();
+    let source = &fixture.registry;
+    let root = source.root.as_path();
     // A layer of team-a/web.app:v1 corrupted in storage; the manifest of nest/a missing.
     let web = source.get_manifest_json("team-a/web.app", "v1");
     let layer = web["layers"][0]["digest"].as_str().unwrap().to_string();
@@ -139,8 +139,8 @@ fn corrupt_or_missing_source_data_never_reaches_the_target() {
 
 #[test]
 fn dry_run_pushes_nothing_and_says_what_it_would_do() {
-    let (source_dir, _source, _target_dir, target) = source_and_target();
-    let output = sync(&[source_dir.path().to_str().unwrap(), &target.url, "--plain-http", "--dry-run"]);
+    let (fixture, _target_dir, target) = source_and_target();
+    let output = sync(&[fixture.root(), &target.url, "--plain-http", "--dry-run"]);
     assert!(output.status.success(), "{}", stderr_of(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("would push library/alpine:3.19"), "{stdout}");
@@ -150,8 +150,9 @@ fn dry_run_pushes_nothing_and_says_what_it_would_do() {
 
 #[test]
 fn skopeo_reads_every_synced_tag_back_with_valid_digests() {
-    let (source_dir, source, _target_dir, target) = source_and_target();
-    let output = sync(&[source_dir.path().to_str().unwrap(), &target.url, "--plain-http"]);
+    let (fixture, _target_dir, target) = source_and_target();
+    let source = &fixture.registry;
+    let output = sync(&[fixture.root(), &target.url, "--plain-http"]);
     assert!(output.status.success(), "{}", stderr_of(&output));
     let host = target.url.trim_start_matches("http://");
     skopeo_reads_back(host, &source.inventory(), None);

@@ -141,3 +141,25 @@ pub fn push_fixture(r: &Registry) -> FixtureFacts {
     }
     FixtureFacts { untagged, deleted, restagged }
 }
+
+/// A storage root written by the real registry through its API (`push_fixture`), with that registry
+/// still serving it. The registry stops before its folder is removed (fields drop in order).
+pub struct WrittenFixture {
+    pub registry: Registry,
+    pub facts: FixtureFacts,
+    _dir: tempfile::TempDir,
+}
+
+impl WrittenFixture {
+    /// The storage root, as a source argument.
+    pub fn root(&self) -> &str {
+        self.registry.root.to_str().expect("temporary paths are UTF-8")
+    }
+}
+
+pub fn written_fixture() -> WrittenFixture {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start(dir.path());
+    let facts = push_fixture(&registry);
+    WrittenFixture { registry, facts, _dir: dir }
+}
