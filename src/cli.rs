@@ -73,6 +73,10 @@ struct SourceArgs {
     /// run does, each repository in exactly one of them.
     #[arg(long, value_name = "K/N")]
     shard: Option<String>,
+    /// Seconds an answer (from the storage or the target) may stay silent before its request is
+    /// abandoned and tried again [default: 300].
+    #[arg(long, value_name = "SECONDS")]
+    stall_timeout: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -208,7 +212,11 @@ impl SourceArgs {
         let options = ScanOptions {
             list_concurrency,
             untagged,
-            object: ObjectOptions { endpoint: self.endpoint.clone(), anonymous: self.anonymous },
+            object: ObjectOptions {
+                endpoint: self.endpoint.clone(),
+                anonymous: self.anonymous,
+                stall_timeout: self.stall_timeout.map(std::time::Duration::from_secs),
+            },
             page_size: self.list_page_size.max(1),
             discovery: self.discovery,
             shard,

@@ -26,6 +26,11 @@ pub fn retries() -> u64 {
     RETRIES.load(Ordering::Relaxed)
 }
 
+/// How long an answer may stay silent (no byte read) before its request is abandoned and tried again,
+/// unless `--stall-timeout` says otherwise. Generous: a registry on S3 can take minutes to commit a
+/// large blob (a server-side copy) before it answers the upload's last PUT.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// How many times one request is tried before its error is reported.
 pub const ATTEMPTS: u32 = 5;
 /// The longest wait between two tries, whatever a server's `Retry-After` asks.
@@ -34,6 +39,30 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 /// Statuses worth trying again: throttling and server-side failures (a proxy's 502/503/504 included).
 pub fn is_transient(status: reqwest::StatusCode) -> bool {
     status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
+/// Transport failures worth trying again: no connection, a timeout (a stalled answer), a connection
+/// broken while sending the request or reading the answer.
+pub fn is_transient_error(error: &reqwest::Error) -> bool {
+    error.is_connect() || error.is_timeout() || error.is_request() || error.is_body()
+}
+
+/// Sends a request (rebuilt by `build` for each try) until it gets an answer that is not transient,
+/// or the tries are used up (then the last answer or error is returned).
+pub async fn send_with_retries(build: impl Fn() -> reqwest::RequestBuilder) -> reqwest::Result<reqwest::Response> {
+    let mut backoff = Backoff::default();
+    loop {
+        let outcome = build().send().await;
+        let retry_after = match &outcome {
+            Ok(response) if is_transient(response.status()) => Some(retry_after(response.headers())),
+            Err(error) if is_transient_error(error) => Some(None),
+            _ => None,
+        };
+        match retry_after {
+            Some(wait) if backoff.wait(wait).await => continue,
+            _ => return outcome,
+        }
+    }
 }
 
 /// A `Retry-After` given in seconds (the form registries and stores use).

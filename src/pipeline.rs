@@ -21,7 +21,7 @@ use crate::filter::{NameFilter, NameMapping};
 use crate::inventory::{human_bytes, human_duration, Counts, Format, InventoryWriter};
 use crate::journal::Journal;
 use crate::layout::Digest;
-use crate::registry::client::{RegistryClient, RegistryError};
+use crate::registry::client::RegistryClient;
 use crate::registry::credentials::Credentials;
 use crate::registry::harbor::Harbor;
 use crate::scan::{self, RequestCounts, ScanItem, ScanOptions};
@@ -193,16 +193,13 @@ struct TagReport {
     item: (String, String, String),
 }
 
-/// How long to wait for a connection or an answer from the target.
-const TARGET_TIMEOUT: Duration = Duration::from_secs(300);
-
 /// The target's HTTP client: TLS always verified (against the system's roots and `--ca-cert`), no cookie
 /// jar (Harbor skips CSRF checks for calls without its session cookie), and reqwest's redirect policy,
 /// which drops credentials on a redirect to another host.
-fn target_http(ca_cert: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+fn target_http(ca_cert: Option<&Path>, stall_timeout: Option<Duration>) -> anyhow::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(15))
-        .read_timeout(TARGET_TIMEOUT)
+        .read_timeout(stall_timeout.unwrap_or(crate::net::DEFAULT_STALL_TIMEOUT))
         .pool_max_idle_per_host(64)
         .user_agent(concat!("rehydrate/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = ca_cert {
@@ -219,15 +216,14 @@ fn target_http(ca_cert: Option<&Path>) -> anyhow::Result<reqwest::Client> {
 }
 
 /// Explains a failure to reach the target, with what to do when its certificate is not trusted.
-fn unreachable_target(target: &Url, error: RegistryError) -> anyhow::Error {
-    let text = error.to_string();
+fn unreachable_target(target: &Url, text: String) -> anyhow::Error {
     if text.contains("certificate") || text.contains("UnknownIssuer") || text.contains("invalid peer") {
         anyhow::anyhow!(
             "the TLS certificate of {} is not trusted ({text}). If the target uses a private CA or a self-signed certificate, pass --ca-cert FILE with that CA's certificate (PEM)",
             target.host_str().unwrap_or_default()
         )
     } else {
-        anyhow::Error::new(error).context(format!("reaching the target {target}"))
+        anyhow::anyhow!("reaching the target {target}: {text}")
     }
 }
 
@@ -241,9 +237,10 @@ pub fn run_sync(plan: SyncPlan) -> anyhow::Result<Outcome> {
 
 async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
     let started = Instant::now();
-    let http = target_http(plan.ca_cert.as_deref())?;
+    let http = target_http(plan.ca_cert.as_deref(), plan.options.object.stall_timeout)?;
     let target = Arc::new(RegistryClient::new(plan.target.clone(), http.clone(), plan.credentials.clone()));
-    let harbor = match Harbor::detect(&plan.target, &http, plan.credentials.clone()).await {
+    let detected = Harbor::detect(&plan.target, &http, plan.credentials.clone()).await.map_err(|e| unreachable_target(&plan.target, e.to_string()))?;
+    let harbor = match detected {
         Some(harbor) => {
             harbor.check_credentials().await?;
             eprintln!("target is Harbor {}", harbor.version().await.unwrap_or_default());
@@ -251,7 +248,7 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
         }
         None => None,
     };
-    target.ping().await.map_err(|error| unreachable_target(&plan.target, error))?;
+    target.ping().await.map_err(|error| unreachable_target(&plan.target, error.to_string()))?;
     let blobs = Arc::new(BlobStore::connect(&plan.source, &plan.options.object).await.context("opening the source storage")?);
     let copier = Arc::new(Copier::new(blobs, target.clone(), plan.chunk_size, plan.in_place));
 

@@ -1,35 +1,91 @@
-//! Faults on the target: with one request in ten failing (503, or 429 with `Retry-After`), every image
-//! still lands and verifies, and the summary counts the retries.
+//! Faults on both sides, injected by a proxy in front of real servers: one request in ten fails, with
+//! every kind of failure in turn. Every image still lands and verifies, skopeo reads every one back
+//! (checking every blob's digest), and the summary counts the retries.
 
 mod support;
 
+use std::time::Duration;
+
+use support::fault_proxy::{Fault, FaultProxy};
 use support::harbor::*;
 use support::images::*;
+use support::servers::Moto;
 use support::*;
 
-#[test]
-fn every_image_lands_through_injected_faults() {
+/// The registry-written fixture plus three images with 3 MiB layers, so that blob transfers are long
+/// enough to be cut in the middle (and go in 1 MiB chunks with `--chunk-size 1048576`).
+fn fixture_with_large_blobs() -> (WrittenFixture, std::collections::BTreeSet<(String, String, String)>) {
     let fixture = written_fixture();
+    for i in 0..3u64 {
+        push_image_with_layer(&fixture.registry, "big/app", Some(&format!("v{i}")), Kind::Oci, &format!("big {i}"), noise(i, 3 << 20));
+    }
     let expected = fixture.registry.inventory();
-    let root = fixture.root();
+    (fixture, expected)
+}
+
+/// The number before " retries" in a sync summary.
+fn retries_in(stderr: &str) -> u64 {
+    stderr.split(" retries").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn every_image_lands_through_target_faults() {
+    let (fixture, expected) = fixture_with_large_blobs();
     let harbor_dir = tempfile::tempdir().unwrap();
     let harbor = HarborEmulator::start(harbor_dir.path());
-    harbor.state.lock().unwrap().fault_every = 10;
+    let plan = vec![Fault::Status(500), Fault::Status(502), Fault::Status(503), Fault::Throttle, Fault::Reset, Fault::Stall(Duration::from_secs(3))];
+    let proxy = FaultProxy::start(&harbor.url, "/", 10, plan.clone());
+    proxy.state.lock().unwrap().large_body_reset_every = 2;
 
-    let output = rehydrate_with_env(&["sync", root, &harbor.url, "--plain-http", "--no-journal"], &harbor.env_admin());
+    let args = ["sync", fixture.root(), &proxy.url, "--plain-http", "--no-journal", "--stall-timeout", "1", "--chunk-size", "1048576"];
+    let output = rehydrate_with_env(&args, &harbor.env_admin());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
-    let injected = harbor.state.lock().unwrap().faults_injected;
-    assert!(injected >= 10, "faults were injected: {injected}");
-    let retries: u64 = stderr.split(" retries").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
-    assert!(retries >= injected, "every fault was retried and counted: {retries} retries for {injected} faults");
+    let injected = proxy.state.lock().unwrap().injected.clone();
+    eprintln!("injected {injected:?}\n{stderr}");
+    for fault in plan.iter().map(Fault::name).chain(["reset mid-upload".to_string()]) {
+        assert!(injected.contains_key(&fault), "{fault} was injected: {injected:?}");
+    }
+    let total: u64 = injected.values().sum();
+    assert!(retries_in(&stderr) >= total, "every fault was retried and counted: {stderr} ({injected:?})");
 
-    harbor.state.lock().unwrap().fault_every = 0;
     let tags: std::collections::BTreeSet<(String, String, String)> =
         harbor.state.lock().unwrap().tags.iter().map(|((r, t), d)| (r.clone(), t.clone(), d.clone())).collect();
     assert_eq!(tags, expected);
-    let verify = rehydrate_with_env(&["verify", root, &harbor.url, "--plain-http"], &harbor.env_admin());
+    let verify = rehydrate_with_env(&["verify", fixture.root(), &harbor.url, "--plain-http"], &harbor.env_admin());
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
     let host = harbor.url.trim_start_matches("http://");
     skopeo_reads_back(host, &expected, Some(&format!("{ADMIN}:{ADMIN_PASSWORD}")));
+}
+
+#[test]
+fn every_image_lands_through_storage_faults() {
+    let (fixture, expected) = fixture_with_large_blobs();
+    let moto = Moto::start();
+    moto.create_bucket("registry");
+    moto.put_tree("registry", &fixture.registry.root);
+    let plan = vec![Fault::SlowDown, Fault::Reset, Fault::Stall(Duration::from_secs(3)), Fault::Status(500)];
+    let proxy = FaultProxy::start(&moto.url, "/", 10, plan.clone());
+    proxy.state.lock().unwrap().large_body_reset_every = 2;
+    let mut env = moto.env();
+    env.retain(|(name, _)| *name != "AWS_ENDPOINT_URL");
+    env.push(("AWS_ENDPOINT_URL", proxy.url.clone()));
+
+    let target_dir = tempfile::tempdir().unwrap();
+    let target = Registry::start(target_dir.path());
+    let output = rehydrate_with_env(&["sync", "s3://registry", &target.url, "--plain-http", "--no-journal", "--stall-timeout", "1", "--chunk-size", "1048576"], &env);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let injected = proxy.state.lock().unwrap().injected.clone();
+    eprintln!("injected {injected:?}\n{stderr}");
+    for fault in plan.iter().map(Fault::name).chain(["reset mid-download".to_string()]) {
+        assert!(injected.contains_key(&fault), "{fault} was injected: {injected:?}");
+    }
+    assert!(retries_in(&stderr) >= injected.values().sum::<u64>(), "{stderr} ({injected:?})");
+    assert_eq!(target.inventory(), expected);
+
+    proxy.stop_faults();
+    let verify = rehydrate_with_env(&["verify", "s3://registry", &target.url, "--plain-http"], &env);
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    skopeo_reads_back(target.url.trim_start_matches("http://"), &expected, None);
 }

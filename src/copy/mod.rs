@@ -48,6 +48,13 @@ pub enum CopyError {
     TagDiffers { existing: Digest, wanted: Digest },
 }
 
+impl CopyError {
+    /// Whether trying again can help: a failed transfer can, corrupt or missing data cannot.
+    fn is_transfer_failure(&self) -> bool {
+        matches!(self, CopyError::Storage(_) | CopyError::Target(_))
+    }
+}
+
 impl From<StorageError> for CopyError {
     fn from(error: StorageError) -> Self {
         CopyError::Storage(error.to_string())
@@ -240,12 +247,15 @@ impl Copier {
             Err(error) if error.status() == Some(404) => return self.upload_with_retries(repository, blob).await,
             Err(error) => return Err(error.into()),
         };
-        self.upload(repository, blob, location).await
+        match self.upload(repository, blob, location).await {
+            Err(error) if error.is_transfer_failure() => self.upload_with_retries(repository, blob).await,
+            outcome => outcome,
+        }
     }
 
-    /// A whole upload (session and bytes), started again from the first byte when the target fails
-    /// in the middle: a streamed body cannot be resent, the session is simply opened anew. Corrupt or
-    /// missing source data is not retried.
+    /// A whole upload (session and bytes), started again from the first byte when the target or the
+    /// source fails in the middle: a streamed body cannot be resent, so the blob is read again and the
+    /// session opened anew. Corrupt or missing source data is not retried.
     async fn upload_with_retries(&self, repository: &str, blob: &Descriptor) -> Result<(), CopyError> {
         let mut backoff = crate::net::Backoff::default();
         loop {
@@ -254,9 +264,9 @@ impl Copier {
                 self.upload(repository, blob, location).await
             };
             match attempt.await {
-                Err(CopyError::Target(message)) => {
+                Err(error) if error.is_transfer_failure() => {
                     if !backoff.wait(None).await {
-                        return Err(CopyError::Target(message));
+                        return Err(error);
                     }
                 }
                 outcome => return outcome,
@@ -282,7 +292,7 @@ impl Copier {
         } else {
             self.target.upload_chunked(repository, location, &blob.digest, self.chunk_size as usize, checked).await
         };
-        // A corrupt source aborts the upload body: report the corruption, not the broken upload.
+        // A corrupt or failing source aborts the upload body: report that, not the broken upload.
         if let Some(corruption) = verdict.lock().expect("verdict poisoned").take() {
             return Err(corruption);
         }
@@ -295,7 +305,8 @@ impl Copier {
 
 /// Passes a blob's bytes through while hashing them, one piece behind: the last piece is released only
 /// once the whole blob has hashed to `digest`, so a corrupt blob never completes an upload (the stream
-/// fails instead, and the registry, which also checks, discards the session).
+/// fails instead, and the registry, which also checks, discards the session). A failed read from the
+/// source fails the stream too, and is put in `verdict` so that it is reported as the source's.
 fn verified_stream(stream: ByteStream, digest: Digest, key: String, verdict: Arc<std::sync::Mutex<Option<CopyError>>>) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send + Unpin + 'static {
     struct State {
         inner: ByteStream,
@@ -322,6 +333,7 @@ fn verified_stream(stream: ByteStream, digest: Digest, key: String, verdict: Arc
                     }
                     Some(Err(error)) => {
                         state.finished = true;
+                        *verdict.lock().expect("verdict poisoned") = Some(CopyError::Storage(format!("blob {digest} ({key}): {error}")));
                         return Some((Err(error), state));
                     }
                     None => {

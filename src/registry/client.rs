@@ -128,7 +128,7 @@ impl RegistryClient {
             let outcome = request.send().await;
             let (transient, retry_after) = match &outcome {
                 Ok(response) => (crate::net::is_transient(response.status()), crate::net::retry_after(response.headers())),
-                Err(error) => (error.is_connect() || error.is_timeout() || error.is_request() || error.is_body(), None),
+                Err(error) => (crate::net::is_transient_error(error), None),
             };
             if transient && backoff.wait(retry_after).await {
                 continue;

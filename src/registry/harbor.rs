@@ -41,24 +41,34 @@ struct SystemInfo {
 
 impl Harbor {
     /// Tells a Harbor from a plain registry: Harbor answers `GET /api/v2.0/systeminfo` with a JSON
-    /// object (to anonymous callers too). Returns the Harbor, or `None` for a plain registry.
-    pub async fn detect(base: &Url, http: &reqwest::Client, credentials: Option<Credentials>) -> Option<Harbor> {
-        let api = base.join("/api/v2.0/").ok()?;
-        let response = http.get(api.join("systeminfo").ok()?).send().await.ok()?;
-        if !response.status().is_success() {
-            return None;
+    /// object (to anonymous callers too). Returns the Harbor, or `None` for a plain registry (which
+    /// answers 404). A target failing (5xx after retries, no connection) is an error, not a plain
+    /// registry: taking a Harbor for one would skip its project creation and fail every push.
+    pub async fn detect(base: &Url, http: &reqwest::Client, credentials: Option<Credentials>) -> Result<Option<Harbor>, HarborError> {
+        let api = base.join("/api/v2.0/").expect("a valid path");
+        let url = api.join("systeminfo").expect("a valid path");
+        let response = crate::net::send_with_retries(|| http.get(url.clone())).await.map_err(|e| HarborError::Transport(crate::net::describe_error(&e)))?;
+        if response.status().is_server_error() {
+            return Err(HarborError::Transport(format!("GET systeminfo: HTTP {}", response.status().as_u16())));
         }
-        response.json::<SystemInfo>().await.ok()?;
-        Some(Harbor { api, http: http.clone(), credentials, projects: Mutex::new(HashMap::new()) })
+        if !response.status().is_success() || response.json::<SystemInfo>().await.is_err() {
+            return Ok(None);
+        }
+        Ok(Some(Harbor { api, http: http.clone(), credentials, projects: Mutex::new(HashMap::new()) }))
     }
 
     /// The Harbor version, when the credentials may see it.
     pub async fn version(&self) -> Option<String> {
-        let mut request = self.http.get(self.api.join("systeminfo").ok()?);
-        if let Some(c) = &self.credentials {
-            request = request.basic_auth(&c.username, Some(c.password()));
+        let url = self.api.join("systeminfo").ok()?;
+        let response = crate::net::send_with_retries(|| self.with_credentials(self.http.get(url.clone()))).await.ok()?;
+        response.json::<SystemInfo>().await.ok()?.harbor_version
+    }
+
+    fn with_credentials(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.credentials {
+            Some(c) => request.basic_auth(&c.username, Some(c.password())),
+            None => request,
         }
-        request.send().await.ok()?.json::<SystemInfo>().await.ok()?.harbor_version
     }
 
     /// Checks the credentials once, up front: Harbor hands out anonymous tokens for wrong passwords,
@@ -66,11 +76,7 @@ impl Harbor {
     pub async fn check_credentials(&self) -> Result<(), HarborError> {
         let credentials = self.credentials.as_ref().ok_or(HarborError::NoCredentials)?;
         let url = self.api.join("users/current").expect("valid path");
-        let response = self
-            .http
-            .get(url)
-            .basic_auth(&credentials.username, Some(credentials.password()))
-            .send()
+        let response = crate::net::send_with_retries(|| self.with_credentials(self.http.get(url.clone())))
             .await
             .map_err(|e| HarborError::Transport(crate::net::describe_error(&e)))?;
         match response.status() {
@@ -89,12 +95,9 @@ impl Harbor {
     async fn create_project(&self, project: &str) -> Result<(), HarborError> {
         let credentials = self.credentials.as_ref().ok_or(HarborError::NoCredentials)?;
         let body = serde_json::json!({"project_name": project, "metadata": {"public": "false"}});
-        let response = self
-            .http
-            .post(self.api.join("projects").expect("valid path"))
-            .basic_auth(&credentials.username, Some(credentials.password()))
-            .json(&body)
-            .send()
+        let url = self.api.join("projects").expect("valid path");
+        // Retrying a POST is safe here: a project created by a try whose answer was lost answers 409.
+        let response = crate::net::send_with_retries(|| self.with_credentials(self.http.post(url.clone())).json(&body))
             .await
             .map_err(|e| HarborError::Transport(crate::net::describe_error(&e)))?;
         match response.status() {

@@ -29,12 +29,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use bytes::Bytes;
-use futures::StreamExt;
-use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
-use hyper::body::{Frame, Incoming};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use rcgen::{CertificateParams, KeyPair, SigningKey, PKCS_RSA_SHA256};
 
+use super::fault_proxy::{self, registry_error, Body};
 use super::Registry;
 
 pub const SERVICE: &str = "harbor-registry";
@@ -44,7 +44,6 @@ pub const ADMIN_PASSWORD: &str = "Harbor12345-emulated";
 pub const ROBOT: &str = "robot$rehydrate";
 pub const ROBOT_PASSWORD: &str = "robot-secret-emulated";
 
-type Body = BoxBody<Bytes, std::io::Error>;
 
 /// What the emulator keeps, as Harbor's database would.
 #[derive(Default)]
@@ -59,11 +58,6 @@ pub struct State {
     pub requests: HashMap<String, u64>,
     /// Manifest PUTs the registry accepted (201), by (repository, reference).
     pub manifests_accepted: HashMap<(String, String), u64>,
-    /// Fault injection: every Nth request on `/v2/` fails (0: never), alternately with 503 and with
-    /// 429 and a `Retry-After`, as a load balancer in front of Harbor answers.
-    pub fault_every: u64,
-    pub faults_injected: u64,
-    v2_requests: u64,
 }
 
 pub struct HarborEmulator {
@@ -108,21 +102,10 @@ impl HarborEmulator {
             key,
             cert_der: cert.der().to_vec(),
         });
-        runtime.spawn(async move {
-            loop {
-                let (stream, _) = listener.accept().await.unwrap();
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |request| {
-                        let shared = shared.clone();
-                        async move { Ok::<_, Infallible>(handle(&shared, request).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        runtime.spawn(fault_proxy::serve(listener, move |request| {
+            let shared = shared.clone();
+            async move { Ok(handle(&shared, request).await) }
+        }));
         HarborEmulator { url, state, registry, _runtime: runtime, _dir: dir }
     }
 
@@ -141,12 +124,7 @@ impl HarborEmulator {
 }
 
 fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
-    let body = Full::new(body.into()).map_err(|never: Infallible| match never {}).boxed();
-    Response::builder().status(status).header("content-type", "application/json").body(body).unwrap()
-}
-
-fn harbor_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    full(status, serde_json::json!({"errors": [{"code": code, "message": message}]}).to_string())
+    fault_proxy::full(status, "application/json", body)
 }
 
 /// The user a basic `Authorization` header names, if its password is right: `Some(None)` for no header,
@@ -185,23 +163,6 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
     {
         let mut state = shared.state.lock().unwrap();
         *state.requests.entry(format!("{} {kind}", request.method())).or_default() += 1;
-        if path.starts_with("/v2/") && state.fault_every > 0 {
-            state.v2_requests += 1;
-            if state.v2_requests % state.fault_every == 0 {
-                state.faults_injected += 1;
-                let throttled = state.faults_injected % 2 == 0;
-                drop(state);
-                let mut response = if throttled {
-                    harbor_error(StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS", "slow down")
-                } else {
-                    harbor_error(StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE", "injected fault")
-                };
-                if throttled {
-                    response.headers_mut().insert("retry-after", hyper::header::HeaderValue::from_static("0"));
-                }
-                return response;
-            }
-        }
     }
     match kind {
         "token" => token(shared, &request),
@@ -216,7 +177,7 @@ fn token(shared: &Shared, request: &Request<Incoming>) -> Response<Body> {
         Some(user) => user,
         // Harbor: a wrong password still gets an (anonymous) token when a scope is asked.
         None if !scopes.is_empty() => None,
-        None => return harbor_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "wrong user name or password"),
+        None => return registry_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "wrong user name or password"),
     };
     let projects = shared.state.lock().unwrap().projects.clone();
     let mut access = Vec::new();
@@ -257,7 +218,7 @@ async fn api(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
         }
         (Method::GET, "/users/current") => match user {
             Some(Some(name)) => full(StatusCode::OK, serde_json::json!({"username": name}).to_string()),
-            _ => harbor_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "unauthorized"),
+            _ => registry_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "unauthorized"),
         },
         (Method::HEAD, "/projects") => {
             let name = query_values(&request, "project_name").pop().unwrap_or_default();
@@ -267,27 +228,27 @@ async fn api(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
         (Method::POST, "/projects") => {
             let user = match user {
                 Some(Some(user)) => user,
-                _ => return harbor_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "unauthorized"),
+                _ => return registry_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "unauthorized"),
             };
             if user.contains('+') {
-                return harbor_error(StatusCode::FORBIDDEN, "FORBIDDEN", "project-level robots may not create projects");
+                return registry_error(StatusCode::FORBIDDEN, "FORBIDDEN", "project-level robots may not create projects");
             }
             let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
             let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
             let name = body["project_name"].as_str().unwrap_or_default().to_string();
             let metadata_ok = body["metadata"].as_object().is_none_or(|m| m.values().all(|v| v.is_string()));
             if name.len() > 255 {
-                return harbor_error(StatusCode::UNPROCESSABLE_ENTITY, "UNPROCESSABLE_ENTITY", "project_name too long");
+                return registry_error(StatusCode::UNPROCESSABLE_ENTITY, "UNPROCESSABLE_ENTITY", "project_name too long");
             }
             if !valid_project_name(&name) || !metadata_ok {
-                return harbor_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "invalid project name or metadata");
+                return registry_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "invalid project name or metadata");
             }
             if !shared.state.lock().unwrap().projects.insert(name.clone()) {
-                return harbor_error(StatusCode::CONFLICT, "CONFLICT", &format!("The project named {name} already exists"));
+                return registry_error(StatusCode::CONFLICT, "CONFLICT", &format!("The project named {name} already exists"));
             }
             full(StatusCode::CREATED, "")
         }
-        _ => harbor_error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such API in the emulator"),
+        _ => registry_error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such API in the emulator"),
     }
 }
 
@@ -320,7 +281,7 @@ async fn registry_api(shared: &Shared, request: Request<Incoming>) -> Response<B
     let Some((repository, kind, reference)) = split_v2(&path) else { return proxy(shared, request).await };
     let project = repository.split('/').next().unwrap_or_default().to_string();
     if !shared.state.lock().unwrap().projects.contains(&project) && request.headers().contains_key("authorization") {
-        return harbor_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", &format!("project {project} not found"));
+        return registry_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", &format!("project {project} not found"));
     }
     let method = request.method().clone();
     match (kind, &method) {
@@ -331,7 +292,7 @@ async fn registry_api(shared: &Shared, request: Request<Incoming>) -> Response<B
             if known {
                 proxy(shared, request).await
             } else {
-                harbor_error(StatusCode::NOT_FOUND, "NOT_FOUND", "blob unknown")
+                registry_error(StatusCode::NOT_FOUND, "NOT_FOUND", "blob unknown")
             }
         }
         ("uploads", &Method::POST) => {
@@ -340,7 +301,7 @@ async fn registry_api(shared: &Shared, request: Request<Incoming>) -> Response<B
             match mount {
                 Some(digest) if response.status() == StatusCode::CREATED && !shared.state.lock().unwrap().blobs.contains_key(&digest) => {
                     // The registry below linked it, but Harbor's database does not know the blob.
-                    harbor_error(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("blob {digest} not found"))
+                    registry_error(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("blob {digest} not found"))
                 }
                 _ => response,
             }
@@ -364,7 +325,7 @@ async fn registry_api(shared: &Shared, request: Request<Incoming>) -> Response<B
                 }
             };
             if !known {
-                return harbor_error(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("artifact {repository}:{reference} not found"));
+                return registry_error(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("artifact {repository}:{reference} not found"));
             }
             proxy(shared, request).await
         }
@@ -388,11 +349,11 @@ async fn put_manifest(shared: &Shared, request: Request<Incoming>, repository: S
             let child = child["digest"].as_str().unwrap_or_default().to_string();
             if !state.artifacts.contains(&(repository.clone(), child.clone())) {
                 drop(state);
-                return harbor_error(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("artifact {repository}@{child} not found"));
+                return registry_error(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("artifact {repository}@{child} not found"));
             }
         }
     }
-    let response = proxy_parts(shared, parts, Full::new(bytes).map_err(|never: Infallible| match never {}).boxed()).await;
+    let response = fault_proxy::forward_parts(&shared.http, &shared.registry_url, None, parts, Full::new(bytes).map_err(|never: Infallible| match never {}).boxed()).await;
     if response.status() == StatusCode::CREATED {
         let mut state = shared.state.lock().unwrap();
         *state.manifests_accepted.entry((repository.clone(), reference.clone())).or_default() += 1;
@@ -412,28 +373,5 @@ async fn put_manifest(shared: &Shared, request: Request<Incoming>, repository: S
 
 /// Forwards a request to the real registry, streaming both bodies.
 async fn proxy(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
-    let (parts, body) = request.into_parts();
-    proxy_parts(shared, parts, body.map_err(|e| std::io::Error::other(e.to_string())).boxed()).await
-}
-
-async fn proxy_parts(shared: &Shared, parts: hyper::http::request::Parts, body: Body) -> Response<Body> {
-    let target = format!("{}{}", shared.registry_url, parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
-    let mut forward = shared.http.request(parts.method.clone(), target);
-    for (name, value) in &parts.headers {
-        if name != "host" {
-            forward = forward.header(name, value);
-        }
-    }
-    let stream = http_body_util::BodyDataStream::new(body);
-    let answer = match forward.body(reqwest::Body::wrap_stream(stream)).send().await {
-        Ok(answer) => answer,
-        Err(error) => return harbor_error(StatusCode::BAD_GATEWAY, "BAD_GATEWAY", &error.to_string()),
-    };
-    let status = answer.status();
-    let mut builder = Response::builder().status(status);
-    for (name, value) in answer.headers() {
-        builder = builder.header(name, value);
-    }
-    let stream = answer.bytes_stream().map(|chunk| chunk.map(Frame::data).map_err(|e| std::io::Error::other(e.to_string())));
-    builder.body(BodyExt::boxed(StreamBody::new(stream))).unwrap()
+    fault_proxy::forward(&shared.http, &shared.registry_url, None, request).await
 }

@@ -21,11 +21,28 @@ pub fn push_image(registry: &Registry, repository: &str, reference: Option<&str>
 
 /// `push_image`, returning the manifest's size too.
 pub fn push_image_sized(registry: &Registry, repository: &str, reference: Option<&str>, kind: Kind, seed: &str) -> (String, usize) {
+    push_image_with_layer(registry, repository, reference, kind, seed, format!("layer of {seed}").into_bytes())
+}
+
+/// Bytes that do not compress, `len` of them, the same for the same seed.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// `push_image_sized` with the given layer bytes.
+pub fn push_image_with_layer(registry: &Registry, repository: &str, reference: Option<&str>, kind: Kind, seed: &str, layer: Vec<u8>) -> (String, usize) {
     let (manifest_type, config_type, layer_type) = match kind {
         Kind::Oci => (OCI_MANIFEST, "application/vnd.oci.image.config.v1+json", "application/vnd.oci.image.layer.v1.tar+gzip"),
         Kind::Docker => (DOCKER_MANIFEST, "application/vnd.docker.container.image.v1+json", "application/vnd.docker.image.rootfs.diff.tar.gzip"),
     };
-    let layer = format!("layer of {seed}").into_bytes();
     let layer_digest = registry.push_blob(repository, &layer);
     let config = serde_json::to_vec(&json!({
         "architecture": "amd64", "os": "linux",

@@ -123,6 +123,24 @@ impl Moto {
         );
     }
 
+    /// Puts objects whose keys no URL library lets through unchanged (`..` and `//` segments), with
+    /// boto3 (installed with moto), which sends keys as they are.
+    pub fn put_raw_keys(&self, bucket: &str, objects: &[(&str, &[u8])]) {
+        let script = "import sys, json, boto3\n\
+            url, bucket, objects = sys.argv[1], sys.argv[2], json.loads(sys.stdin.read())\n\
+            s3 = boto3.client('s3', endpoint_url=url, aws_access_key_id='k', aws_secret_access_key='s', region_name='us-east-1')\n\
+            for key, body in objects: s3.put_object(Bucket=bucket, Key=key, Body=bytes(body))\n";
+        let objects: Vec<(&str, Vec<u8>)> = objects.iter().map(|(k, b)| (*k, b.to_vec())).collect();
+        let mut child = Command::new(installed(servers_dir().join("venv/bin/python")))
+            .args(["-c", script, &self.url, bucket])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(serde_json::to_string(&objects).unwrap().as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success(), "putting raw keys into moto");
+    }
+
     /// The environment `rehydrate` needs to reach this server, as a user would set it.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![

@@ -57,7 +57,7 @@ impl Azure {
         } else {
             Some(builder.with_endpoint(endpoint.clone()).build().map_err(|e| StorageError::Config(format!("Azure: {e}")))?)
         };
-        Ok(Azure { client: http_client()?, container_url, account, store })
+        Ok(Azure { client: http_client(options)?, container_url, account, store })
     }
 
     async fn credential(&self) -> Result<Option<Arc<AzureCredential>>, StorageError> {

@@ -10,7 +10,7 @@ use object_store::gcp::{GoogleCloudStorage, GoogleCloudStorageBuilder};
 use serde::Deserialize;
 use url::Url;
 
-use super::{check_status, found, http_client, md5_from_base64, send};
+use super::{found, http_client, listing_text, md5_from_base64, send};
 use super::{ListPage, ListRequest, ListedObject, ObjectOptions, StorageError};
 
 const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
@@ -36,7 +36,7 @@ impl Gcs {
             let store = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket).build();
             Some(store.map_err(|e| StorageError::Config(format!("GCS: {e}")))?)
         };
-        Ok(Gcs { client: http_client()?, objects_url, store })
+        Ok(Gcs { client: http_client(options)?, objects_url, store })
     }
 
     async fn authorized_get(&self, url: &Url) -> Result<reqwest::RequestBuilder, StorageError> {
@@ -65,8 +65,8 @@ impl Gcs {
             }
         }
         let response = send("list", request.prefix, || self.authorized_get(&url)).await?;
-        let response = check_status("list", request.prefix, response).await?;
-        let answer: ObjectsList = response.json().await.map_err(|e| StorageError::Parse {
+        let body = listing_text(request.prefix, response).await?;
+        let answer: ObjectsList = serde_json::from_str(&body).map_err(|e| StorageError::Parse {
             operation: "list",
             target: request.prefix.to_string(),
             message: e.to_string(),

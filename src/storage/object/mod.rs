@@ -55,6 +55,9 @@ pub enum StorageError {
     Http { operation: &'static str, target: String, status: u16, message: String },
     #[error("{operation} {target}: {message}")]
     Transport { operation: &'static str, target: String, message: String },
+    /// The answer started but broke off (a reset or stalled connection): worth trying again.
+    #[error("{operation} {target}: the answer broke off: {message}")]
+    Interrupted { operation: &'static str, target: String, message: String },
     #[error("{operation} {target}: unreadable answer: {message}")]
     Parse { operation: &'static str, target: String, message: String },
     #[error("credentials: {0}")]
@@ -78,6 +81,8 @@ pub struct ObjectOptions {
     pub endpoint: Option<String>,
     /// Send no credentials at all (public buckets, emulators).
     pub anonymous: bool,
+    /// How long a read may wait for a byte before the request is retried (`None`: the default).
+    pub stall_timeout: Option<Duration>,
 }
 
 /// A connected object store.
@@ -97,11 +102,14 @@ impl ObjectBackend {
     }
 
     pub async fn list(&self, request: &ListRequest<'_>) -> Result<ListPage, StorageError> {
-        match self {
-            ObjectBackend::S3(store) => store.list(request).await,
-            ObjectBackend::Gcs(store) => store.list(request).await,
-            ObjectBackend::Azure(store) => store.list(request).await,
-        }
+        retry_interrupted(|| async {
+            match self {
+                ObjectBackend::S3(store) => store.list(request).await,
+                ObjectBackend::Gcs(store) => store.list(request).await,
+                ObjectBackend::Azure(store) => store.list(request).await,
+            }
+        })
+        .await
     }
 
     async fn get(&self, key: &str) -> Result<Option<reqwest::Response>, StorageError> {
@@ -115,10 +123,13 @@ impl ObjectBackend {
     /// Reads an object, refusing more than `max_len` bytes (it returns `max_len + 1` then, so that the
     /// caller can tell); `None` when it does not exist.
     pub async fn read_small(&self, key: &str, max_len: usize) -> Result<Option<Vec<u8>>, StorageError> {
-        match self.get(key).await? {
-            Some(response) => small_body(key, response, max_len).await.map(Some),
-            None => Ok(None),
-        }
+        retry_interrupted(|| async {
+            match self.get(key).await? {
+                Some(response) => small_body(key, response, max_len).await.map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
     }
 
     /// Opens an object as a stream of bytes, with its size; `None` when it does not exist.
@@ -161,7 +172,7 @@ where
                 }
             }
             Ok(response) => return Ok(response),
-            Err(error) if error.is_connect() || error.is_timeout() || error.is_request() => {
+            Err(error) if crate::net::is_transient_error(&error) => {
                 if !backoff.wait(None).await {
                     return Err(StorageError::Transport { operation, target: target.to_string(), message: crate::net::describe_error(&error) });
                 }
@@ -169,6 +180,22 @@ where
             Err(error) => {
                 return Err(StorageError::Transport { operation, target: target.to_string(), message: crate::net::describe_error(&error) })
             }
+        }
+    }
+}
+
+/// Runs a request and the reading of its answer again when the answer broke off in the middle (`send`
+/// retries only what fails before an answer starts).
+async fn retry_interrupted<T, F, Fut>(attempt: F) -> Result<T, StorageError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StorageError>>,
+{
+    let mut backoff = crate::net::Backoff::default();
+    loop {
+        match attempt().await {
+            Err(StorageError::Interrupted { .. }) if backoff.wait(None).await => continue,
+            outcome => return outcome,
         }
     }
 }
@@ -201,7 +228,7 @@ pub(crate) async fn listing_text(prefix: &str, response: reqwest::Response) -> R
     response
         .text()
         .await
-        .map_err(|e| StorageError::Transport { operation: "list", target: prefix.to_string(), message: crate::net::describe_error(&e) })
+        .map_err(|e| StorageError::Interrupted { operation: "list", target: prefix.to_string(), message: crate::net::describe_error(&e) })
 }
 
 /// Reads the body of a successful answer to a small-object read, refusing more than `max_len` bytes.
@@ -210,7 +237,7 @@ pub(crate) async fn small_body(target: &str, mut response: reqwest::Response, ma
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|error| StorageError::Transport { operation: "read", target: target.to_string(), message: crate::net::describe_error(&error) })?
+        .map_err(|error| StorageError::Interrupted { operation: "read", target: target.to_string(), message: crate::net::describe_error(&error) })?
     {
         body.extend_from_slice(&chunk);
         if body.len() > max_len {
@@ -258,11 +285,12 @@ pub(crate) fn to_reqwest(client: &reqwest::Client, request: object_store::client
     client.request(parts.method, parts.uri.to_string()).headers(parts.headers)
 }
 
-/// The HTTP client for a store: TLS verified, generous timeouts (the retry loop covers stalls).
-pub(crate) fn http_client() -> Result<reqwest::Client, StorageError> {
+/// The HTTP client for a store: TLS verified; a read that stalls longer than the stall timeout fails
+/// (and is retried). No limit on a whole request: a blob of many GiB takes as long as it takes.
+pub(crate) fn http_client(options: &ObjectOptions) -> Result<reqwest::Client, StorageError> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(60))
+        .read_timeout(options.stall_timeout.unwrap_or(crate::net::DEFAULT_STALL_TIMEOUT))
         .pool_max_idle_per_host(256)
         .build()
         .map_err(|error| StorageError::Config(error.to_string()))

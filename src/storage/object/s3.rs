@@ -48,7 +48,7 @@ impl S3 {
         } else {
             Some(builder.build().map_err(|e| StorageError::Config(format!("S3: {e}")))?)
         };
-        Ok(S3 { client: http_client()?, bucket_url, region, store })
+        Ok(S3 { client: http_client(options)?, bucket_url, region, store })
     }
 
     async fn credential(&self) -> Result<Option<Arc<AwsCredential>>, StorageError> {

@@ -1,0 +1,280 @@
+//! An HTTP proxy that injects faults between rehydrate and a real server (the registry, the Harbor
+//! emulator, or an object store): error statuses, throttling with `Retry-After`, S3's `SlowDown`,
+//! connections reset in the middle of a body (the request's on uploads, the answer's on reads), and
+//! answers that stall. Faults are deterministic: every Nth request that matches gets the next fault of
+//! the plan, in turn, so a test knows what was injected.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+
+pub type Body = BoxBody<Bytes, std::io::Error>;
+
+/// One kind of fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this status (500, 502, 503...) and a registry-style error body.
+    Status(u16),
+    /// 429 with `Retry-After: 1`.
+    Throttle,
+    /// S3's 503 `SlowDown`, with its XML body.
+    SlowDown,
+    /// Break the connection in the middle of a body: after part of the request's body when it has one
+    /// (an upload), else after part of the answer's body (a read), else before answering.
+    Reset,
+    /// Say nothing for this long, then close the connection.
+    Stall(Duration),
+}
+
+impl Fault {
+    pub fn name(&self) -> String {
+        match self {
+            Fault::Status(code) => code.to_string(),
+            Fault::Throttle => "429".to_string(),
+            Fault::SlowDown => "503 SlowDown".to_string(),
+            Fault::Reset => "reset".to_string(),
+            Fault::Stall(_) => "stall".to_string(),
+        }
+    }
+}
+
+/// What the proxy does and has done.
+pub struct FaultState {
+    /// Every Nth matching request gets a fault (0: none).
+    pub every: u64,
+    /// The faults, taken in turn.
+    pub plan: Vec<Fault>,
+    /// Only requests whose path starts with this are counted and faulted.
+    pub path_prefix: String,
+    /// Every Nth large body (an upload of at least `LARGE_BODY` bytes, or an answer that long to a GET)
+    /// is broken off in the middle (0: never), whatever the plan, so that a test knows blob transfers
+    /// themselves were cut.
+    pub large_body_reset_every: u64,
+    /// Faults injected, by name.
+    pub injected: BTreeMap<String, u64>,
+    matching_requests: u64,
+    large_bodies: u64,
+}
+
+/// The size from which a body is large (a blob's, not a manifest's).
+pub const LARGE_BODY: u64 = 1 << 20;
+
+impl FaultState {
+    pub fn total_injected(&self) -> u64 {
+        self.injected.values().sum()
+    }
+
+    /// The fault for the next matching request, if it gets one.
+    fn next_fault(&mut self, path: &str) -> Option<Fault> {
+        if self.every == 0 || self.plan.is_empty() || !path.starts_with(&self.path_prefix) {
+            return None;
+        }
+        self.matching_requests += 1;
+        if self.matching_requests % self.every != 0 {
+            return None;
+        }
+        let fault = self.plan[(self.total_injected() as usize) % self.plan.len()];
+        *self.injected.entry(fault.name()).or_default() += 1;
+        Some(fault)
+    }
+
+    /// Whether this large body (of `name`'s kind) is to be cut.
+    fn cut_large_body(&mut self, name: &str) -> bool {
+        if self.large_body_reset_every == 0 {
+            return false;
+        }
+        self.large_bodies += 1;
+        let cut = self.large_bodies % self.large_body_reset_every == 0;
+        if cut {
+            *self.injected.entry(name.to_string()).or_default() += 1;
+        }
+        cut
+    }
+}
+
+pub struct FaultProxy {
+    pub url: String,
+    pub state: Arc<Mutex<FaultState>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+struct Shared {
+    state: Arc<Mutex<FaultState>>,
+    upstream: String,
+    public: String,
+    http: reqwest::Client,
+}
+
+impl FaultProxy {
+    /// Starts a proxy to `upstream` (e.g. `http://127.0.0.1:5000`) injecting `plan` into every
+    /// `every`th request under `path_prefix`.
+    pub fn start(upstream: &str, path_prefix: &str, every: u64, plan: Vec<Fault>) -> FaultProxy {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(Mutex::new(FaultState {
+            every,
+            plan,
+            path_prefix: path_prefix.to_string(),
+            large_body_reset_every: 0,
+            injected: BTreeMap::new(),
+            matching_requests: 0,
+            large_bodies: 0,
+        }));
+        let shared = Arc::new(Shared {
+            state: state.clone(),
+            upstream: upstream.trim_end_matches('/').to_string(),
+            public: url.clone(),
+            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+        });
+        runtime.spawn(serve(listener, move |request| {
+            let shared = shared.clone();
+            async move { handle(&shared, request).await }
+        }));
+        FaultProxy { url, state, _runtime: runtime }
+    }
+
+    pub fn stop_faults(&self) {
+        self.state.lock().unwrap().every = 0;
+    }
+}
+
+/// Serves HTTP/1 on `listener` with `handler`; a handler's error closes the connection unanswered.
+pub async fn serve<F, Fut>(listener: tokio::net::TcpListener, handler: F)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Response<Body>, std::io::Error>> + Send,
+{
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| handler(request));
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+pub fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    let body = Full::new(body.into()).map_err(|never: Infallible| match never {}).boxed();
+    Response::builder().status(status).header("content-type", content_type).body(body).unwrap()
+}
+
+pub fn registry_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    full(status, "application/json", serde_json::json!({"errors": [{"code": code, "message": message}]}).to_string())
+}
+
+async fn handle(shared: &Shared, request: Request<Incoming>) -> Result<Response<Body>, std::io::Error> {
+    let fault = shared.state.lock().unwrap().next_fault(request.uri().path());
+    let reset = || std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset");
+    match fault {
+        None if body_length(&request) >= LARGE_BODY && shared.state.lock().unwrap().cut_large_body("reset mid-upload") => {
+            read_half_then_hang_up(request).await
+        }
+        None if request.method() == Method::GET => {
+            let response = forward(&shared.http, &shared.upstream, Some(&shared.public), request).await;
+            let length = response.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse::<u64>().ok()).unwrap_or(0);
+            if length >= LARGE_BODY && shared.state.lock().unwrap().cut_large_body("reset mid-download") {
+                return Ok(cut_in_half(response).await);
+            }
+            Ok(response)
+        }
+        None => Ok(forward(&shared.http, &shared.upstream, Some(&shared.public), request).await),
+        Some(Fault::Status(code)) => {
+            let status = StatusCode::from_u16(code).unwrap();
+            Ok(registry_error(status, "UNAVAILABLE", "injected fault"))
+        }
+        Some(Fault::Throttle) => {
+            let mut response = registry_error(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS", "slow down");
+            response.headers_mut().insert("retry-after", "1".parse().unwrap());
+            Ok(response)
+        }
+        Some(Fault::SlowDown) => Ok(full(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "application/xml",
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>",
+        )),
+        Some(Fault::Stall(time)) => {
+            tokio::time::sleep(time).await;
+            Err(reset())
+        }
+        Some(Fault::Reset) if has_body(&request) => read_half_then_hang_up(request).await,
+        Some(Fault::Reset) if request.method() == Method::GET => {
+            let response = forward(&shared.http, &shared.upstream, Some(&shared.public), request).await;
+            Ok(cut_in_half(response).await)
+        }
+        Some(Fault::Reset) => Err(reset()),
+    }
+}
+
+fn body_length(request: &Request<Incoming>) -> u64 {
+    request.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0)
+}
+
+fn has_body(request: &Request<Incoming>) -> bool {
+    body_length(request) > 0 || request.headers().contains_key("transfer-encoding")
+}
+
+/// Takes about half of the request's body (at least its first piece), then breaks the connection.
+async fn read_half_then_hang_up(request: Request<Incoming>) -> Result<Response<Body>, std::io::Error> {
+    let half = body_length(&request) / 2;
+    let mut body = request.into_body();
+    let mut read = 0u64;
+    while let Some(Ok(frame)) = body.frame().await {
+        read += frame.data_ref().map(|d| d.len() as u64).unwrap_or(0);
+        if read >= half {
+            break;
+        }
+    }
+    Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset"))
+}
+
+/// The answer's headers (with its full length) and the first half of its body, then a broken connection.
+async fn cut_in_half(response: Response<Body>) -> Response<Body> {
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let half = bytes.slice(..bytes.len() / 2);
+    let pieces = futures::stream::iter(vec![Ok(Frame::data(half)), Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset"))]);
+    Response::from_parts(parts, BodyExt::boxed(StreamBody::new(pieces)))
+}
+
+/// Forwards a request to `upstream`, streaming both bodies. A `Location` pointing at the upstream is
+/// rewritten to `public` (the proxy's own address), so that upload sessions keep going through it.
+pub async fn forward(http: &reqwest::Client, upstream: &str, public: Option<&str>, request: Request<Incoming>) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let body = body.map_err(|e| std::io::Error::other(e.to_string())).boxed();
+    forward_parts(http, upstream, public, parts, body).await
+}
+
+pub async fn forward_parts(http: &reqwest::Client, upstream: &str, public: Option<&str>, parts: hyper::http::request::Parts, body: Body) -> Response<Body> {
+    let target = format!("{upstream}{}", parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    let mut outgoing = http.request(parts.method.clone(), target);
+    for (name, value) in &parts.headers {
+        if name != "host" {
+            outgoing = outgoing.header(name, value);
+        }
+    }
+    let stream = http_body_util::BodyDataStream::new(body);
+    let answer = match outgoing.body(reqwest::Body::wrap_stream(stream)).send().await {
+        Ok(answer) => answer,
+        Err(error) => return registry_error(StatusCode::BAD_GATEWAY, "BAD_GATEWAY", &error.to_string()),
+    };
+    let mut builder = Response::builder().status(answer.status());
+    for (name, value) in answer.headers() {
+        match (name.as_str(), public, value.to_str()) {
+            ("location", Some(public), Ok(location)) if location.starts_with(upstream) => {
+                builder = builder.header(name, location.replacen(upstream, public, 1));
+            }
+            _ => builder = builder.header(name, value),
+        }
+    }
+    let stream = answer.bytes_stream().map(|chunk| chunk.map(Frame::data).map_err(|e| std::io::Error::other(e.to_string())));
+    builder.body(BodyExt::boxed(StreamBody::new(stream))).unwrap()
+}
