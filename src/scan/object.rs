@@ -491,18 +491,19 @@ struct TagKeys {
     index: Vec<Digest>,
 }
 
-/// Groups a tags listing by tag name. Keys that are neither `current/link` nor a well-formed index entry
-/// are ignored (they cannot change what the tag points at).
+/// Groups a tags listing by tag name. Every tag folder seen is kept (so that a bad name, such as `..`,
+/// or a folder without `current/link` is reported); keys that are neither `current/link` nor a
+/// well-formed index entry add nothing (they cannot change what the tag points at).
 fn group_tag_keys(tags_prefix: &str, objects: Vec<crate::storage::object::ListedObject>) -> BTreeMap<String, TagKeys> {
     let mut tags: BTreeMap<String, TagKeys> = BTreeMap::new();
     for object in objects {
         let Some(rest) = object.key.strip_prefix(tags_prefix) else { continue };
         let Some((tag, tail)) = rest.split_once('/') else { continue };
+        let keys = tags.entry(tag.to_string()).or_default();
         if tail == "current/link" {
-            tags.entry(tag.to_string()).or_default().current = Some(object.md5);
+            keys.current = Some(object.md5);
         } else if let Some(entry) = tail.strip_prefix("index/").and_then(|e| e.strip_suffix("/link")) {
             if let Some((algorithm, hex)) = entry.split_once('/') {
-                let keys = tags.entry(tag.to_string()).or_default();
                 if let Ok(digest) = Digest::parse(&format!("{algorithm}:{hex}")) {
                     keys.index.push(digest);
                 }
