@@ -9,7 +9,8 @@ use url::Url;
 use crate::copy::DEFAULT_CHUNK_SIZE;
 use crate::filter::{Glob, NameFilter, NameMapping};
 use crate::inventory::Format;
-use crate::pipeline::{self, Outcome, ScanPlan, Selection, SyncMode, SyncPlan};
+use crate::log::LogFormat;
+use crate::pipeline::{self, Outcome, Reporting, ScanPlan, Selection, SyncMode, SyncPlan};
 use crate::registry::credentials::{self, CredentialSources};
 use crate::scan::{DiscoveryMode, ScanOptions};
 use crate::shard::Shard;
@@ -77,6 +78,23 @@ struct SourceArgs {
     /// abandoned and tried again [default: 300].
     #[arg(long, value_name = "SECONDS")]
     stall_timeout: Option<u64>,
+    /// At most this many HTTP requests per second, storage and target together.
+    #[arg(long, value_name = "N")]
+    max_requests_per_second: Option<f64>,
+    /// How messages, progress and summaries are written on standard error.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Also log every HTTP request (method, URL without its query, status, time; secret headers
+    /// redacted) and every retry.
+    #[arg(long, short)]
+    verbose: bool,
+    /// When standard error is not a terminal, write a progress line this often (0: never). On a
+    /// terminal, a status line is kept up to date instead.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    progress_interval: u64,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464), at /metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +167,9 @@ struct SyncArgs {
     /// Print what would be created and pushed, and push nothing.
     #[arg(long)]
     dry_run: bool,
+    /// At most this many blob bytes per second copied into the target: 50M, 1G (powers of 1024).
+    #[arg(long, value_name = "RATE")]
+    max_bandwidth: Option<String>,
     /// How many tags are copied at once.
     #[arg(long, value_name = "N", default_value_t = 8)]
     push_concurrency: usize,
@@ -195,6 +216,22 @@ impl Cli {
 }
 
 impl SourceArgs {
+    /// Sets up logging and the request-rate limit (before anything runs) and says how to report.
+    fn reporting(&self) -> anyhow::Result<Reporting> {
+        crate::log::init(self.log_format, self.verbose);
+        if let Some(rate) = self.max_requests_per_second {
+            if !(rate > 0.0) {
+                anyhow::bail!("--max-requests-per-second must be above zero");
+            }
+        }
+        crate::limit::init(self.max_requests_per_second, None);
+        Ok(Reporting {
+            quiet: self.quiet,
+            progress_interval: std::time::Duration::from_secs(self.progress_interval),
+            metrics_addr: self.metrics_addr,
+        })
+    }
+
     fn resolve(&self, untagged: bool) -> anyhow::Result<(Source, ScanOptions)> {
         let source = Source::parse(&self.source).with_context(|| format!("source {:?}", self.source))?;
         let list_concurrency = match self.list_concurrency {
@@ -228,7 +265,8 @@ impl SourceArgs {
 impl ScanArgs {
     fn run(self) -> anyhow::Result<Outcome> {
         let (source, options) = self.source.resolve(self.untagged)?;
-        pipeline::run_scan(ScanPlan { source, options, output: self.output, format: self.format, quiet: self.source.quiet })
+        let reporting = self.source.reporting()?;
+        pipeline::run_scan(ScanPlan { source, options, output: self.output, format: self.format, reporting })
     }
 }
 
@@ -254,6 +292,11 @@ fn globs(patterns: &[String]) -> anyhow::Result<Vec<Glob>> {
 
 impl SyncArgs {
     fn run(self, mode: SyncMode) -> anyhow::Result<Outcome> {
+        let reporting = self.source.reporting()?;
+        if let Some(rate) = &self.max_bandwidth {
+            let bytes_per_second = crate::limit::parse_bytes_per_second(rate).map_err(|e| anyhow::anyhow!("--max-bandwidth {e}"))?;
+            crate::limit::init(None, Some(bytes_per_second));
+        }
         let (source, options) = self.source.resolve(self.untagged)?;
         let target = target_url(&self.target, self.plain_http)?;
         let target_text = target.to_string();
@@ -286,7 +329,7 @@ impl SyncArgs {
             dry_run: self.dry_run,
             push_concurrency: self.push_concurrency,
             chunk_size: self.chunk_size.max(1024 * 1024),
-            quiet: self.source.quiet,
+            reporting,
             in_place: self.in_place,
             untagged: self.untagged,
             ca_cert: self.ca_cert,

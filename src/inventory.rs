@@ -113,6 +113,16 @@ impl Counts {
             ScanItem::Warning(_) => self.warnings += 1,
         }
     }
+
+    /// Shows these counts to the live view of the run (progress and metrics).
+    pub fn publish(&self, run: &crate::progress::RunCounters) {
+        use std::sync::atomic::Ordering::Relaxed;
+        run.repositories.store(self.repositories, Relaxed);
+        run.tags_seen.store(self.tags, Relaxed);
+        run.untagged.store(self.untagged, Relaxed);
+        run.source_errors.store(self.errors, Relaxed);
+        run.warnings.store(self.warnings, Relaxed);
+    }
 }
 
 /// Formats a duration for people: `850ms`, `12.3s`, `4m05s`.

@@ -1,7 +1,9 @@
 //! rehydrate: read a registry's storage layout directly and rebuild its contents elsewhere.
 //!
-//! Data flows one way: storage keys (`storage`, `layout`) -> repositories and tags (`scan`) -> what is
-//! written out (`inventory`, `pipeline`). `cli` and `main.rs` sit on top.
+//! Data flows one way: storage keys (`storage`, `layout`) -> repositories and tags (`scan`, `shard`) ->
+//! selection and names (`filter`) -> copies into the target (`copy`, `registry`), recorded in the
+//! `journal`; `pipeline` runs it all. Around it: `net` (every HTTP request, retries), `limit` (rates),
+//! `log`, `progress` and `metrics` (what the run tells its operator). `cli` and `main.rs` sit on top.
 
 pub mod cli;
 pub mod copy;
@@ -9,8 +11,12 @@ pub mod filter;
 pub mod inventory;
 pub mod journal;
 pub mod layout;
+pub mod limit;
+pub mod log;
+pub mod metrics;
 pub mod net;
 pub mod pipeline;
+pub mod progress;
 pub mod registry;
 pub mod scan;
 pub mod shard;

@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         Ok(Outcome::Complete) => ExitCode::SUCCESS,
         Ok(Outcome::Partial) => ExitCode::from(EXIT_PARTIAL),
         Err(error) => {
-            eprintln!("rehydrate: error: {error:#}");
+            rehydrate::log::error(format!("{error:#}"));
             ExitCode::from(EXIT_FATAL)
         }
     }

@@ -47,12 +47,60 @@ pub fn is_transient_error(error: &reqwest::Error) -> bool {
     error.is_connect() || error.is_timeout() || error.is_request() || error.is_body()
 }
 
+/// Sends one request, the only way any request leaves: waits for the request-rate limit, records the
+/// outcome and latency in the metrics, and (with `--verbose`) logs it without its query string and with
+/// secret headers redacted.
+pub async fn execute(side: &'static str, operation: &'static str, request: reqwest::RequestBuilder) -> reqwest::Result<reqwest::Response> {
+    crate::limit::request().await;
+    let (client, request) = request.build_split();
+    let request = request?;
+    let described = crate::log::debug_enabled().then(|| {
+        format!("{} {} [{}]", request.method(), without_query(request.url()), redacted_headers(request.headers()))
+    });
+    let started = std::time::Instant::now();
+    let outcome = client.execute(request).await;
+    let elapsed = started.elapsed();
+    let status = match &outcome {
+        Ok(response) => response.status().as_u16().to_string(),
+        Err(_) => "error".to_string(),
+    };
+    crate::metrics::record_request(side, operation, &status, elapsed);
+    if let Some(described) = described {
+        crate::log::debug(|| format!("{side} {operation}: {described} -> {status} in {} ms", elapsed.as_millis()));
+    }
+    outcome
+}
+
+/// Headers that carry credentials (or signatures made with them): never written anywhere.
+const SECRET_HEADERS: [&str; 5] = ["authorization", "proxy-authorization", "cookie", "x-amz-security-token", "x-ms-copy-source-authorization"];
+
+/// Headers as `name: value` pairs for a log line, with every credential-bearing value redacted.
+pub fn redacted_headers(headers: &reqwest::header::HeaderMap) -> String {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let shown = if SECRET_HEADERS.contains(&name.as_str()) { "<redacted>" } else { value.to_str().unwrap_or("<binary>") };
+            format!("{name}: {shown}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A URL without its query string or user information (where SAS tokens and passwords live).
+pub fn without_query(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    shown.set_query(None);
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.to_string()
+}
+
 /// Sends a request (rebuilt by `build` for each try) until it gets an answer that is not transient,
 /// or the tries are used up (then the last answer or error is returned).
-pub async fn send_with_retries(build: impl Fn() -> reqwest::RequestBuilder) -> reqwest::Result<reqwest::Response> {
+pub async fn send_with_retries(side: &'static str, operation: &'static str, build: impl Fn() -> reqwest::RequestBuilder) -> reqwest::Result<reqwest::Response> {
     let mut backoff = Backoff::default();
     loop {
-        let outcome = build().send().await;
+        let outcome = execute(side, operation, build()).await;
         let retry_after = match &outcome {
             Ok(response) if is_transient(response.status()) => Some(retry_after(response.headers())),
             Err(error) if is_transient_error(error) => Some(None),
@@ -91,6 +139,7 @@ impl Backoff {
         }
         self.attempt += 1;
         RETRIES.fetch_add(1, Ordering::Relaxed);
+        crate::log::debug(|| format!("retry {} of {}", self.attempt - 1, ATTEMPTS - 1));
         let jitter = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0) % 1000;
         let wait = retry_after.unwrap_or(self.delay + self.delay * jitter / 2000).min(MAX_WAIT);
         self.delay = (self.delay * 2).min(MAX_WAIT);

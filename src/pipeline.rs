@@ -16,10 +16,11 @@ use tokio::task::JoinSet;
 use url::Url;
 
 use crate::copy::manifest::Manifest;
-use crate::copy::{CopyCounts, CopyError, Copier, TagOutcome};
+use crate::copy::{CopyError, Copier, TagOutcome};
 use crate::filter::{NameFilter, NameMapping};
 use crate::inventory::{human_bytes, human_duration, Counts, Format, InventoryWriter};
 use crate::journal::Journal;
+use crate::progress::{bump, get, Live, Reporter};
 use crate::layout::Digest;
 use crate::registry::client::RegistryClient;
 use crate::registry::credentials::Credentials;
@@ -43,8 +44,28 @@ pub struct ScanPlan {
     /// Where the inventory goes; standard output when `None`.
     pub output: Option<PathBuf>,
     pub format: Format,
+    pub reporting: Reporting,
+}
+
+/// What the run tells its operator while it runs.
+#[derive(Debug, Clone, Default)]
+pub struct Reporting {
     /// Print only the summary, not each problem.
     pub quiet: bool,
+    /// Off a terminal: a progress line this often (never when zero).
+    pub progress_interval: Duration,
+    /// Serve Prometheus metrics here.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// Starts the metrics endpoint (when asked) and the progress reporter over `live`.
+fn start_reporting(live: &Arc<Live>, reporting: &Reporting) -> anyhow::Result<Reporter> {
+    if let Some(address) = reporting.metrics_addr {
+        let metrics_live = live.clone();
+        let bound = crate::metrics::serve(address, move |out| metrics_live.write_metrics(out)).with_context(|| format!("serving metrics on {address}"))?;
+        crate::log::info(format!("metrics: http://{bound}/metrics"));
+    }
+    Ok(Reporter::start(live.clone(), reporting.progress_interval))
 }
 
 /// How many problems are printed on standard error one by one; past that, they are only in the
@@ -60,10 +81,12 @@ pub fn run_scan(plan: ScanPlan) -> anyhow::Result<Outcome> {
     };
     let mut writer = InventoryWriter::new(BufWriter::with_capacity(64 * 1024, out), plan.format)?;
     let requests = Arc::new(RequestCounts::default());
+    let live = Arc::new(Live::new("scan", requests.clone(), Arc::default()));
+    let reporter = start_reporting(&live, &plan.reporting)?;
     let (mut items, scan_thread) = scan::start(&plan.source, plan.options.clone(), requests.clone());
 
     let mut counts = Counts::default();
-    let mut printer = ProblemPrinter { quiet: plan.quiet, printed: 0 };
+    let mut printer = ProblemPrinter { quiet: plan.reporting.quiet, printed: 0 };
     loop {
         // Flush whenever the scan has nothing ready, so that records stream out as they are found
         // without a system call per record.
@@ -79,6 +102,7 @@ pub fn run_scan(plan: ScanPlan) -> anyhow::Result<Outcome> {
             Err(TryRecvError::Disconnected) => break,
         };
         counts.count(&item);
+        counts.publish(&live.run);
         match &item {
             ScanItem::Error(problem) => printer.print("error", problem),
             ScanItem::Warning(problem) => printer.print("warning", problem),
@@ -89,6 +113,8 @@ pub fn run_scan(plan: ScanPlan) -> anyhow::Result<Outcome> {
     writer.flush().context("writing the inventory")?;
     drop(items);
     scan_thread.join().expect("the scan thread panicked").context("scanning the source")?;
+    live.mark_listing_finished();
+    reporter.stop();
 
     print_summary(&counts, &requests, started, printer.printed);
     Ok(if counts.errors > 0 { Outcome::Partial } else { Outcome::Complete })
@@ -96,22 +122,32 @@ pub fn run_scan(plan: ScanPlan) -> anyhow::Result<Outcome> {
 
 fn print_summary(counts: &Counts, requests: &RequestCounts, started: Instant, problems_printed: u64) {
     let elapsed = human_duration(started.elapsed());
-    eprintln!(
-        "scan finished in {elapsed}: {} repositories, {} tags, {} untagged manifests, {} errors, {} warnings",
-        counts.repositories, counts.tags, counts.untagged, counts.errors, counts.warnings
+    crate::log::info_with(
+        format!(
+            "scan finished in {elapsed}: {} repositories, {} tags, {} untagged manifests, {} errors, {} warnings",
+            counts.repositories, counts.tags, counts.untagged, counts.errors, counts.warnings
+        ),
+        &[
+            ("summary", true.into()),
+            ("repositories", counts.repositories.into()),
+            ("tags", counts.tags.into()),
+            ("untagged", counts.untagged.into()),
+            ("errors", counts.errors.into()),
+            ("warnings", counts.warnings.into()),
+        ],
     );
-    eprintln!(
+    crate::log::info(format!(
         "storage requests: {} listings, {} link reads; {} entries seen",
         RequestCounts::get(&requests.lists),
         RequestCounts::get(&requests.reads),
         RequestCounts::get(&requests.entries)
-    );
+    ));
     let problems = counts.errors + counts.warnings;
     if problems > problems_printed && problems_printed > 0 {
-        eprintln!("({} more problems are in the inventory only)", problems - problems_printed);
+        crate::log::info(format!("({} more problems are in the inventory only)", problems - problems_printed));
     }
     if counts.errors > 0 {
-        eprintln!("the scan is PARTIAL: {} items could not be read (each is an error record in the inventory)", counts.errors);
+        crate::log::info(format!("the scan is PARTIAL: {} items could not be read (each is an error record in the inventory)", counts.errors));
     }
 }
 
@@ -143,7 +179,7 @@ pub struct SyncPlan {
     pub dry_run: bool,
     pub push_concurrency: usize,
     pub chunk_size: u64,
-    pub quiet: bool,
+    pub reporting: Reporting,
     /// The target serves the source's own storage (disaster recovery): manifests first, blobs on demand.
     pub in_place: bool,
     /// Also copy every manifest no tag points at, by digest.
@@ -163,26 +199,13 @@ struct ProblemPrinter {
 impl ProblemPrinter {
     fn print(&mut self, level: &str, message: impl std::fmt::Display) {
         if !self.quiet && self.printed < PROBLEMS_PRINTED {
-            eprintln!("{level}: {message}");
+            match level {
+                "warning" => crate::log::warn(message),
+                _ => crate::log::error(message),
+            }
             self.printed += 1;
         }
     }
-}
-
-/// Counts of a sync or verify run.
-#[derive(Debug, Default)]
-struct SyncCounts {
-    repositories: u64,
-    tags_seen: u64,
-    filtered: u64,
-    pushed: u64,
-    already_there: u64,
-    verified: u64,
-    /// Tags the journal says an earlier run finished: skipped without a request.
-    journaled: u64,
-    failed: u64,
-    source_errors: u64,
-    warnings: u64,
 }
 
 /// What one tag's task reports back.
@@ -243,7 +266,7 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
     let harbor = match detected {
         Some(harbor) => {
             harbor.check_credentials().await?;
-            eprintln!("target is Harbor {}", harbor.version().await.unwrap_or_default());
+            crate::log::info(format!("target is Harbor {}", harbor.version().await.unwrap_or_default()));
             Some(Arc::new(harbor))
         }
         None => None,
@@ -262,24 +285,27 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
                 tokio::time::sleep(crate::journal::FLUSH_EVERY).await;
                 let journal = journal.clone();
                 if let Err(error) = tokio::task::spawn_blocking(move || journal.flush()).await.expect("journal flush panicked") {
-                    eprintln!("warning: {error}");
+                    crate::log::warn(error);
                 }
             }
         })
     });
 
     let requests = Arc::new(RequestCounts::default());
+    let what = if plan.mode == SyncMode::Sync { "sync" } else { "verify" };
+    let live = Arc::new(Live::new(what, requests.clone(), copier.counts.clone()));
+    let reporter = start_reporting(&live, &plan.reporting)?;
     let (mut items, scan_thread) = scan::start(&plan.source, plan.options.clone(), requests.clone());
     let slots = Arc::new(Semaphore::new(plan.push_concurrency));
     let mut tasks: JoinSet<TagReport> = JoinSet::new();
-    let mut counts = SyncCounts::default();
-    let mut printer = ProblemPrinter { quiet: plan.quiet, printed: 0 };
+    let counts = &live.run;
+    let mut printer = ProblemPrinter { quiet: plan.reporting.quiet, printed: 0 };
     let mut dry_run = DryRun::default();
     let mut scanned_tags = 0u64;
 
     while let Some(item) = items.recv().await {
         while let Some(done) = tasks.try_join_next() {
-            record(&mut counts, &mut printer, plan.mode, journal.as_deref(), done.expect("a copy task panicked"));
+            record(&live, &mut printer, plan.mode, journal.as_deref(), done.expect("a copy task panicked"));
         }
         let (repository, tag, digest) = match item {
             ScanItem::Tag { repository, tag, digest } => {
@@ -288,24 +314,24 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
             }
             ScanItem::Untagged { repository, digest } => (repository, None, digest),
             ScanItem::Repository { .. } => {
-                counts.repositories += 1;
+                bump(&counts.repositories);
                 continue;
             }
             ScanItem::Error(problem) => {
-                counts.source_errors += 1;
+                bump(&counts.source_errors);
                 printer.print("error", problem);
                 continue;
             }
             ScanItem::Warning(problem) => {
-                counts.warnings += 1;
+                bump(&counts.warnings);
                 printer.print("warning", problem);
                 continue;
             }
         };
-        counts.tags_seen += 1;
+        bump(&counts.tags_seen);
         let tag_accepted = tag.as_deref().is_none_or(|tag| plan.selection.tags.accepts(tag));
         if !plan.selection.repositories.accepts(&repository) || !tag_accepted {
-            counts.filtered += 1;
+            bump(&counts.filtered);
             continue;
         }
         let label = match &tag {
@@ -315,7 +341,7 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
         let target_repository = match plan.selection.mapping.map(&repository) {
             Ok(name) => name,
             Err(error) => {
-                counts.failed += 1;
+                bump(&counts.failed);
                 printer.print("error", format!("{label}: {error}"));
                 continue;
             }
@@ -327,7 +353,7 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
         let reference = tag.clone().unwrap_or_else(|| digest.to_string());
         if let Some(journal) = &journal {
             if journal.is_done(&target_repository, &reference, digest.as_str())? {
-                counts.journaled += 1;
+                bump(&counts.journaled);
                 continue;
             }
         }
@@ -345,28 +371,30 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
             TagReport { label, result, item: (target_repository, reference, digest.to_string()) }
         });
     }
+    live.mark_listing_finished();
     while let Some(done) = tasks.join_next().await {
-        record(&mut counts, &mut printer, plan.mode, journal.as_deref(), done.expect("a copy task panicked"));
+        record(&live, &mut printer, plan.mode, journal.as_deref(), done.expect("a copy task panicked"));
     }
     if let Some(flusher) = flusher {
         flusher.abort();
     }
     if let Some(journal) = &journal {
         journal.flush()?;
-        eprintln!("journal: {} ({} finished tags)", journal.path().display(), journal.finished_tags()?);
+        crate::log::info(format!("journal: {} ({} finished tags)", journal.path().display(), journal.finished_tags()?));
     }
     scan_thread.join().expect("the scan thread panicked").context("scanning the source")?;
+    reporter.stop();
 
     if plan.dry_run {
         dry_run.print_summary();
     }
-    if plan.untagged && counts.tags_seen > 0 && scanned_tags == 0 {
-        eprintln!(
+    if plan.untagged && get(&counts.tags_seen) > 0 && scanned_tags == 0 {
+        crate::log::info(format!(
             "note: the storage holds no tags at all (as buckets written by Harbor 2.15 or later): every manifest was restored by digest; tag names cannot be recovered from it"
-        );
+        ));
     }
-    print_sync_summary(&plan, &counts, &copier.counts, started);
-    Ok(if counts.failed > 0 || counts.source_errors > 0 { Outcome::Partial } else { Outcome::Complete })
+    print_sync_summary(&plan, &live, started);
+    Ok(if get(&counts.failed) > 0 || get(&counts.source_errors) > 0 { Outcome::Partial } else { Outcome::Complete })
 }
 
 async fn copy_one(copier: &Copier, harbor: Option<&Harbor>, repository: &str, tag: Option<&str>, digest: &Digest, override_tags: bool) -> Result<TagOutcome, CopyError> {
@@ -388,17 +416,24 @@ async fn verify_one(target: &RegistryClient, repository: &str, tag: &str, digest
     }
 }
 
-fn record(counts: &mut SyncCounts, printer: &mut ProblemPrinter, mode: SyncMode, journal: Option<&Journal>, report: TagReport) {
+fn record(live: &Live, printer: &mut ProblemPrinter, mode: SyncMode, journal: Option<&Journal>, report: TagReport) {
+    let counts = &live.run;
     if let (Some(journal), Ok(_)) = (journal, &report.result) {
         let (repository, reference, digest) = &report.item;
         journal.record(repository, reference, digest);
     }
     match (report.result, mode) {
-        (Ok(TagOutcome::Pushed), _) => counts.pushed += 1,
-        (Ok(TagOutcome::AlreadyThere), SyncMode::Sync) => counts.already_there += 1,
-        (Ok(TagOutcome::AlreadyThere), SyncMode::Verify) => counts.verified += 1,
+        (Ok(TagOutcome::Pushed), _) => {
+            live.mark_done();
+            bump(&counts.pushed)
+        }
+        (Ok(TagOutcome::AlreadyThere), SyncMode::Sync) => bump(&counts.already_there),
+        (Ok(TagOutcome::AlreadyThere), SyncMode::Verify) => {
+            live.mark_done();
+            bump(&counts.verified)
+        }
         (Err(error), _) => {
-            counts.failed += 1;
+            bump(&counts.failed);
             printer.print("error", format!("{}: {error}", report.label));
         }
     }
@@ -457,36 +492,59 @@ impl DryRun {
     }
 }
 
-fn print_sync_summary(plan: &SyncPlan, counts: &SyncCounts, copy: &CopyCounts, started: Instant) {
+fn print_sync_summary(plan: &SyncPlan, live: &Live, started: Instant) {
     let elapsed = human_duration(started.elapsed());
-    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-    let selected = counts.tags_seen - counts.filtered;
+    let (counts, copy) = (&live.run, &live.copy);
+    let selected = get(&counts.tags_seen) - get(&counts.filtered);
+    let fields = live.fields();
     match plan.mode {
-        SyncMode::Sync => eprintln!(
-            "sync finished in {elapsed}: {} repositories, {} tags selected ({} filtered out): {} pushed, {} already there, {} failed ({} known finished from the journal); \
-             blobs: {} uploaded ({}), {} mounted, {} already on the target; {} manifests pushed; {} source errors, {} warnings; {} retries",
-            counts.repositories,
-            selected,
-            counts.filtered,
-            counts.pushed,
-            counts.already_there + counts.journaled,
-            counts.failed,
-            counts.journaled,
-            get(&copy.blobs_uploaded),
-            human_bytes(get(&copy.bytes_uploaded)),
-            get(&copy.blobs_mounted),
-            get(&copy.blobs_present),
-            get(&copy.manifests_pushed),
-            counts.source_errors,
-            counts.warnings,
-            crate::net::retries(),
+        SyncMode::Sync => crate::log::info_with(
+            format!(
+                "sync finished in {elapsed}: {} repositories, {} tags selected ({} filtered out): {} pushed, {} already there, {} failed ({} known finished from the journal); \
+                 blobs: {} uploaded ({}), {} mounted, {} already on the target; {} manifests pushed; {} source errors, {} warnings; {} retries",
+                get(&counts.repositories),
+                selected,
+                get(&counts.filtered),
+                get(&counts.pushed),
+                get(&counts.already_there) + get(&counts.journaled),
+                get(&counts.failed),
+                get(&counts.journaled),
+                get(&copy.blobs_uploaded),
+                human_bytes(get(&copy.bytes_uploaded)),
+                get(&copy.blobs_mounted),
+                get(&copy.blobs_present),
+                get(&copy.manifests_pushed),
+                get(&counts.source_errors),
+                get(&counts.warnings),
+                crate::net::retries(),
+            ),
+            &fields,
         ),
-        SyncMode::Verify => eprintln!(
-            "verify finished in {elapsed}: {} tags selected ({} filtered out): {} match, {} do not; {} source errors",
-            selected, counts.filtered, counts.verified, counts.failed, counts.source_errors
+        SyncMode::Verify => crate::log::info_with(
+            format!(
+                "verify finished in {elapsed}: {} tags selected ({} filtered out): {} match, {} do not; {} source errors",
+                selected,
+                get(&counts.filtered),
+                get(&counts.verified),
+                get(&counts.failed),
+                get(&counts.source_errors)
+            ),
+            &fields,
         ),
     }
-    if counts.failed > 0 || counts.source_errors > 0 {
-        eprintln!("the run is PARTIAL: {} tags failed, {} source items could not be read", counts.failed, counts.source_errors);
+    if let (Some(first), Some(listed)) = (live.first_done.get(), live.listing_finished.get()) {
+        crate::log::info(format!(
+            "timeline: first tag {} after {}; listing finished after {}",
+            if plan.mode == SyncMode::Sync { "pushed" } else { "verified" },
+            human_duration(*first),
+            human_duration(*listed)
+        ));
+    }
+    if get(&counts.failed) > 0 || get(&counts.source_errors) > 0 {
+        crate::log::info(format!(
+            "the run is PARTIAL: {} tags failed, {} source items could not be read",
+            get(&counts.failed),
+            get(&counts.source_errors)
+        ));
     }
 }

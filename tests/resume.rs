@@ -4,8 +4,8 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use rehydrate::synth::{generate, SynthSpec};
 use support::harbor::HarborEmulator;
@@ -36,14 +36,8 @@ fn killed_runs_resume_without_pushing_anything_twice() {
     for share in [0.10, 0.35, 0.60] {
         let mut command = Command::new(env!("CARGO_BIN_EXE_rehydrate"));
         args(&mut command);
-        let mut child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         let goal = (truth.len() as f64 * share) as usize;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while accepted() < goal && Instant::now() < deadline && child.try_wait().unwrap().is_none() {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
+        assert!(run_and_kill(command, Duration::from_secs(60), || accepted() >= goal), "killed before the end ({share})");
         assert!(accepted() < truth.len(), "killed before the end ({share})");
     }
 
@@ -60,6 +54,7 @@ fn killed_runs_resume_without_pushing_anything_twice() {
     assert_eq!(accepted(), truth.len(), "every tag is on the target");
     let verify = rehydrate_with_env(&["verify", root, &harbor.url, "--plain-http", "--exclude", "org--*/**"], &harbor.env_admin());
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    assert!(assert_blobs_intact(&harbor.registry.root) > 0, "the target holds only intact blobs");
     let status = rehydrate(&["status", "--journal", journal_path.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&status.stdout).contains(&format!("{} tags finished on the target", truth.len())));
 }

@@ -92,7 +92,7 @@ type Once = Arc<OnceCell<Result<(), CopyError>>>;
 pub struct Copier {
     source: Arc<BlobStore>,
     target: Arc<RegistryClient>,
-    pub counts: CopyCounts,
+    pub counts: Arc<CopyCounts>,
     chunk_size: u64,
     /// Per (repository, digest): the one attempt to get that blob or manifest there.
     done: Mutex<HashMap<(String, Digest), Once>>,
@@ -117,7 +117,7 @@ impl Copier {
         Copier {
             source,
             target,
-            counts: CopyCounts::default(),
+            counts: Arc::default(),
             chunk_size,
             done: Mutex::new(HashMap::new()),
             uploads: Mutex::new(HashMap::new()),
@@ -326,6 +326,7 @@ fn verified_stream(stream: ByteStream, digest: Digest, key: String, verdict: Arc
             loop {
                 match state.inner.next().await {
                     Some(Ok(piece)) => {
+                        crate::limit::bytes(piece.len()).await;
                         state.hasher.update(&piece);
                         if let Some(previous) = state.held.replace(piece) {
                             return Some((Ok(previous), state));

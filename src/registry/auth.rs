@@ -131,11 +131,14 @@ impl TokenCache {
                 query.append_pair("scope", scope);
             }
         }
-        let mut request = self.http.get(url);
-        if let Some(credentials) = &self.credentials {
-            request = request.basic_auth(&credentials.username, Some(credentials.password()));
-        }
-        let response = request.send().await.map_err(|e| AuthError::Failed { realm: realm.to_string(), message: crate::net::describe_error(&e) })?;
+        let request = || {
+            let request = self.http.get(url.clone());
+            match &self.credentials {
+                Some(credentials) => request.basic_auth(&credentials.username, Some(credentials.password())),
+                None => request,
+            }
+        };
+        let response = crate::net::send_with_retries("target", "token", request).await.map_err(|e| AuthError::Failed { realm: realm.to_string(), message: crate::net::describe_error(&e) })?;
         let status = response.status();
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             return Err(AuthError::Refused { realm: realm.to_string(), status: status.as_u16() });

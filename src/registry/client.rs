@@ -125,7 +125,7 @@ impl RegistryClient {
         let mut backoff = crate::net::Backoff::default();
         loop {
             let request = self.authorize(build(), scopes).await?;
-            let outcome = request.send().await;
+            let outcome = crate::net::execute("target", operation, request).await;
             let (transient, retry_after) = match &outcome {
                 Ok(response) => (crate::net::is_transient(response.status()), crate::net::retry_after(response.headers())),
                 Err(error) => (crate::net::is_transient_error(error), None),
@@ -297,7 +297,7 @@ impl RegistryClient {
             .body(reqwest::Body::wrap_stream(body));
         // A streamed body cannot be sent twice: the upload session was opened (and authenticated) by
         // the POST, so this request goes once, with the token already cached.
-        let response = self.authorize(request, &scopes).await?.send().await.map_err(|e| RegistryError::Transport {
+        let response = crate::net::execute("target", "upload blob", self.authorize(request, &scopes).await?).await.map_err(|e| RegistryError::Transport {
             operation: "upload blob",
             target: target.clone(),
             message: crate::net::describe_error(&e),

@@ -47,7 +47,7 @@ impl Harbor {
     pub async fn detect(base: &Url, http: &reqwest::Client, credentials: Option<Credentials>) -> Result<Option<Harbor>, HarborError> {
         let api = base.join("/api/v2.0/").expect("a valid path");
         let url = api.join("systeminfo").expect("a valid path");
-        let response = crate::net::send_with_retries(|| http.get(url.clone())).await.map_err(|e| HarborError::Transport(crate::net::describe_error(&e)))?;
+        let response = crate::net::send_with_retries("target", "harbor systeminfo", || http.get(url.clone())).await.map_err(|e| HarborError::Transport(crate::net::describe_error(&e)))?;
         if response.status().is_server_error() {
             return Err(HarborError::Transport(format!("GET systeminfo: HTTP {}", response.status().as_u16())));
         }
@@ -60,7 +60,7 @@ impl Harbor {
     /// The Harbor version, when the credentials may see it.
     pub async fn version(&self) -> Option<String> {
         let url = self.api.join("systeminfo").ok()?;
-        let response = crate::net::send_with_retries(|| self.with_credentials(self.http.get(url.clone()))).await.ok()?;
+        let response = crate::net::send_with_retries("target", "harbor systeminfo", || self.with_credentials(self.http.get(url.clone()))).await.ok()?;
         response.json::<SystemInfo>().await.ok()?.harbor_version
     }
 
@@ -76,7 +76,7 @@ impl Harbor {
     pub async fn check_credentials(&self) -> Result<(), HarborError> {
         let credentials = self.credentials.as_ref().ok_or(HarborError::NoCredentials)?;
         let url = self.api.join("users/current").expect("valid path");
-        let response = crate::net::send_with_retries(|| self.with_credentials(self.http.get(url.clone())))
+        let response = crate::net::send_with_retries("target", "harbor user", || self.with_credentials(self.http.get(url.clone())))
             .await
             .map_err(|e| HarborError::Transport(crate::net::describe_error(&e)))?;
         match response.status() {
@@ -97,7 +97,7 @@ impl Harbor {
         let body = serde_json::json!({"project_name": project, "metadata": {"public": "false"}});
         let url = self.api.join("projects").expect("valid path");
         // Retrying a POST is safe here: a project created by a try whose answer was lost answers 409.
-        let response = crate::net::send_with_retries(|| self.with_credentials(self.http.post(url.clone())).json(&body))
+        let response = crate::net::send_with_retries("target", "harbor create project", || self.with_credentials(self.http.post(url.clone())).json(&body))
             .await
             .map_err(|e| HarborError::Transport(crate::net::describe_error(&e)))?;
         match response.status() {

@@ -350,3 +350,33 @@ pub fn error_records(lines: &[Value]) -> Vec<(String, String)> {
         .map(|l| (l["key"].as_str().unwrap().into(), l["error"].as_str().unwrap().into()))
         .collect()
 }
+
+/// Runs `command` (output discarded) and SIGKILLs it as soon as `kill_now` says so, or after
+/// `deadline`. Returns true when it was killed, false when it had already exited.
+pub fn run_and_kill(mut command: Command, deadline: Duration, mut kill_now: impl FnMut() -> bool) -> bool {
+    let mut child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("starting rehydrate");
+    let give_up = Instant::now() + deadline;
+    while !kill_now() && Instant::now() < give_up {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let killed = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    killed
+}
+
+/// Checks every blob a registry stores on disk against its digest (the folder it lies in); returns how
+/// many there are. A corrupt blob on the target panics with its path.
+pub fn assert_blobs_intact(storage_root: &Path) -> usize {
+    let blobs = storage_root.join("docker/registry/v2/blobs/sha256");
+    let mut count = 0;
+    for data in servers::walk_files(&blobs).into_iter().filter(|p| p.file_name().is_some_and(|n| n == "data")) {
+        let hex = data.parent().unwrap().file_name().unwrap().to_str().unwrap().to_string();
+        assert_eq!(sha256(&std::fs::read(&data).unwrap()), format!("sha256:{hex}"), "{} is corrupt", data.display());
+        count += 1;
+    }
+    count
+}

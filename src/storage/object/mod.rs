@@ -165,7 +165,7 @@ where
 {
     let mut backoff = crate::net::Backoff::default();
     loop {
-        match build().await?.send().await {
+        match crate::net::execute("storage", operation, build().await?).await {
             Ok(response) if crate::net::is_transient(response.status()) => {
                 if !backoff.wait(crate::net::retry_after(response.headers())).await {
                     return Ok(response);

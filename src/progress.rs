@@ -1,0 +1,260 @@
+//! Live progress: the run's counters (shared by the pipeline that counts them, the progress reporter,
+//! the metrics endpoint and the final summary), and the reporter itself: a status line redrawn four
+//! times a second on a terminal, or a plain (or JSON) progress line every `--progress-interval` seconds
+//! otherwise.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::copy::CopyCounts;
+use crate::inventory::{human_bytes, human_duration};
+use crate::scan::RequestCounts;
+
+/// Counts of a run, as they grow.
+#[derive(Debug, Default)]
+pub struct RunCounters {
+    pub repositories: AtomicU64,
+    /// Repositories an earlier run finished, whose tags were not listed again.
+    pub repositories_resumed: AtomicU64,
+    pub tags_seen: AtomicU64,
+    pub untagged: AtomicU64,
+    pub filtered: AtomicU64,
+    pub pushed: AtomicU64,
+    pub already_there: AtomicU64,
+    pub verified: AtomicU64,
+    /// Tags the journal says an earlier run finished: skipped without a request.
+    pub journaled: AtomicU64,
+    pub failed: AtomicU64,
+    pub source_errors: AtomicU64,
+    pub warnings: AtomicU64,
+}
+
+pub fn get(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+pub fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Everything a live view of the run reads.
+pub struct Live {
+    pub what: &'static str,
+    pub run: RunCounters,
+    pub requests: Arc<RequestCounts>,
+    pub copy: Arc<CopyCounts>,
+    pub started: Instant,
+    /// When the first tag was pushed (or verified), from the start.
+    pub first_done: OnceLock<Duration>,
+    /// When the listing ended, from the start.
+    pub listing_finished: OnceLock<Duration>,
+}
+
+impl Live {
+    pub fn new(what: &'static str, requests: Arc<RequestCounts>, copy: Arc<CopyCounts>) -> Live {
+        Live {
+            what,
+            run: RunCounters::default(),
+            requests,
+            copy,
+            started: Instant::now(),
+            first_done: OnceLock::new(),
+            listing_finished: OnceLock::new(),
+        }
+    }
+
+    pub fn mark_done(&self) {
+        self.first_done.get_or_init(|| self.started.elapsed());
+    }
+
+    pub fn mark_listing_finished(&self) {
+        self.listing_finished.get_or_init(|| self.started.elapsed());
+    }
+
+    /// Tags handled so far, whatever their outcome.
+    fn tags_done(&self) -> u64 {
+        let r = &self.run;
+        get(&r.pushed) + get(&r.already_there) + get(&r.verified) + get(&r.journaled) + get(&r.failed)
+    }
+
+    /// One line of progress; `rate` is the recent upload rate in bytes per second.
+    pub fn line(&self, rate: f64) -> String {
+        let r = &self.run;
+        let mut line = format!("[{}] ", human_duration(self.started.elapsed()));
+        let seen = get(&r.tags_seen);
+        let listing = if self.listing_finished.get().is_some() { "listed" } else { "listing" };
+        let _ = write!(line, "{listing}: {} repositories, {} tags", get(&r.repositories) + get(&r.repositories_resumed), seen);
+        if self.what != "scan" {
+            let selected = seen - get(&r.filtered);
+            let done = self.tags_done();
+            if self.listing_finished.get().is_some() && selected > 0 {
+                let _ = write!(line, " | {} {done}/{selected} ({}%)", bar(done, selected, 20), done * 100 / selected);
+            } else {
+                let _ = write!(line, " | done {done}");
+            }
+            let _ = write!(
+                line,
+                " (pushed {}, present {}, failed {})",
+                get(&r.pushed),
+                get(&r.already_there) + get(&r.journaled) + get(&r.verified),
+                get(&r.failed)
+            );
+            let _ = write!(line, " | {} uploaded, {}/s", human_bytes(get(&self.copy.bytes_uploaded)), human_bytes(rate as u64));
+        }
+        let errors = get(&r.source_errors) + if self.what == "scan" { 0 } else { get(&r.failed) };
+        let _ = write!(line, " | {errors} errors, {} retries", crate::net::retries());
+        line
+    }
+
+    /// The same as fields, for JSON progress lines.
+    pub fn fields(&self) -> Vec<(&'static str, serde_json::Value)> {
+        let r = &self.run;
+        vec![
+            ("elapsed_seconds", self.started.elapsed().as_secs().into()),
+            ("listing_finished", self.listing_finished.get().is_some().into()),
+            ("repositories", (get(&r.repositories) + get(&r.repositories_resumed)).into()),
+            ("tags_seen", get(&r.tags_seen).into()),
+            ("filtered", get(&r.filtered).into()),
+            ("pushed", get(&r.pushed).into()),
+            ("already_there", (get(&r.already_there) + get(&r.journaled)).into()),
+            ("verified", get(&r.verified).into()),
+            ("failed", get(&r.failed).into()),
+            ("source_errors", get(&r.source_errors).into()),
+            ("bytes_uploaded", get(&self.copy.bytes_uploaded).into()),
+            ("retries", crate::net::retries().into()),
+        ]
+    }
+
+    /// The run's counters in Prometheus' text format.
+    pub fn write_metrics(&self, out: &mut String) {
+        use crate::metrics::write_metric;
+        let r = &self.run;
+        let c = &self.copy;
+        let requests = &self.requests;
+        write_metric(out, "rehydrate_repositories_total", "counter", "Repositories found in the storage (resumed: finished by an earlier run).", &[
+            (&[("state", "listed")], get(&r.repositories)),
+            (&[("state", "resumed")], get(&r.repositories_resumed)),
+        ]);
+        write_metric(out, "rehydrate_keys_listed_total", "counter", "Storage keys (or folder entries) seen by listings.", &[(&[], get(&requests.entries))]);
+        write_metric(out, "rehydrate_storage_operations_total", "counter", "Storage listings and link reads made by the scan.", &[
+            (&[("kind", "list")], get(&requests.lists)),
+            (&[("kind", "read")], get(&requests.reads)),
+        ]);
+        write_metric(out, "rehydrate_tags_total", "counter", "Tags (and untagged manifests) by outcome.", &[
+            (&[("outcome", "seen")], get(&r.tags_seen)),
+            (&[("outcome", "filtered")], get(&r.filtered)),
+            (&[("outcome", "pushed")], get(&r.pushed)),
+            (&[("outcome", "already_there")], get(&r.already_there)),
+            (&[("outcome", "journaled")], get(&r.journaled)),
+            (&[("outcome", "verified")], get(&r.verified)),
+            (&[("outcome", "failed")], get(&r.failed)),
+        ]);
+        write_metric(out, "rehydrate_blobs_total", "counter", "Blobs put on the target, by how.", &[
+            (&[("how", "uploaded")], get(&c.blobs_uploaded)),
+            (&[("how", "mounted")], get(&c.blobs_mounted)),
+            (&[("how", "present")], get(&c.blobs_present)),
+        ]);
+        write_metric(out, "rehydrate_bytes_uploaded_total", "counter", "Blob bytes uploaded to the target.", &[(&[], get(&c.bytes_uploaded))]);
+        write_metric(out, "rehydrate_manifests_pushed_total", "counter", "Manifests PUT on the target.", &[(&[], get(&c.manifests_pushed))]);
+        write_metric(out, "rehydrate_retries_total", "counter", "Requests tried again (storage and target).", &[(&[], crate::net::retries())]);
+        write_metric(out, "rehydrate_errors_total", "counter", "Items that failed: unreadable source items and failed tags.", &[
+            (&[("kind", "source")], get(&r.source_errors)),
+            (&[("kind", "tag")], get(&r.failed)),
+        ]);
+        write_metric(out, "rehydrate_warnings_total", "counter", "Items skipped with a warning.", &[(&[], get(&r.warnings))]);
+    }
+}
+
+fn bar(done: u64, total: u64, width: u64) -> String {
+    let filled = (done.min(total) * width / total.max(1)) as usize;
+    format!("[{}{}]", "#".repeat(filled), ".".repeat(width as usize - filled))
+}
+
+/// The thread drawing progress until stopped.
+pub struct Reporter {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Reporter {
+    /// Starts reporting: a status line on a terminal, else a line every `interval` (none when zero).
+    pub fn start(live: Arc<Live>, interval: Duration) -> Reporter {
+        let stop = Arc::new(AtomicBool::new(false));
+        let terminal = crate::log::is_terminal();
+        if !terminal && interval.is_zero() {
+            return Reporter { stop, thread: None };
+        }
+        let tick = if terminal { Duration::from_millis(250) } else { interval };
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("progress".into())
+            .spawn(move || {
+                let mut last = (Instant::now(), get(&live.copy.bytes_uploaded));
+                let mut rate = 0.0;
+                while !sleep_unless_stopped(&flag, tick) {
+                    let now = (Instant::now(), get(&live.copy.bytes_uploaded));
+                    let seconds = now.0.duration_since(last.0).as_secs_f64();
+                    if seconds > 0.0 {
+                        // Smoothed over about two seconds on a terminal.
+                        let recent = (now.1 - last.1) as f64 / seconds;
+                        rate = if terminal { rate * 0.875 + recent * 0.125 } else { recent };
+                    }
+                    last = now;
+                    if terminal {
+                        crate::log::status(live.line(rate));
+                    } else {
+                        crate::log::info_with(format!("progress: {}", live.line(rate)), &live.fields());
+                    }
+                }
+                crate::log::clear_status();
+            })
+            .expect("starting the progress thread");
+        Reporter { stop, thread: Some(thread) }
+    }
+
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Sleeps `time` in short steps; true as soon as `stop` is set.
+fn sleep_unless_stopped(stop: &AtomicBool, time: Duration) -> bool {
+    let until = Instant::now() + time;
+    while Instant::now() < until {
+        if stop.load(Ordering::Relaxed) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50).min(until.saturating_duration_since(Instant::now())));
+    }
+    stop.load(Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_fill_with_progress() {
+        assert_eq!(bar(0, 10, 10), "[..........]");
+        assert_eq!(bar(5, 10, 10), "[#####.....]");
+        assert_eq!(bar(12, 10, 10), "[##########]");
+    }
+
+    #[test]
+    fn a_sync_line_names_what_is_done() {
+        let live = Live::new("sync", Arc::default(), Arc::default());
+        live.run.tags_seen.store(10, Ordering::Relaxed);
+        live.run.pushed.store(4, Ordering::Relaxed);
+        live.run.failed.store(1, Ordering::Relaxed);
+        live.mark_listing_finished();
+        let line = live.line(0.0);
+        assert!(line.contains("listed: 0 repositories, 10 tags"), "{line}");
+        assert!(line.contains("5/10 (50%)"), "{line}");
+        assert!(line.contains("pushed 4, present 0, failed 1"), "{line}");
+    }
+}
