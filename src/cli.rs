@@ -208,7 +208,13 @@ impl Cli {
                     anyhow::bail!("no journal at {}", args.journal.display());
                 }
                 let journal = crate::journal::Journal::open(&args.journal)?;
-                println!("{}: {} tags finished on the target", journal.path().display(), journal.finished_tags()?);
+                println!(
+                    "{}: {} tags finished on the target, {} source repositories finished, {} blobs known on the target",
+                    journal.path().display(),
+                    journal.finished_tags()?,
+                    journal.finished_repositories()?,
+                    journal.blobs_on_target()?
+                );
                 Ok(Outcome::Complete)
             }
         }
@@ -257,6 +263,7 @@ impl SourceArgs {
             page_size: self.list_page_size.max(1),
             discovery: self.discovery,
             shard,
+            finished: None,
         };
         Ok((source, options))
     }

@@ -44,7 +44,7 @@ impl<W: Write> InventoryWriter<W> {
             ScanItem::Tag { repository, tag, digest } => self.write_tag(repository, Some(tag), digest.as_str()),
             ScanItem::Untagged { repository, digest } => self.write_tag(repository, None, digest.as_str()),
             ScanItem::Error(error) => self.write_error(error),
-            ScanItem::Repository { .. } | ScanItem::Warning(_) => Ok(()),
+            ScanItem::Repository { .. } | ScanItem::RepositoryEnd { .. } | ScanItem::Resumed { .. } | ScanItem::Warning(_) => Ok(()),
         }
     }
 
@@ -111,6 +111,7 @@ impl Counts {
             ScanItem::Untagged { .. } => self.untagged += 1,
             ScanItem::Error(_) => self.errors += 1,
             ScanItem::Warning(_) => self.warnings += 1,
+            ScanItem::RepositoryEnd { .. } | ScanItem::Resumed { .. } => {}
         }
     }
 

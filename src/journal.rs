@@ -1,6 +1,12 @@
-//! The journal: an embedded database (redb) of the tags finished on the target, so that a run stopped
-//! part-way (crash, kill, Ctrl-C) carries on where it was: finished tags are not fetched, checked or
-//! pushed again.
+//! The journal: an embedded database (redb) of what is finished on the target, so that a run stopped
+//! part-way (crash, kill, Ctrl-C) carries on where it was:
+//!
+//! - tags finished (target repository, reference -> digest): not fetched, checked or pushed again;
+//! - repositories finished (every selected tag done, none failed), under the selection they were made
+//!   with: their tags are not even listed again, so the listing resumes near where it stopped (only the
+//!   repository discovery, one request per thousand repositories on an object store, is repeated);
+//! - blobs known to be on the target, with the repository holding them: later repositories mount them
+//!   from there, and the copy engine's memory need not remember every blob of the registry.
 //!
 //! Records are written in batches (one transaction every `FLUSH_EVERY`, or at the end), each committed
 //! durably with redb's quick repair, so a kill during a write loses at most the last batch. A tag that
@@ -16,6 +22,28 @@ use thiserror::Error;
 
 /// `target repository \0 reference` -> digest.
 const TAGS: TableDefinition<&str, &str> = TableDefinition::new("tags_done");
+/// Source repository -> the selection it was finished under.
+const REPOSITORIES: TableDefinition<&str, &str> = TableDefinition::new("repositories_done");
+/// Blob digest -> a target repository that holds it.
+const BLOBS: TableDefinition<&str, &str> = TableDefinition::new("blobs_on_target");
+
+/// The tables a record goes to.
+#[derive(Debug, Clone, Copy)]
+enum Table {
+    Tags,
+    Repositories,
+    Blobs,
+}
+
+impl Table {
+    fn definition(self) -> TableDefinition<'static, &'static str, &'static str> {
+        match self {
+            Table::Tags => TAGS,
+            Table::Repositories => REPOSITORIES,
+            Table::Blobs => BLOBS,
+        }
+    }
+}
 /// How often pending records are committed while a run goes on.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
 
@@ -29,7 +57,7 @@ pub struct JournalError {
 pub struct Journal {
     path: PathBuf,
     db: Database,
-    pending: Mutex<Vec<(String, String)>>,
+    pending: Mutex<Vec<(Table, String, String)>>,
 }
 
 fn key(repository: &str, reference: &str) -> String {
@@ -57,17 +85,49 @@ impl Journal {
         JournalError { path: self.path.clone(), message: error.to_string() }
     }
 
+    fn lookup(&self, table: Table, key: &str) -> Result<Option<String>, JournalError> {
+        let read = self.db.begin_read().map_err(|e| self.fail(e))?;
+        let table = match read.open_table(table.definition()) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(error) => return Err(self.fail(error)),
+        };
+        let found = table.get(key).map_err(|e| self.fail(e))?;
+        Ok(found.map(|value| value.value().to_string()))
+    }
+
+    fn note(&self, table: Table, key: String, value: String) {
+        self.pending.lock().expect("journal poisoned").push((table, key, value));
+    }
+
     /// True when this tag was finished on the target with this digest by an earlier (or this) run.
     pub fn is_done(&self, repository: &str, reference: &str, digest: &str) -> Result<bool, JournalError> {
-        let read = self.db.begin_read().map_err(|e| self.fail(e))?;
-        let table = read.open_table(TAGS).map_err(|e| self.fail(e))?;
-        let found = table.get(key(repository, reference).as_str()).map_err(|e| self.fail(e))?;
-        Ok(found.is_some_and(|value| value.value() == digest))
+        Ok(self.lookup(Table::Tags, &key(repository, reference))?.is_some_and(|found| found == digest))
     }
 
     /// Notes a finished tag; it reaches the disk with the next flush.
     pub fn record(&self, repository: &str, reference: &str, digest: &str) {
-        self.pending.lock().expect("journal poisoned").push((key(repository, reference), digest.to_string()));
+        self.note(Table::Tags, key(repository, reference), digest.to_string());
+    }
+
+    /// True when an earlier run finished this source repository under the same selection.
+    pub fn is_repository_done(&self, repository: &str, selection: &str) -> Result<bool, JournalError> {
+        Ok(self.lookup(Table::Repositories, repository)?.is_some_and(|found| found == selection))
+    }
+
+    /// Notes a source repository whose every selected tag is finished.
+    pub fn record_repository(&self, repository: &str, selection: &str) {
+        self.note(Table::Repositories, repository.to_string(), selection.to_string());
+    }
+
+    /// A target repository known to hold this blob.
+    pub fn blob_home(&self, digest: &str) -> Result<Option<String>, JournalError> {
+        self.lookup(Table::Blobs, digest)
+    }
+
+    /// Notes a blob now on the target, in `repository`.
+    pub fn record_blob(&self, digest: &str, repository: &str) {
+        self.note(Table::Blobs, digest.to_string(), repository.to_string());
     }
 
     /// Commits every pending record in one durable transaction.
@@ -79,23 +139,40 @@ impl Journal {
         self.commit(batch)
     }
 
-    fn commit(&self, batch: Vec<(String, String)>) -> Result<(), JournalError> {
+    fn commit(&self, batch: Vec<(Table, String, String)>) -> Result<(), JournalError> {
         let mut write = self.db.begin_write().map_err(|e| self.fail(e))?;
         write.set_quick_repair(true);
-        {
-            let mut table = write.open_table(TAGS).map_err(|e| self.fail(e))?;
-            for (key, digest) in &batch {
-                table.insert(key.as_str(), digest.as_str()).map_err(|e| self.fail(e))?;
+        for table in [Table::Tags, Table::Repositories, Table::Blobs] {
+            let mut open = write.open_table(table.definition()).map_err(|e| self.fail(e))?;
+            for (_, key, value) in batch.iter().filter(|(t, _, _)| std::mem::discriminant(t) == std::mem::discriminant(&table)) {
+                open.insert(key.as_str(), value.as_str()).map_err(|e| self.fail(e))?;
             }
         }
         write.commit().map_err(|e| self.fail(e))
     }
 
+    fn count(&self, table: Table) -> Result<u64, JournalError> {
+        let read = self.db.begin_read().map_err(|e| self.fail(e))?;
+        match read.open_table(table.definition()) {
+            Ok(table) => table.len().map_err(|e| self.fail(e)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(error) => Err(self.fail(error)),
+        }
+    }
+
     /// How many tags the journal holds as finished.
     pub fn finished_tags(&self) -> Result<u64, JournalError> {
-        let read = self.db.begin_read().map_err(|e| self.fail(e))?;
-        let table = read.open_table(TAGS).map_err(|e| self.fail(e))?;
-        table.len().map_err(|e| self.fail(e))
+        self.count(Table::Tags)
+    }
+
+    /// How many source repositories the journal holds as finished.
+    pub fn finished_repositories(&self) -> Result<u64, JournalError> {
+        self.count(Table::Repositories)
+    }
+
+    /// How many blobs the journal knows to be on the target.
+    pub fn blobs_on_target(&self) -> Result<u64, JournalError> {
+        self.count(Table::Blobs)
     }
 }
 
@@ -108,9 +185,13 @@ pub fn default_path(source: &str, target: &str, shard: &str) -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))
         .map(|dir| dir.join("rehydrate"))
         .unwrap_or_else(|| PathBuf::from(".rehydrate-state"));
-    let identity = format!("{source}\n{target}\n{shard}");
-    let hash = identity.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3));
-    base.join(format!("journal-{hash:016x}.redb"))
+    base.join(format!("journal-{}.redb", fingerprint(&format!("{source}\n{target}\n{shard}"))))
+}
+
+/// A short stable name for a text (FNV-1a, 64 bits, in hex): for file names and selections.
+pub fn fingerprint(text: &str) -> String {
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3));
+    format!("{hash:016x}")
 }
 
 #[cfg(test)]
@@ -133,6 +214,21 @@ mod tests {
         assert!(!journal.is_done("p/r", "v1", "sha256:bb").unwrap(), "a tag re-pointed in the source is copied again");
         assert!(!journal.is_done("p/r", "v2", "sha256:aa").unwrap());
         assert_eq!(journal.finished_tags().unwrap(), 1);
+    }
+
+    #[test]
+    fn repositories_are_finished_under_one_selection_and_blobs_have_a_home() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j.redb")).unwrap();
+        assert!(!journal.is_repository_done("a/b", "sel1").unwrap(), "a new journal has no tables yet");
+        assert_eq!(journal.blob_home("sha256:aa").unwrap(), None);
+        journal.record_repository("a/b", "sel1");
+        journal.record_blob("sha256:aa", "p/one");
+        journal.flush().unwrap();
+        assert!(journal.is_repository_done("a/b", "sel1").unwrap());
+        assert!(!journal.is_repository_done("a/b", "sel2").unwrap(), "another selection lists it again");
+        assert_eq!(journal.blob_home("sha256:aa").unwrap().as_deref(), Some("p/one"));
+        assert_eq!((journal.finished_repositories().unwrap(), journal.blobs_on_target().unwrap(), journal.finished_tags().unwrap()), (1, 1, 0));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Running a plan: the scan streams items through a bounded channel into whoever consumes them, and the
 //! run ends with a summary on standard error and an outcome for the exit code.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -25,7 +26,7 @@ use crate::layout::Digest;
 use crate::registry::client::RegistryClient;
 use crate::registry::credentials::Credentials;
 use crate::registry::harbor::Harbor;
-use crate::scan::{self, RequestCounts, ScanItem, ScanOptions};
+use crate::scan::{self, FinishedRepositories, RequestCounts, ScanItem, ScanOptions};
 use crate::storage::{BlobStore, Source};
 
 /// How a run ended, for the exit code.
@@ -214,6 +215,57 @@ struct TagReport {
     result: Result<TagOutcome, CopyError>,
     /// (target repository, reference, digest), for the journal.
     item: (String, String, String),
+    source_repository: String,
+}
+
+/// Repositories whose listing or tags are still in flight. A repository is finished once its listing
+/// ended and its last tag is done: cleanly (`Some(true)`, recorded in the journal so that a resumed run
+/// does not list it again) or with a failure (`Some(false)`). Only open repositories are held, so the
+/// map stays as small as the work in flight.
+#[derive(Default)]
+struct OpenRepositories(HashMap<String, OpenRepository>);
+
+#[derive(Default)]
+struct OpenRepository {
+    pending: u64,
+    failed: bool,
+    listed: bool,
+}
+
+impl OpenRepositories {
+    fn opened(&mut self, repository: &str) {
+        self.0.entry(repository.to_string()).or_default();
+    }
+
+    fn tag_started(&mut self, repository: &str) {
+        self.0.entry(repository.to_string()).or_default().pending += 1;
+    }
+
+    fn failed(&mut self, repository: &str) {
+        if let Some(open) = self.0.get_mut(repository) {
+            open.failed = true;
+        }
+    }
+
+    fn tag_finished(&mut self, repository: &str, ok: bool) -> Option<bool> {
+        let open = self.0.get_mut(repository)?;
+        open.pending = open.pending.saturating_sub(1);
+        open.failed |= !ok;
+        self.settle(repository)
+    }
+
+    fn listed(&mut self, repository: &str) -> Option<bool> {
+        self.0.get_mut(repository)?.listed = true;
+        self.settle(repository)
+    }
+
+    fn settle(&mut self, repository: &str) -> Option<bool> {
+        let open = self.0.get(repository)?;
+        if !open.listed || open.pending > 0 {
+            return None;
+        }
+        self.0.remove(repository).map(|open| !open.failed)
+    }
 }
 
 /// The target's HTTP client: TLS always verified (against the system's roots and `--ca-cert`), no cookie
@@ -273,12 +325,18 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
     };
     target.ping().await.map_err(|error| unreachable_target(&plan.target, error.to_string()))?;
     let blobs = Arc::new(BlobStore::connect(&plan.source, &plan.options.object).await.context("opening the source storage")?);
-    let copier = Arc::new(Copier::new(blobs, target.clone(), plan.chunk_size, plan.in_place));
-
     let journal = match (&plan.journal, plan.mode, plan.dry_run) {
         (Some(path), SyncMode::Sync, false) => Some(Journal::open(path)?),
         _ => None,
     };
+    let copier = Arc::new(Copier::new(blobs, target.clone(), plan.chunk_size, plan.in_place).with_journal(journal.clone()));
+    // Repositories are finished under one selection: another selection lists them again.
+    let selection = crate::journal::fingerprint(&format!("{:?} {} {} {}", plan.selection, plan.override_tags, plan.untagged, plan.in_place));
+    let mut scan_options = plan.options.clone();
+    if let Some(journal) = &journal {
+        let (journal, selection) = (journal.clone(), selection.clone());
+        scan_options.finished = Some(FinishedRepositories(Arc::new(move |repository| journal.is_repository_done(repository, &selection).unwrap_or(false))));
+    }
     let flusher = journal.clone().map(|journal| {
         tokio::spawn(async move {
             loop {
@@ -295,8 +353,14 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
     let what = if plan.mode == SyncMode::Sync { "sync" } else { "verify" };
     let live = Arc::new(Live::new(what, requests.clone(), copier.counts.clone()));
     let reporter = start_reporting(&live, &plan.reporting)?;
-    let (mut items, scan_thread) = scan::start(&plan.source, plan.options.clone(), requests.clone());
+    let (mut items, scan_thread) = scan::start(&plan.source, scan_options, requests.clone());
     let slots = Arc::new(Semaphore::new(plan.push_concurrency));
+    let mut open = OpenRepositories::default();
+    let finished = |repository: &str, clean: Option<bool>| {
+        if let (Some(journal), Some(true)) = (&journal, clean) {
+            journal.record_repository(repository, &selection);
+        }
+    };
     let mut tasks: JoinSet<TagReport> = JoinSet::new();
     let counts = &live.run;
     let mut printer = ProblemPrinter { quiet: plan.reporting.quiet, printed: 0 };
@@ -305,7 +369,12 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
 
     while let Some(item) = items.recv().await {
         while let Some(done) = tasks.try_join_next() {
-            record(&live, &mut printer, plan.mode, journal.as_deref(), done.expect("a copy task panicked"));
+            {
+            let report = done.expect("a copy task panicked");
+            let (repository, ok) = (report.source_repository.clone(), report.result.is_ok());
+            record(&live, &mut printer, plan.mode, journal.as_deref(), report);
+            finished(&repository, open.tag_finished(&repository, ok));
+        }
         }
         let (repository, tag, digest) = match item {
             ScanItem::Tag { repository, tag, digest } => {
@@ -313,12 +382,24 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
                 (repository, Some(tag), digest)
             }
             ScanItem::Untagged { repository, digest } => (repository, None, digest),
-            ScanItem::Repository { .. } => {
+            ScanItem::Repository { name } => {
                 bump(&counts.repositories);
+                open.opened(&name);
+                continue;
+            }
+            ScanItem::RepositoryEnd { name } => {
+                finished(&name, open.listed(&name));
+                continue;
+            }
+            ScanItem::Resumed { .. } => {
+                bump(&counts.repositories_resumed);
                 continue;
             }
             ScanItem::Error(problem) => {
                 bump(&counts.source_errors);
+                if let Some(repository) = &problem.repository {
+                    open.failed(repository);
+                }
                 printer.print("error", problem);
                 continue;
             }
@@ -342,6 +423,7 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
             Ok(name) => name,
             Err(error) => {
                 bump(&counts.failed);
+                open.failed(&repository);
                 printer.print("error", format!("{label}: {error}"));
                 continue;
             }
@@ -357,6 +439,7 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
                 continue;
             }
         }
+        open.tag_started(&repository);
         let permit = slots.clone().acquire_owned().await.expect("never closed");
         let (copier, harbor, target) = (copier.clone(), harbor.clone(), target.clone());
         let (mode, override_tags) = (plan.mode, plan.override_tags);
@@ -368,19 +451,30 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
                 SyncMode::Verify => verify_one(&target, &target_repository, &reference, &digest).await,
             };
             drop(permit);
-            TagReport { label, result, item: (target_repository, reference, digest.to_string()) }
+            TagReport { label, result, item: (target_repository, reference, digest.to_string()), source_repository: repository }
         });
     }
     live.mark_listing_finished();
     while let Some(done) = tasks.join_next().await {
-        record(&live, &mut printer, plan.mode, journal.as_deref(), done.expect("a copy task panicked"));
+        {
+            let report = done.expect("a copy task panicked");
+            let (repository, ok) = (report.source_repository.clone(), report.result.is_ok());
+            record(&live, &mut printer, plan.mode, journal.as_deref(), report);
+            finished(&repository, open.tag_finished(&repository, ok));
+        }
     }
     if let Some(flusher) = flusher {
         flusher.abort();
     }
     if let Some(journal) = &journal {
         journal.flush()?;
-        crate::log::info(format!("journal: {} ({} finished tags)", journal.path().display(), journal.finished_tags()?));
+        crate::log::info(format!(
+            "journal: {} ({} finished tags, {} finished repositories, {} blobs known on the target)",
+            journal.path().display(),
+            journal.finished_tags()?,
+            journal.finished_repositories()?,
+            journal.blobs_on_target()?
+        ));
     }
     scan_thread.join().expect("the scan thread panicked").context("scanning the source")?;
     reporter.stop();
@@ -532,6 +626,17 @@ fn print_sync_summary(plan: &SyncPlan, live: &Live, started: Instant) {
             &fields,
         ),
     }
+    let requests = &live.requests;
+    crate::log::info(format!(
+        "storage requests: {} listings, {} link reads; {} entries seen",
+        RequestCounts::get(&requests.lists),
+        RequestCounts::get(&requests.reads),
+        RequestCounts::get(&requests.entries)
+    ));
+    let resumed = get(&counts.repositories_resumed);
+    if resumed > 0 {
+        crate::log::info(format!("{resumed} repositories were finished by an earlier run (from the journal): their tags were not listed again"));
+    }
     if let (Some(first), Some(listed)) = (live.first_done.get(), live.listing_finished.get()) {
         crate::log::info(format!(
             "timeline: first tag {} after {}; listing finished after {}",
@@ -546,5 +651,33 @@ fn print_sync_summary(plan: &SyncPlan, live: &Live, started: Instant) {
             get(&counts.failed),
             get(&counts.source_errors)
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repository_is_finished_when_listed_and_its_last_tag_is_done() {
+        let mut open = OpenRepositories::default();
+        open.opened("a");
+        open.tag_started("a");
+        open.tag_started("a");
+        assert_eq!(open.tag_finished("a", true), None, "not listed yet");
+        assert_eq!(open.listed("a"), None, "a tag is still in flight");
+        assert_eq!(open.tag_finished("a", true), Some(true));
+        assert!(open.0.is_empty(), "a finished repository is forgotten");
+
+        open.opened("b");
+        open.tag_started("b");
+        open.tag_finished("b", false);
+        assert_eq!(open.listed("b"), Some(false), "a failed tag keeps it from the journal");
+
+        open.opened("c");
+        open.failed("c");
+        assert_eq!(open.listed("c"), Some(false), "a source error too");
+        open.opened("d");
+        assert_eq!(open.listed("d"), Some(true), "a repository with nothing selected is finished");
     }
 }

@@ -21,6 +21,7 @@ use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 use tokio::sync::{Mutex, OnceCell};
 
+use crate::journal::Journal;
 use crate::layout::Digest;
 use crate::registry::client::{Mount, RegistryClient, RegistryError};
 use crate::storage::object::{ByteStream, StorageError};
@@ -101,6 +102,19 @@ pub struct Copier {
     uploads: Mutex<HashMap<Digest, Arc<OnceCell<Result<String, CopyError>>>>>,
     /// Rehydrating a target that serves the source's own storage: manifests first, blobs only on demand.
     in_place: bool,
+    /// Where blobs known on the target are remembered beyond the in-memory maps.
+    journal: Option<Arc<Journal>>,
+}
+
+/// Finished entries kept in memory per map; past that they are swept (work in flight always stays).
+/// A swept `done` entry costs one HEAD if asked again; a swept blob home is found in the journal.
+const REMEMBERED: usize = 50_000;
+
+/// Drops the finished entries of a full map, keeping the ones in flight (others may be waiting on them).
+fn sweep<K, V>(map: &mut HashMap<K, Arc<OnceCell<V>>>) {
+    if map.len() > REMEMBERED {
+        map.retain(|_, cell| !cell.initialized());
+    }
 }
 
 /// The subject digest a cosign-style tag names: `sha256-<hex>.sig` (or `.att`, `.sbom`).
@@ -122,7 +136,25 @@ impl Copier {
             done: Mutex::new(HashMap::new()),
             uploads: Mutex::new(HashMap::new()),
             in_place,
+            journal: None,
         }
+    }
+
+    /// Remembers blobs on the target in `journal` too (and looks for their homes there).
+    pub fn with_journal(mut self, journal: Option<Arc<Journal>>) -> Copier {
+        self.journal = journal;
+        self
+    }
+
+    fn remember_blob(&self, digest: &Digest, repository: &str) {
+        if let Some(journal) = &self.journal {
+            journal.record_blob(digest.as_str(), repository);
+        }
+    }
+
+    /// A target repository the journal knows to hold this blob.
+    fn journaled_home(&self, digest: &Digest) -> Option<String> {
+        self.journal.as_ref()?.blob_home(digest.as_str()).ok().flatten()
     }
 
     /// Copies `digest` into `repository` under `tag`.
@@ -213,6 +245,7 @@ impl Copier {
     async fn once(&self, repository: &str, digest: &Digest, work: impl std::future::Future<Output = Result<(), CopyError>>) -> Result<(), CopyError> {
         let cell = {
             let mut done = self.done.lock().await;
+            sweep(&mut done);
             done.entry((repository.to_string(), digest.clone())).or_default().clone()
         };
         cell.get_or_init(|| work).await.clone()
@@ -220,16 +253,26 @@ impl Copier {
 
     /// HEAD, then mount, then upload.
     async fn ensure_blob(&self, repository: &str, blob: &Descriptor) -> Result<(), CopyError> {
-        let upload = self.uploads.lock().await.entry(blob.digest.clone()).or_default().clone();
+        let upload = {
+            let mut uploads = self.uploads.lock().await;
+            sweep(&mut uploads);
+            uploads.entry(blob.digest.clone()).or_default().clone()
+        };
         if self.target.blob_exists(repository, &blob.digest).await? {
             self.counts.blobs_present.fetch_add(1, Ordering::Relaxed);
             // Already there (an earlier run): later repositories can mount it from here.
-            let _ = upload.get_or_init(|| async { Ok(repository.to_string()) }).await;
+            if upload.set(Ok(repository.to_string())).is_ok() {
+                self.remember_blob(&blob.digest, repository);
+            }
             return Ok(());
         }
         let home = upload
             .get_or_init(|| async {
+                if let Some(home) = self.journaled_home(&blob.digest) {
+                    return Ok(home);
+                }
                 self.upload_with_retries(repository, blob).await?;
+                self.remember_blob(&blob.digest, repository);
                 Ok(repository.to_string())
             })
             .await
@@ -368,6 +411,21 @@ mod tests {
         assert!(cosign_subject(&format!("sha256-{hex}.att")).is_some());
         assert!(cosign_subject("v1.0").is_none());
         assert!(cosign_subject("sha256-abc.sig").is_none());
+    }
+
+    #[tokio::test]
+    async fn sweeping_keeps_only_work_in_flight() {
+        let mut map: HashMap<u32, Arc<OnceCell<()>>> = HashMap::new();
+        for key in 0..=REMEMBERED as u32 {
+            let cell: Arc<OnceCell<()>> = Arc::default();
+            if key % 2 == 0 {
+                cell.set(()).unwrap();
+            }
+            map.insert(key, cell);
+        }
+        sweep(&mut map);
+        assert_eq!(map.len(), REMEMBERED / 2, "the finished half is gone");
+        assert!(map.values().all(|cell| !cell.initialized()));
     }
 
     #[tokio::test]

@@ -132,13 +132,16 @@ impl FsScanner<'_> {
         if let Err(error) = check_repository(repository) {
             return self.error(ItemError::new(key_below_repositories(&format!("{repository}/")), error));
         }
+        if self.options.is_finished(repository) {
+            return self.emit(ScanItem::Resumed { name: repository.to_string() });
+        }
         self.emit(ScanItem::Repository { name: repository.to_string() })?;
         let mut tagged = self.options.untagged.then(HashSet::new);
         self.scan_tags(repository, repository_dir, &mut tagged)?;
         if let Some(tagged) = tagged {
             self.scan_untagged(repository, repository_dir, &tagged)?;
         }
-        Ok(())
+        self.emit(ScanItem::RepositoryEnd { name: repository.to_string() })
     }
 
     fn scan_tags(

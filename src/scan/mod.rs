@@ -21,6 +21,10 @@ use crate::storage::Source;
 pub enum ScanItem {
     /// A repository folder (found before its tags).
     Repository { name: String },
+    /// Every tag (and untagged manifest) of this repository has been reported, and its problems.
+    RepositoryEnd { name: String },
+    /// A repository an earlier run finished (`ScanOptions::finished` says so): its tags were not listed.
+    Resumed { name: String },
     /// A tag and the digest its `current/link` names.
     Tag { repository: String, tag: String, digest: Digest },
     /// A manifest revision that no tag of its repository points at (only with `untagged`).
@@ -83,6 +87,25 @@ pub struct ScanOptions {
     pub discovery: DiscoveryMode,
     /// This machine's share: only the repositories it owns are scanned (their tags listed, reported).
     pub shard: crate::shard::Shard,
+    /// Repositories an earlier run finished: reported as `Resumed`, their tags not listed.
+    pub finished: Option<FinishedRepositories>,
+}
+
+/// Tells whether an earlier run finished a repository (the journal answers).
+#[derive(Clone)]
+pub struct FinishedRepositories(pub std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for FinishedRepositories {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FinishedRepositories")
+    }
+}
+
+impl ScanOptions {
+    /// Whether this repository's tags can be skipped: an earlier run finished it.
+    pub fn is_finished(&self, repository: &str) -> bool {
+        self.finished.as_ref().is_some_and(|finished| (finished.0)(repository))
+    }
 }
 
 /// How an object-store scan finds repositories.

@@ -365,6 +365,9 @@ impl Scanner {
 
     /// Scans one repository's tags (and untagged revisions when asked).
     async fn scan_repository(&self, prefix: &str, repository: &str) -> Result<(), ConsumerGone> {
+        if self.options.is_finished(repository) {
+            return self.emit(ScanItem::Resumed { name: repository.to_string() }).await;
+        }
         self.emit(ScanItem::Repository { name: repository.to_string() }).await?;
         let tags_prefix = format!("{prefix}{repository}/_manifests/tags/");
         let tags = match self.list_all(&tags_prefix).await {
@@ -381,7 +384,7 @@ impl Scanner {
         if self.options.untagged {
             self.scan_untagged(prefix, repository, &tagged).await?;
         }
-        Ok(())
+        self.emit(ScanItem::RepositoryEnd { name: repository.to_string() }).await
     }
 
     /// Every object under `prefix`, page after page.
