@@ -44,6 +44,8 @@ impl Table {
         }
     }
 }
+/// The journal's page cache.
+const JOURNAL_CACHE: usize = 16 << 20;
 /// How often pending records are committed while a run goes on.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
 
@@ -71,7 +73,9 @@ impl Journal {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| fail(e.to_string()))?;
         }
-        let db = Database::create(path).map_err(|e| fail(e.to_string()))?;
+        // redb caches up to 1 GiB by default; the journal's point lookups and batched writes need
+        // little, and the run's memory must stay flat whatever the registry's size.
+        let db = Database::builder().set_cache_size(JOURNAL_CACHE).create(path).map_err(|e| fail(e.to_string()))?;
         let journal = Journal { path: path.to_path_buf(), db, pending: Mutex::new(Vec::new()) };
         journal.commit(Vec::new())?;
         Ok(Arc::new(journal))

@@ -102,6 +102,9 @@ pub fn status(line: String) {
     if !logger.terminal {
         return;
     }
+    // A line wider than the terminal would wrap, and clearing would then leave its first part behind.
+    let width = rustix::termios::tcgetwinsize(std::io::stderr()).map(|size| size.ws_col as usize).unwrap_or(0);
+    let line: String = if width > 1 { line.chars().take(width - 1).collect() } else { line };
     let mut status = logger.status.lock().expect("status poisoned");
     let mut err = std::io::stderr().lock();
     let _ = write!(err, "\r\x1b[2K{line}");

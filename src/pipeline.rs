@@ -638,12 +638,19 @@ fn print_sync_summary(plan: &SyncPlan, live: &Live, started: Instant) {
         crate::log::info(format!("{resumed} repositories were finished by an earlier run (from the journal): their tags were not listed again"));
     }
     if let (Some(first), Some(listed)) = (live.first_done.get(), live.listing_finished.get()) {
-        crate::log::info(format!(
-            "timeline: first tag {} after {}; listing finished after {}",
-            if plan.mode == SyncMode::Sync { "pushed" } else { "verified" },
-            human_duration(*first),
-            human_duration(*listed)
-        ));
+        crate::log::info_with(
+            format!(
+                "timeline: first tag {} after {}; listing finished after {}",
+                if plan.mode == SyncMode::Sync { "pushed" } else { "verified" },
+                human_duration(*first),
+                human_duration(*listed)
+            ),
+            &[
+                ("first_done_seconds", first.as_secs_f64().into()),
+                ("listing_finished_seconds", listed.as_secs_f64().into()),
+                ("total_seconds", started.elapsed().as_secs_f64().into()),
+            ],
+        );
     }
     if get(&counts.failed) > 0 || get(&counts.source_errors) > 0 {
         crate::log::info(format!(

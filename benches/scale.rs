@@ -1,0 +1,151 @@
+//! A sync at scale, side by side with the catalog path (run by hand): synthetic layouts of 10,000 and
+//! 300,000 repositories (one tag each) synced into the real registry (Debian `docker-registry`).
+//!
+//!   (a) the peer: Harbor-style replication learns what to copy from `_catalog?n=1000` pages, so its
+//!       first push cannot come before the whole catalog is read (the real registry serving the layout
+//!       answers it; its tags/list and HEAD per repository, which also come before, are not even counted);
+//!   (b) `rehydrate sync` into an empty registry, with its default journal: time to the first pushed
+//!       tag, total time, when the listing ended, the share of the run in which listing and pushing
+//!       overlap, and its peak memory (VmHWM, polled).
+//!
+//! `cargo bench --bench scale` (`REHYDRATE_BENCH_SCALE_SIZES`, default `10000,300000`;
+//! `REHYDRATE_BENCH_DIR` for where the trees go, default `target/bench-data`; `scripts/bench-scale.sh`
+//! puts them on an ext4 image with inline data, since 300,000 repositories take tens of GiB in 4 KiB
+//! blocks). Trees are generated once and reused.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rehydrate::synth::{generate, SynthSpec};
+use serde_json::Value;
+use support::Registry;
+
+fn bench_dir() -> PathBuf {
+    std::env::var_os("REHYDRATE_BENCH_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data"))
+}
+
+/// Generates (once) `repositories` repositories with one tag each; returns the root and the tag count.
+fn tree(repositories: usize) -> (PathBuf, usize) {
+    let root = bench_dir().join(format!("scale-{repositories}"));
+    let marker = root.join("complete");
+    if let Ok(count) = std::fs::read_to_string(&marker) {
+        return (root, count.trim().parse().unwrap());
+    }
+    let _ = std::fs::remove_dir_all(&root);
+    eprintln!("generating {repositories} repositories under {} ...", root.display());
+    let started = Instant::now();
+    let spec = SynthSpec { repositories, tags_per_repository: 1, images: 64, ..SynthSpec::default() };
+    let truth = generate(&root, &spec, 2).unwrap();
+    std::fs::write(&marker, truth.len().to_string()).unwrap();
+    eprintln!("generated in {:.0} s", started.elapsed().as_secs_f64());
+    (root, truth.len())
+}
+
+/// The peer's earliest first push: the moment its catalog walk is complete.
+fn catalog_complete(registry: &Registry) -> (Duration, usize) {
+    let started = Instant::now();
+    let names = registry.catalog_with_page_size(1000);
+    (started.elapsed(), names.len())
+}
+
+struct SyncRun {
+    wall: Duration,
+    peak_kib: u64,
+    first_push: f64,
+    listing_finished: f64,
+    total: f64,
+    pushed: u64,
+    failed: u64,
+}
+
+fn sync(source: &std::path::Path, target: &Registry, journal: &std::path::Path) -> SyncRun {
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rehydrate"))
+        .arg("sync")
+        .arg(source)
+        .arg(&target.url)
+        .args(["--plain-http", "--log-format", "json", "--progress-interval", "0", "--push-concurrency", "16", "--journal"])
+        .arg(journal)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || std::io::BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>());
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0;
+    while child.try_wait().unwrap().is_none() {
+        if let Some(hwm) = std::fs::read_to_string(&status_path).ok().and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        }) {
+            peak_kib = peak_kib.max(hwm);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let wall = started.elapsed();
+    let lines: Vec<Value> = reader.join().unwrap().iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let find = |prefix: &str| lines.iter().find(|l| l["message"].as_str().unwrap_or_default().starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix:?} line: {lines:?}")).clone();
+    let timeline = find("timeline");
+    let summary = find("sync finished");
+    SyncRun {
+        wall,
+        peak_kib,
+        first_push: timeline["first_done_seconds"].as_f64().unwrap(),
+        listing_finished: timeline["listing_finished_seconds"].as_f64().unwrap(),
+        total: timeline["total_seconds"].as_f64().unwrap(),
+        pushed: summary["pushed"].as_u64().unwrap(),
+        failed: summary["failed"].as_u64().unwrap(),
+    }
+}
+
+fn main() {
+    let sizes: Vec<usize> = std::env::var("REHYDRATE_BENCH_SCALE_SIZES")
+        .unwrap_or_else(|_| "10000,300000".into())
+        .split(',')
+        .map(|s| s.trim().parse().expect("REHYDRATE_BENCH_SCALE_SIZES: numbers separated by commas"))
+        .collect();
+    let mut rows = Vec::new();
+    for &size in &sizes {
+        let (root, tags) = tree(size);
+
+        let peer = Registry::start(&root);
+        let (peer_first, names) = catalog_complete(&peer);
+        drop(peer);
+        assert_eq!(names, size, "the registry's catalog holds every repository");
+        eprintln!("{size}: the catalog was complete after {:.1} s", peer_first.as_secs_f64());
+
+        let target_dir = bench_dir().join(format!("scale-{size}-target"));
+        let _ = std::fs::remove_dir_all(&target_dir);
+        std::fs::create_dir_all(&target_dir).unwrap();
+        let target = Registry::start(&target_dir);
+        let run = sync(&root, &target, &target_dir.join("journal.redb"));
+        drop(target);
+        let _ = std::fs::remove_dir_all(&target_dir);
+        assert_eq!((run.pushed, run.failed), (tags as u64, 0), "every tag pushed");
+
+        let overlap = (run.listing_finished - run.first_push).max(0.0) / run.total;
+        let row = format!(
+            "| {size} | {tags} | {:.1} s | {:.2} s | {:.0}x | {:.1} s ({:.0} tags/s) | {:.1} s | {:.0}% | {:.1} MiB |",
+            peer_first.as_secs_f64(),
+            run.first_push,
+            peer_first.as_secs_f64() / run.first_push,
+            run.wall.as_secs_f64(),
+            tags as f64 / run.wall.as_secs_f64(),
+            run.listing_finished,
+            overlap * 100.0,
+            run.peak_kib as f64 / 1024.0
+        );
+        eprintln!("{row}");
+        rows.push(row);
+    }
+    println!("\n| repositories | tags | (a) catalog complete: the peer's earliest first push | (b) rehydrate: first tag pushed | a/b | (b) whole sync | (b) listing finished | listing and pushes overlap | (b) peak RSS |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for row in rows {
+        println!("{row}");
+    }
+}
