@@ -15,35 +15,21 @@
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+mod common;
 
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rehydrate::synth::{generate, SynthSpec};
+use common::{bench_dir, cached_tree, wait_with_peak_rss};
+use rehydrate::synth::SynthSpec;
 use serde_json::Value;
 use support::Registry;
 
-fn bench_dir() -> PathBuf {
-    std::env::var_os("REHYDRATE_BENCH_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data"))
-}
-
-/// Generates (once) `repositories` repositories with one tag each; returns the root and the tag count.
+/// `repositories` repositories with one tag each, generated once; the root and the tag count.
 fn tree(repositories: usize) -> (PathBuf, usize) {
-    let root = bench_dir().join(format!("scale-{repositories}"));
-    let marker = root.join("complete");
-    if let Ok(count) = std::fs::read_to_string(&marker) {
-        return (root, count.trim().parse().unwrap());
-    }
-    let _ = std::fs::remove_dir_all(&root);
-    eprintln!("generating {repositories} repositories under {} ...", root.display());
-    let started = Instant::now();
-    let spec = SynthSpec { repositories, tags_per_repository: 1, images: 64, ..SynthSpec::default() };
-    let truth = generate(&root, &spec, 2).unwrap();
-    std::fs::write(&marker, truth.len().to_string()).unwrap();
-    eprintln!("generated in {:.0} s", started.elapsed().as_secs_f64());
-    (root, truth.len())
+    cached_tree(&format!("scale-{repositories}"), &SynthSpec { repositories, tags_per_repository: 1, images: 64, ..SynthSpec::default() })
 }
 
 /// The peer's earliest first push: the moment its catalog walk is complete.
@@ -77,16 +63,7 @@ fn sync(source: &std::path::Path, target: &Registry, journal: &std::path::Path) 
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let reader = std::thread::spawn(move || std::io::BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>());
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak_kib = 0;
-    while child.try_wait().unwrap().is_none() {
-        if let Some(hwm) = std::fs::read_to_string(&status_path).ok().and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        }) {
-            peak_kib = peak_kib.max(hwm);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let peak_kib = wait_with_peak_rss(&mut child);
     let wall = started.elapsed();
     let lines: Vec<Value> = reader.join().unwrap().iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let find = |prefix: &str| lines.iter().find(|l| l["message"].as_str().unwrap_or_default().starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix:?} line: {lines:?}")).clone();

@@ -10,43 +10,26 @@
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rehydrate::synth::{generate, SynthSpec};
+use common::{cached_tree, wait_with_peak_rss};
+use rehydrate::synth::SynthSpec;
 use support::Registry;
 
 /// Concurrent `tags/list` and HEAD requests for the peer: Harbor runs repositories through a limited
 /// concurrent runner; catalog pages are serial by nature (each page starts after the last name).
 const PEER_CONCURRENCY: usize = 10;
 
-fn bench_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data")
-}
-
-/// Generates (once) a tree of `repositories` repositories with 3 tags each; returns its root and truth size.
+/// A tree of `repositories` repositories with 3 tags each, generated once; its root and tag count.
 fn tree(repositories: usize) -> (PathBuf, usize) {
-    let root = bench_dir().join(format!("fs-{repositories}"));
-    let marker = root.join("complete");
-    if let Ok(count) = std::fs::read_to_string(&marker) {
-        return (root, count.trim().parse().unwrap());
-    }
-    let _ = std::fs::remove_dir_all(&root);
-    eprintln!("generating {repositories} repositories under {} ...", root.display());
-    let started = Instant::now();
-    let spec = SynthSpec { repositories, tags_per_repository: 3, images: 256, ..SynthSpec::default() };
-    let truth = generate(&root, &spec, 4).unwrap();
-    std::fs::write(&marker, truth.len().to_string()).unwrap();
-    eprintln!("generated in {:.1}s", started.elapsed().as_secs_f64());
-    (root, truth.len())
+    cached_tree(&format!("fs-{repositories}"), &SynthSpec { repositories, tags_per_repository: 3, images: 256, ..SynthSpec::default() })
 }
 
 /// Runs a command to completion; returns its wall time, peak resident memory (KiB) and stdout line count.
-///
-/// The peak is the child's own `VmHWM`, polled from /proc while it runs: `wait4`'s `ru_maxrss` would
-/// also count the memory of this (large) benchmark process, which the child shares until its `exec`.
 fn measure(command: &mut Command) -> (Duration, u64, usize) {
     let started = Instant::now();
     let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawning");
@@ -55,23 +38,8 @@ fn measure(command: &mut Command) -> (Duration, u64, usize) {
         use std::io::BufRead;
         std::io::BufReader::new(stdout).lines().count()
     });
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak_kib = 0;
-    loop {
-        if let Some(hwm) = std::fs::read_to_string(&status_path).ok().and_then(|s| vm_hwm_kib(&s)) {
-            peak_kib = peak_kib.max(hwm);
-        }
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let peak_kib = wait_with_peak_rss(&mut child);
     (started.elapsed(), peak_kib, counter.join().unwrap())
-}
-
-fn vm_hwm_kib(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The best (fastest) of up to `runs` runs; a single run when one already takes more than 30 s.

@@ -1,0 +1,50 @@
+//! What the benchmarks share: where their data lives, generated trees kept between runs, and a
+//! child's peak memory.
+
+use std::path::PathBuf;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use rehydrate::synth::{generate, SynthSpec};
+
+/// Where generated trees go: `REHYDRATE_BENCH_DIR`, or `target/bench-data`.
+pub fn bench_dir() -> PathBuf {
+    std::env::var_os("REHYDRATE_BENCH_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data"))
+}
+
+/// Generates (once) the tree `name` from `spec`, kept between runs; returns its root and tag count.
+pub fn cached_tree(name: &str, spec: &SynthSpec) -> (PathBuf, usize) {
+    let root = bench_dir().join(name);
+    let marker = root.join("complete");
+    if let Ok(count) = std::fs::read_to_string(&marker) {
+        return (root, count.trim().parse().unwrap());
+    }
+    let _ = std::fs::remove_dir_all(&root);
+    eprintln!("generating {} repositories under {} ...", spec.repositories, root.display());
+    let started = Instant::now();
+    let truth = generate(&root, spec, 2).unwrap();
+    std::fs::write(&marker, truth.len().to_string()).unwrap();
+    eprintln!("generated in {:.0} s", started.elapsed().as_secs_f64());
+    (root, truth.len())
+}
+
+/// Waits for `child` to exit, polling its peak resident memory (`VmHWM`, KiB) meanwhile. `wait4`'s
+/// `ru_maxrss` would also count this (large) benchmark process, which the child shares until `exec`.
+pub fn wait_with_peak_rss(child: &mut Child) -> u64 {
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0;
+    loop {
+        if let Some(hwm) = std::fs::read_to_string(&status_path).ok().and_then(|s| vm_hwm_kib(&s)) {
+            peak_kib = peak_kib.max(hwm);
+        }
+        if child.try_wait().unwrap().is_some() {
+            return peak_kib;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn vm_hwm_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
