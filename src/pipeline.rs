@@ -82,7 +82,7 @@ pub fn run_scan(plan: ScanPlan) -> anyhow::Result<Outcome> {
     };
     let mut writer = InventoryWriter::new(BufWriter::with_capacity(64 * 1024, out), plan.format)?;
     let requests = Arc::new(RequestCounts::default());
-    let live = Arc::new(Live::new("scan", requests.clone(), Arc::default()));
+    let live = Arc::new(Live::new("scan", started, requests.clone(), Arc::default()));
     let reporter = start_reporting(&live, &plan.reporting)?;
     let (mut items, scan_thread) = scan::start(&plan.source, plan.options.clone(), requests.clone());
 
@@ -351,7 +351,7 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
 
     let requests = Arc::new(RequestCounts::default());
     let what = if plan.mode == SyncMode::Sync { "sync" } else { "verify" };
-    let live = Arc::new(Live::new(what, requests.clone(), copier.counts.clone()));
+    let live = Arc::new(Live::new(what, started, requests.clone(), copier.counts.clone()));
     let reporter = start_reporting(&live, &plan.reporting)?;
     let (mut items, scan_thread) = scan::start(&plan.source, scan_options, requests.clone());
     let slots = Arc::new(Semaphore::new(plan.push_concurrency));

@@ -53,13 +53,14 @@ pub struct Live {
 }
 
 impl Live {
-    pub fn new(what: &'static str, requests: Arc<RequestCounts>, copy: Arc<CopyCounts>) -> Live {
+    /// A live view of a run that started at `started` (times are counted from there).
+    pub fn new(what: &'static str, started: Instant, requests: Arc<RequestCounts>, copy: Arc<CopyCounts>) -> Live {
         Live {
             what,
             run: RunCounters::default(),
             requests,
             copy,
-            started: Instant::now(),
+            started,
             first_done: OnceLock::new(),
             listing_finished: OnceLock::new(),
         }
@@ -247,7 +248,7 @@ mod tests {
 
     #[test]
     fn a_sync_line_names_what_is_done() {
-        let live = Live::new("sync", Arc::default(), Arc::default());
+        let live = Live::new("sync", Instant::now(), Arc::default(), Arc::default());
         live.run.tags_seen.store(10, Ordering::Relaxed);
         live.run.pushed.store(4, Ordering::Relaxed);
         live.run.failed.store(1, Ordering::Relaxed);
