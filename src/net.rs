@@ -113,6 +113,25 @@ pub async fn send_with_retries(side: &'static str, operation: &'static str, buil
     }
 }
 
+/// `send_with_retries` for small answers read whole: an answer cut off in the middle of its body is
+/// asked for again as well. Returns the final status and body.
+pub async fn fetch_with_retries(
+    side: &'static str,
+    operation: &'static str,
+    build: impl Fn() -> reqwest::RequestBuilder,
+) -> reqwest::Result<(reqwest::StatusCode, bytes::Bytes)> {
+    let mut backoff = Backoff::default();
+    loop {
+        let response = send_with_retries(side, operation, &build).await?;
+        let status = response.status();
+        match response.bytes().await {
+            Ok(body) => return Ok((status, body)),
+            Err(error) if is_transient_error(&error) && backoff.wait(None).await => continue,
+            Err(error) => return Err(error),
+        }
+    }
+}
+
 /// A `Retry-After` given in seconds (the form registries and stores use).
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let seconds: u64 = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;

@@ -271,7 +271,7 @@ impl Copier {
                 if let Some(home) = self.journaled_home(&blob.digest) {
                     return Ok(home);
                 }
-                self.upload_with_retries(repository, blob).await?;
+                self.upload_with_retries(repository, blob, None).await?;
                 self.remember_blob(&blob.digest, repository);
                 Ok(repository.to_string())
             })
@@ -287,23 +287,27 @@ impl Copier {
             }
             Ok(Mount::Upload(location)) => location,
             // Harbor answers 404 to a mount of a blob its database does not know: upload instead.
-            Err(error) if error.status() == Some(404) => return self.upload_with_retries(repository, blob).await,
+            Err(error) if error.status() == Some(404) => return self.upload_with_retries(repository, blob, None).await,
             Err(error) => return Err(error.into()),
         };
-        match self.upload(repository, blob, location).await {
-            Err(error) if error.is_transfer_failure() => self.upload_with_retries(repository, blob).await,
-            outcome => outcome,
-        }
+        // The registry opened an upload session instead of mounting: upload into it.
+        self.upload_with_retries(repository, blob, Some(location)).await
     }
 
     /// A whole upload (session and bytes), started again from the first byte when the target or the
     /// source fails in the middle: a streamed body cannot be resent, so the blob is read again and the
     /// session opened anew. Corrupt or missing source data is not retried.
-    async fn upload_with_retries(&self, repository: &str, blob: &Descriptor) -> Result<(), CopyError> {
+    /// The first try uses `session` when the target already opened one.
+    async fn upload_with_retries(&self, repository: &str, blob: &Descriptor, session: Option<url::Url>) -> Result<(), CopyError> {
         let mut backoff = crate::net::Backoff::default();
+        let mut session = session;
         loop {
+            let opened = session.take();
             let attempt = async {
-                let location = self.target.start_upload(repository).await?;
+                let location = match opened {
+                    Some(location) => location,
+                    None => self.target.start_upload(repository).await?,
+                };
                 self.upload(repository, blob, location).await
             };
             match attempt.await {

@@ -138,15 +138,15 @@ impl TokenCache {
                 None => request,
             }
         };
-        let response = crate::net::send_with_retries("target", "token", request).await.map_err(|e| AuthError::Failed { realm: realm.to_string(), message: crate::net::describe_error(&e) })?;
-        let status = response.status();
+        let (status, body) =
+            crate::net::fetch_with_retries("target", "token", request).await.map_err(|e| AuthError::Failed { realm: realm.to_string(), message: crate::net::describe_error(&e) })?;
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             return Err(AuthError::Refused { realm: realm.to_string(), status: status.as_u16() });
         }
         if !status.is_success() {
             return Err(AuthError::Failed { realm: realm.to_string(), message: format!("HTTP {status}") });
         }
-        let answer: TokenAnswer = response.json().await.map_err(|e| AuthError::Failed { realm: realm.to_string(), message: e.to_string() })?;
+        let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| AuthError::Failed { realm: realm.to_string(), message: format!("unreadable token answer: {e}") })?;
         let token = answer.token.or(answer.access_token).ok_or_else(|| AuthError::Failed {
             realm: realm.to_string(),
             message: "the answer holds no token".to_string(),

@@ -47,11 +47,13 @@ impl Harbor {
     pub async fn detect(base: &Url, http: &reqwest::Client, credentials: Option<Credentials>) -> Result<Option<Harbor>, HarborError> {
         let api = base.join("/api/v2.0/").expect("a valid path");
         let url = api.join("systeminfo").expect("a valid path");
-        let response = crate::net::send_with_retries("target", "harbor systeminfo", || http.get(url.clone())).await.map_err(|e| HarborError::Transport(crate::net::describe_error(&e)))?;
-        if response.status().is_server_error() {
-            return Err(HarborError::Transport(format!("GET systeminfo: HTTP {}", response.status().as_u16())));
+        let (status, body) = crate::net::fetch_with_retries("target", "harbor systeminfo", || http.get(url.clone()))
+            .await
+            .map_err(|e| HarborError::Transport(crate::net::describe_error(&e)))?;
+        if status.is_server_error() {
+            return Err(HarborError::Transport(format!("GET systeminfo: HTTP {}", status.as_u16())));
         }
-        if !response.status().is_success() || response.json::<SystemInfo>().await.is_err() {
+        if !status.is_success() || serde_json::from_slice::<SystemInfo>(&body).is_err() {
             return Ok(None);
         }
         Ok(Some(Harbor { api, http: http.clone(), credentials, projects: Mutex::new(HashMap::new()) }))
@@ -60,8 +62,8 @@ impl Harbor {
     /// The Harbor version, when the credentials may see it.
     pub async fn version(&self) -> Option<String> {
         let url = self.api.join("systeminfo").ok()?;
-        let response = crate::net::send_with_retries("target", "harbor systeminfo", || self.with_credentials(self.http.get(url.clone()))).await.ok()?;
-        response.json::<SystemInfo>().await.ok()?.harbor_version
+        let (_, body) = crate::net::fetch_with_retries("target", "harbor systeminfo", || self.with_credentials(self.http.get(url.clone()))).await.ok()?;
+        serde_json::from_slice::<SystemInfo>(&body).ok()?.harbor_version
     }
 
     fn with_credentials(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {

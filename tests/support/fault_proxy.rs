@@ -31,6 +31,9 @@ pub enum Fault {
     Reset,
     /// Say nothing for this long, then close the connection.
     Stall(Duration),
+    /// Stop in the middle of a body for this long, then break the connection: stop reading an upload
+    /// halfway, or stop sending an answer halfway.
+    StallMidBody(Duration),
 }
 
 impl Fault {
@@ -41,6 +44,7 @@ impl Fault {
             Fault::SlowDown => "503 SlowDown".to_string(),
             Fault::Reset => "reset".to_string(),
             Fault::Stall(_) => "stall".to_string(),
+            Fault::StallMidBody(_) => "stall mid-body".to_string(),
         }
     }
 }
@@ -176,13 +180,13 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Result<Response<
     let reset = || std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset");
     match fault {
         None if body_length(&request) >= LARGE_BODY && shared.state.lock().unwrap().cut_large_body("reset mid-upload") => {
-            read_half_then_hang_up(request).await
+            read_half_then_hang_up(request, Duration::ZERO).await
         }
         None if request.method() == Method::GET => {
             let response = forward(&shared.http, &shared.upstream, Some(&shared.public), request).await;
             let length = response.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse::<u64>().ok()).unwrap_or(0);
             if length >= LARGE_BODY && shared.state.lock().unwrap().cut_large_body("reset mid-download") {
-                return Ok(cut_in_half(response).await);
+                return Ok(cut_in_half(response, Duration::ZERO).await);
             }
             Ok(response)
         }
@@ -205,12 +209,20 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Result<Response<
             tokio::time::sleep(time).await;
             Err(reset())
         }
-        Some(Fault::Reset) if has_body(&request) => read_half_then_hang_up(request).await,
+        Some(Fault::Reset) if has_body(&request) => read_half_then_hang_up(request, Duration::ZERO).await,
         Some(Fault::Reset) if request.method() == Method::GET => {
             let response = forward(&shared.http, &shared.upstream, Some(&shared.public), request).await;
-            Ok(cut_in_half(response).await)
+            Ok(cut_in_half(response, Duration::ZERO).await)
         }
         Some(Fault::Reset) => Err(reset()),
+        Some(Fault::StallMidBody(time)) if has_body(&request) => {
+            let _ = read_half_then_hang_up(request, time).await;
+            Err(reset())
+        }
+        Some(Fault::StallMidBody(time)) => {
+            let response = forward(&shared.http, &shared.upstream, Some(&shared.public), request).await;
+            Ok(cut_in_half(response, time).await)
+        }
     }
 }
 
@@ -222,8 +234,9 @@ fn has_body(request: &Request<Incoming>) -> bool {
     body_length(request) > 0 || request.headers().contains_key("transfer-encoding")
 }
 
-/// Takes about half of the request's body (at least its first piece), then breaks the connection.
-async fn read_half_then_hang_up(request: Request<Incoming>) -> Result<Response<Body>, std::io::Error> {
+/// Takes about half of the request's body (at least its first piece), stops reading for `stall`, then
+/// breaks the connection.
+async fn read_half_then_hang_up(request: Request<Incoming>, stall: Duration) -> Result<Response<Body>, std::io::Error> {
     let half = body_length(&request) / 2;
     let mut body = request.into_body();
     let mut read = 0u64;
@@ -233,15 +246,21 @@ async fn read_half_then_hang_up(request: Request<Incoming>) -> Result<Response<B
             break;
         }
     }
+    tokio::time::sleep(stall).await;
     Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset"))
 }
 
-/// The answer's headers (with its full length) and the first half of its body, then a broken connection.
-async fn cut_in_half(response: Response<Body>) -> Response<Body> {
+/// The answer's headers (with its full length) and the first half of its body, then silence for
+/// `stall`, then a broken connection.
+async fn cut_in_half(response: Response<Body>, stall: Duration) -> Response<Body> {
     let (parts, body) = response.into_parts();
     let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let half = bytes.slice(..bytes.len() / 2);
-    let pieces = futures::stream::iter(vec![Ok(Frame::data(half)), Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset"))]);
+    let broken = async move {
+        tokio::time::sleep(stall).await;
+        Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset"))
+    };
+    let pieces = futures::stream::once(async move { Ok(Frame::data(half)) }).chain(futures::stream::once(broken));
     Response::from_parts(parts, BodyExt::boxed(StreamBody::new(pieces)))
 }
 
