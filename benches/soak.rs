@@ -4,7 +4,7 @@
 //! passes, every blob on the target hashes to its digest, and no manifest was accepted twice.
 //!
 //! `cargo bench --bench soak` (`REHYDRATE_SOAK_KILLS`, default 25; `REHYDRATE_SOAK_SEED` to replay a
-//! run; `REHYDRATE_SOAK_REPOS`, default 400). `scripts/soak.sh` runs it.
+//! run; `REHYDRATE_SOAK_REPOS`, default 700). `scripts/soak.sh` runs it.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -31,7 +31,7 @@ fn next_random(state: &mut u64) -> u64 {
 
 fn main() {
     let kills = env_number("REHYDRATE_SOAK_KILLS", 25);
-    let repositories = env_number("REHYDRATE_SOAK_REPOS", 400) as usize;
+    let repositories = env_number("REHYDRATE_SOAK_REPOS", 700) as usize;
     let seed = env_number("REHYDRATE_SOAK_SEED", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs());
     let mut random = seed | 1;
     println!("soak: {repositories} repositories, {kills} kills, seed {seed}");
@@ -70,7 +70,10 @@ fn main() {
 
     let started = Instant::now();
     let mut killed = 0;
-    for round in 0..kills {
+    let mut round = 0;
+    // Until the asked number of kills has landed (a run that finishes before its moment is no kill).
+    while killed < kills && landed() < truth.len() {
+        round += 1;
         // A random moment between 50 ms and 4 s into the run: during startup, listing, uploads,
         // manifest PUTs, journal writes.
         let after = Duration::from_millis(50 + next_random(&mut random) % 3950);
@@ -78,9 +81,9 @@ fn main() {
         let before = landed();
         if run_and_kill(command(), Duration::from_secs(120), || begun.elapsed() >= after) {
             killed += 1;
-            println!("kill {:>2}: after {:>5} ms, {:>4} -> {:>4} of {} tags on the target", round + 1, after.as_millis(), before, landed(), truth.len());
+            println!("kill {killed:>2} (run {round}): after {:>5} ms, {:>4} -> {:>4} of {} tags on the target", after.as_millis(), before, landed(), truth.len());
         } else {
-            println!("run {:>2}: finished before its kill at {} ms", round + 1, after.as_millis());
+            println!("run {round}: finished before its kill at {} ms", after.as_millis());
         }
     }
     let last = command().output().unwrap();
