@@ -226,7 +226,7 @@ impl SourceArgs {
     fn reporting(&self) -> anyhow::Result<Reporting> {
         crate::log::init(self.log_format, self.verbose);
         if let Some(rate) = self.max_requests_per_second {
-            if !(rate > 0.0) {
+            if rate.is_nan() || rate <= 0.0 {
                 anyhow::bail!("--max-requests-per-second must be above zero");
             }
         }

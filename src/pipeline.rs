@@ -483,9 +483,9 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
         dry_run.print_summary();
     }
     if plan.untagged && get(&counts.tags_seen) > 0 && scanned_tags == 0 {
-        crate::log::info(format!(
-            "note: the storage holds no tags at all (as buckets written by Harbor 2.15 or later): every manifest was restored by digest; tag names cannot be recovered from it"
-        ));
+        crate::log::info(
+            "note: the storage holds no tags at all (as buckets written by Harbor 2.15 or later): every manifest was restored by digest; tag names cannot be recovered from it",
+        );
     }
     print_sync_summary(&plan, &live, started);
     Ok(if get(&counts.failed) > 0 || get(&counts.source_errors) > 0 { Outcome::Partial } else { Outcome::Complete })
@@ -594,9 +594,13 @@ fn print_sync_summary(plan: &SyncPlan, live: &Live, started: Instant) {
     match plan.mode {
         SyncMode::Sync => crate::log::info_with(
             format!(
-                "sync finished in {elapsed}: {} repositories, {} tags selected ({} filtered out): {} pushed, {} already there, {} failed ({} known finished from the journal); \
+                "sync finished in {elapsed}: {} repositories{}, {} tags selected ({} filtered out): {} pushed, {} already there, {} failed ({} known finished from the journal); \
                  blobs: {} uploaded ({}), {} mounted, {} already on the target; {} manifests pushed; {} source errors, {} warnings; {} retries",
-                get(&counts.repositories),
+                get(&counts.repositories) + get(&counts.repositories_resumed),
+                match get(&counts.repositories_resumed) {
+                    0 => String::new(),
+                    resumed => format!(" ({resumed} finished by an earlier run)"),
+                },
                 selected,
                 get(&counts.filtered),
                 get(&counts.pushed),

@@ -64,6 +64,8 @@ pub struct FaultState {
     /// Faults injected, by name.
     pub injected: BTreeMap<String, u64>,
     matching_requests: u64,
+    /// Faults taken from the plan so far (the next one is `plan[plan_faults % len]`).
+    plan_faults: u64,
     large_bodies: u64,
 }
 
@@ -84,7 +86,8 @@ impl FaultState {
         if self.matching_requests % self.every != 0 {
             return None;
         }
-        let fault = self.plan[(self.total_injected() as usize) % self.plan.len()];
+        let fault = self.plan[(self.plan_faults as usize) % self.plan.len()];
+        self.plan_faults += 1;
         *self.injected.entry(fault.name()).or_default() += 1;
         Some(fault)
     }
@@ -130,6 +133,7 @@ impl FaultProxy {
             large_body_reset_every: 0,
             injected: BTreeMap::new(),
             matching_requests: 0,
+            plan_faults: 0,
             large_bodies: 0,
         }));
         let shared = Arc::new(Shared {
