@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rehydrate::synth::{generate, SynthSpec};
-use support::fault_proxy::{Fault, FaultProxy};
+use support::fault_proxy::{every_target_fault, FaultProxy};
 use support::harbor::HarborEmulator;
 use support::{assert_blobs_intact, rehydrate_with_env, run_and_kill};
 
@@ -41,15 +41,7 @@ fn main() {
     let truth: Vec<_> = generate(source.path(), &spec, 2).unwrap().into_iter().filter(|t| !t.repository.starts_with("org--")).collect();
     let harbor_dir = tempfile::tempdir().unwrap();
     let harbor = HarborEmulator::start(harbor_dir.path());
-    let plan = vec![
-        Fault::Status(500),
-        Fault::Status(502),
-        Fault::Status(503),
-        Fault::Throttle,
-        Fault::Reset,
-        Fault::Stall(Duration::from_secs(2)),
-        Fault::StallMidBody(Duration::from_secs(5)),
-    ];
+    let plan = every_target_fault(Duration::from_secs(2), Duration::from_secs(5));
     let proxy = FaultProxy::start(&harbor.url, "/", 10, plan);
     proxy.state.lock().unwrap().large_body_reset_every = 3;
     let journal = tempfile::tempdir().unwrap();

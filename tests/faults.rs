@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::fault_proxy::{Fault, FaultProxy};
+use support::fault_proxy::{every_target_fault, Fault, FaultProxy};
 use support::harbor::*;
 use support::images::*;
 use support::servers::Moto;
@@ -23,10 +23,15 @@ fn fixture_with_large_blobs() -> (WrittenFixture, std::collections::BTreeSet<(St
     (fixture, expected)
 }
 
-/// Every fault answered with a status costs exactly one retry; a broken or stalled connection costs one
-/// too, except the odd one that lands on a request the client had already abandoned. The summary must
-/// count them.
-fn assert_retries_counted(stderr: &str, injected: &std::collections::BTreeMap<String, u64>) {
+/// Every kind of the plan (and the large-body cut `cut`) was injected. Every fault answered with a
+/// status costs exactly one retry; a broken or stalled connection costs one too, except the odd one that
+/// lands on a request the client had already abandoned. The summary must count them.
+fn assert_every_fault_injected_and_retried(proxy: &FaultProxy, plan: &[Fault], cut: &str, stderr: &str) {
+    let injected = proxy.state.lock().unwrap().injected.clone();
+    eprintln!("injected {injected:?}\n{stderr}");
+    for fault in plan.iter().map(Fault::name).chain([cut.to_string()]) {
+        assert!(injected.contains_key(&fault), "{fault} was injected: {injected:?}");
+    }
     let retries = retries_in(stderr);
     let answered: u64 = injected.iter().filter(|(name, _)| name.starts_with(|c: char| c.is_ascii_digit())).map(|(_, n)| n).sum();
     let total: u64 = injected.values().sum();
@@ -43,15 +48,7 @@ fn every_image_lands_through_target_faults() {
     let (fixture, expected) = fixture_with_large_blobs();
     let harbor_dir = tempfile::tempdir().unwrap();
     let harbor = HarborEmulator::start(harbor_dir.path());
-    let plan = vec![
-        Fault::Status(500),
-        Fault::Status(502),
-        Fault::Status(503),
-        Fault::Throttle,
-        Fault::Reset,
-        Fault::Stall(Duration::from_secs(3)),
-        Fault::StallMidBody(Duration::from_secs(30)),
-    ];
+    let plan = every_target_fault(Duration::from_secs(3), Duration::from_secs(30));
     let proxy = FaultProxy::start(&harbor.url, "/", 10, plan.clone());
     proxy.state.lock().unwrap().large_body_reset_every = 2;
 
@@ -59,12 +56,7 @@ fn every_image_lands_through_target_faults() {
     let output = rehydrate_with_env(&args, &harbor.env_admin());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
-    let injected = proxy.state.lock().unwrap().injected.clone();
-    eprintln!("injected {injected:?}\n{stderr}");
-    for fault in plan.iter().map(Fault::name).chain(["reset mid-upload".to_string()]) {
-        assert!(injected.contains_key(&fault), "{fault} was injected: {injected:?}");
-    }
-    assert_retries_counted(&stderr, &injected);
+    assert_every_fault_injected_and_retried(&proxy, &plan, "reset mid-upload", &stderr);
 
     let tags: std::collections::BTreeSet<(String, String, String)> =
         harbor.state.lock().unwrap().tags.iter().map(|((r, t), d)| (r.clone(), t.clone(), d.clone())).collect();
@@ -93,12 +85,7 @@ fn every_image_lands_through_storage_faults() {
     let output = rehydrate_with_env(&["sync", "s3://registry", &target.url, "--plain-http", "--no-journal", "--stall-timeout", "1", "--chunk-size", "1048576"], &env);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
-    let injected = proxy.state.lock().unwrap().injected.clone();
-    eprintln!("injected {injected:?}\n{stderr}");
-    for fault in plan.iter().map(Fault::name).chain(["reset mid-download".to_string()]) {
-        assert!(injected.contains_key(&fault), "{fault} was injected: {injected:?}");
-    }
-    assert_retries_counted(&stderr, &injected);
+    assert_every_fault_injected_and_retried(&proxy, &plan, "reset mid-download", &stderr);
     assert_eq!(target.inventory(), expected);
 
     proxy.stop_faults();

@@ -49,6 +49,21 @@ impl Fault {
     }
 }
 
+/// Every kind of fault a registry (or the load balancer before it) answers with, for a plan: error
+/// statuses, throttling, a reset, a stall of `stall` before answering, and a stall of `stall_mid_body`
+/// halfway through a body.
+pub fn every_target_fault(stall: Duration, stall_mid_body: Duration) -> Vec<Fault> {
+    vec![
+        Fault::Status(500),
+        Fault::Status(502),
+        Fault::Status(503),
+        Fault::Throttle,
+        Fault::Reset,
+        Fault::Stall(stall),
+        Fault::StallMidBody(stall_mid_body),
+    ]
+}
+
 /// What the proxy does and has done.
 pub struct FaultState {
     /// Every Nth matching request gets a fault (0: none).
