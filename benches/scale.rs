@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bench_dir, cached_tree, wait_with_peak_rss};
+use common::{sizes_from_env, bench_dir, cached_tree, wait_with_peak_rss};
 use rehydrate::synth::SynthSpec;
 use serde_json::Value;
 use support::Registry;
@@ -81,11 +81,7 @@ fn sync(source: &std::path::Path, target: &Registry, journal: &std::path::Path) 
 }
 
 fn main() {
-    let sizes: Vec<usize> = std::env::var("REHYDRATE_BENCH_SCALE_SIZES")
-        .unwrap_or_else(|_| "10000,300000".into())
-        .split(',')
-        .map(|s| s.trim().parse().expect("REHYDRATE_BENCH_SCALE_SIZES: numbers separated by commas"))
-        .collect();
+    let sizes = sizes_from_env("REHYDRATE_BENCH_SCALE_SIZES", "10000,300000");
     let mut rows = Vec::new();
     for &size in &sizes {
         let (root, tags) = tree(size);

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cached_tree, wait_with_peak_rss};
+use common::{sizes_from_env, cached_tree, wait_with_peak_rss};
 use rehydrate::synth::SynthSpec;
 use support::Registry;
 
@@ -69,11 +69,7 @@ fn seconds(d: Duration) -> String {
 }
 
 fn main() {
-    let sizes: Vec<usize> = std::env::var("REHYDRATE_BENCH_SIZES")
-        .unwrap_or_else(|_| "10000,100000".into())
-        .split(',')
-        .map(|s| s.trim().parse().expect("REHYDRATE_BENCH_SIZES: numbers separated by commas"))
-        .collect();
+    let sizes = sizes_from_env("REHYDRATE_BENCH_SIZES", "10000,100000");
     let rehydrate = env!("CARGO_BIN_EXE_rehydrate");
     let mut rows = Vec::new();
     for &size in &sizes {

@@ -137,12 +137,7 @@ fn print_summary(counts: &Counts, requests: &RequestCounts, started: Instant, pr
             ("warnings", counts.warnings.into()),
         ],
     );
-    crate::log::info(format!(
-        "storage requests: {} listings, {} link reads; {} entries seen",
-        RequestCounts::get(&requests.lists),
-        RequestCounts::get(&requests.reads),
-        RequestCounts::get(&requests.entries)
-    ));
+    log_storage_requests(requests);
     let problems = counts.errors + counts.warnings;
     if problems > problems_printed && problems_printed > 0 {
         crate::log::info(format!("({} more problems are in the inventory only)", problems - problems_printed));
@@ -150,6 +145,16 @@ fn print_summary(counts: &Counts, requests: &RequestCounts, started: Instant, pr
     if counts.errors > 0 {
         crate::log::info(format!("the scan is PARTIAL: {} items could not be read (each is an error record in the inventory)", counts.errors));
     }
+}
+
+/// The storage requests a run made (scan and sync summaries alike).
+fn log_storage_requests(requests: &RequestCounts) {
+    crate::log::info(format!(
+        "storage requests: {} listings, {} link reads; {} entries seen",
+        get(&requests.lists),
+        get(&requests.reads),
+        get(&requests.entries)
+    ));
 }
 
 /// What `rehydrate sync` or `verify` does.
@@ -630,13 +635,7 @@ fn print_sync_summary(plan: &SyncPlan, live: &Live, started: Instant) {
             &fields,
         ),
     }
-    let requests = &live.requests;
-    crate::log::info(format!(
-        "storage requests: {} listings, {} link reads; {} entries seen",
-        RequestCounts::get(&requests.lists),
-        RequestCounts::get(&requests.reads),
-        RequestCounts::get(&requests.entries)
-    ));
+    log_storage_requests(&live.requests);
     let resumed = get(&counts.repositories_resumed);
     if resumed > 0 {
         crate::log::info(format!("{resumed} repositories were finished by an earlier run (from the journal): their tags were not listed again"));

@@ -48,3 +48,12 @@ fn vm_hwm_kib(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// The sizes a benchmark runs at: numbers separated by commas in the variable `name`, else `default`.
+pub fn sizes_from_env(name: &str, default: &str) -> Vec<usize> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .map(|s| s.trim().parse().unwrap_or_else(|_| panic!("{name}: numbers separated by commas")))
+        .collect()
+}

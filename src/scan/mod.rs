@@ -133,10 +133,6 @@ impl RequestCounts {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
-
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
-    }
 }
 
 /// The channel end a walk writes into, from threads (`emit`) or async tasks (`send`). Sending fails once
