@@ -51,7 +51,14 @@ fn main() {
     let work = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data/copy");
     let _ = std::fs::remove_dir_all(&work);
     let source_root = work.join("source");
-    let spec = SynthSpec { repositories: images, tags_per_repository: 1, images, layers_per_image: 4, layer_bytes: 11 << 20, seed: 7 };
+    let spec = SynthSpec {
+        repositories: images,
+        tags_per_repository: 1,
+        images,
+        layers_per_image: 4,
+        layer_bytes: 11 << 20,
+        seed: 7,
+    };
     eprintln!("generating {images} images ...");
     let truth = generate(&source_root, &spec, 2).unwrap();
     let blob_bytes = dir_bytes(&source_root.join("docker/registry/v2/blobs"));
@@ -59,7 +66,12 @@ fn main() {
 
     // (c) the floor: copying the blob files themselves.
     let floor_started = Instant::now();
-    let status = Command::new("cp").arg("-r").arg(source_root.join("docker/registry/v2/blobs")).arg(work.join("floor")).status().unwrap();
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(source_root.join("docker/registry/v2/blobs"))
+        .arg(work.join("floor"))
+        .status()
+        .unwrap();
     assert!(status.success());
     Command::new("sync").status().unwrap();
     let floor = floor_started.elapsed();
@@ -80,7 +92,15 @@ fn main() {
     let started = Instant::now();
     let output = Command::new(env!("CARGO_BIN_EXE_rehydrate"))
         // No journal: each benchmark run starts from empty targets.
-        .args(["sync", source_root.to_str().unwrap(), &target.url, "--plain-http", "--no-journal", "--push-concurrency", &PARALLEL.to_string()])
+        .args([
+            "sync",
+            source_root.to_str().unwrap(),
+            &target.url,
+            "--plain-http",
+            "--no-journal",
+            "--push-concurrency",
+            &PARALLEL.to_string(),
+        ])
         .output()
         .unwrap();
     Command::new("sync").status().unwrap();
@@ -88,11 +108,17 @@ fn main() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     for record in &truth {
         assert_eq!(target.head_manifest(&record.repository, &record.tag).as_deref(), Some(record.digest.as_str()));
-        assert_eq!(skopeo_target.head_manifest(&record.repository, &record.tag).as_deref(), Some(record.digest.as_str()));
+        assert_eq!(
+            skopeo_target.head_manifest(&record.repository, &record.tag).as_deref(),
+            Some(record.digest.as_str())
+        );
     }
 
     let mib_per_s = |d: Duration| blob_bytes as f64 / (1024.0 * 1024.0) / d.as_secs_f64();
-    println!("\n{images} images (4 layers each from a shared pool), {:.2} GiB of distinct blobs, {PARALLEL} at once\n", blob_bytes as f64 / (1u64 << 30) as f64);
+    println!(
+        "\n{images} images (4 layers each from a shared pool), {:.2} GiB of distinct blobs, {PARALLEL} at once\n",
+        blob_bytes as f64 / (1u64 << 30) as f64
+    );
     println!("| copy | time | throughput | vs skopeo, one at a time | vs skopeo, 8 at once | vs the floor |");
     println!("|---|---|---|---|---|---|");
     let rows = [

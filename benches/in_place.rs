@@ -39,7 +39,14 @@ fn main() {
     let layer_mib: usize = std::env::var("REHYDRATE_BENCH_DR_LAYER_MIB").ok().map(|v| v.parse().unwrap()).unwrap_or(8);
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("bucket");
-    let spec = SynthSpec { repositories: images, tags_per_repository: 1, images, layers_per_image: 3, layer_bytes: layer_mib << 20, seed: 11 };
+    let spec = SynthSpec {
+        repositories: images,
+        tags_per_repository: 1,
+        images,
+        layers_per_image: 3,
+        layer_bytes: layer_mib << 20,
+        seed: 11,
+    };
     let truth = generate(&root, &spec, 2).unwrap();
 
     let fresh = HarborEmulator::start(&work.path().join("fresh"));
@@ -54,7 +61,15 @@ fn main() {
     println!("\n{images} images, {restored} tags restored, 3 layers of {layer_mib} MiB each from a shared pool\n");
     println!("| rehydration | time | tags restored per second | blob bytes moved | upload requests |");
     println!("|---|---|---|---|---|");
-    println!("| normal copy into an empty Harbor | {copy_time:.2} s | {:.0} | {} | (all) |", tags / copy_time, uploaded_bytes(&copy_summary));
-    println!("| in place, Harbor over the same storage | {in_place_time:.2} s | {:.0} | {} | {uploads} |", tags / in_place_time, uploaded_bytes(&in_place_summary));
+    println!(
+        "| normal copy into an empty Harbor | {copy_time:.2} s | {:.0} | {} | (all) |",
+        tags / copy_time,
+        uploaded_bytes(&copy_summary)
+    );
+    println!(
+        "| in place, Harbor over the same storage | {in_place_time:.2} s | {:.0} | {} | {uploads} |",
+        tags / in_place_time,
+        uploaded_bytes(&in_place_summary)
+    );
     println!("\nin place: {:.1}x the tags per second", copy_time / in_place_time);
 }

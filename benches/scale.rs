@@ -13,23 +13,26 @@
 //! puts them on an ext4 image with inline data, since 300,000 repositories take tens of GiB in 4 KiB
 //! blocks). Trees are generated once and reused.
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
-mod common;
 
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{sizes_from_env, bench_dir, cached_tree, wait_with_peak_rss};
+use common::{bench_dir, cached_tree, sizes_from_env, wait_with_peak_rss};
 use rehydrate::synth::SynthSpec;
 use serde_json::Value;
 use support::Registry;
 
 /// `repositories` repositories with one tag each, generated once; the root and the tag count.
 fn tree(repositories: usize) -> (PathBuf, usize) {
-    cached_tree(&format!("scale-{repositories}"), &SynthSpec { repositories, tags_per_repository: 1, images: 64, ..SynthSpec::default() })
+    cached_tree(
+        &format!("scale-{repositories}"),
+        &SynthSpec { repositories, tags_per_repository: 1, images: 64, ..SynthSpec::default() },
+    )
 }
 
 /// The peer's earliest first push: the moment its catalog walk is complete.
@@ -55,18 +58,34 @@ fn sync(source: &std::path::Path, target: &Registry, journal: &std::path::Path) 
         .arg("sync")
         .arg(source)
         .arg(&target.url)
-        .args(["--plain-http", "--log-format", "json", "--progress-interval", "0", "--push-concurrency", "16", "--journal"])
+        .args([
+            "--plain-http",
+            "--log-format",
+            "json",
+            "--progress-interval",
+            "0",
+            "--push-concurrency",
+            "16",
+            "--journal",
+        ])
         .arg(journal)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || std::io::BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>());
+    let reader =
+        std::thread::spawn(move || std::io::BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>());
     let peak_kib = wait_with_peak_rss(&mut child);
     let wall = started.elapsed();
     let lines: Vec<Value> = reader.join().unwrap().iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    let find = |prefix: &str| lines.iter().find(|l| l["message"].as_str().unwrap_or_default().starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix:?} line: {lines:?}")).clone();
+    let find = |prefix: &str| {
+        lines
+            .iter()
+            .find(|l| l["message"].as_str().unwrap_or_default().starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line: {lines:?}"))
+            .clone()
+    };
     let timeline = find("timeline");
     let summary = find("sync finished");
     SyncRun {

@@ -8,15 +8,15 @@
 //! `cargo bench --bench scan_fs` (sizes from `REHYDRATE_BENCH_SIZES`, default `10000,100000`). Trees are
 //! generated once under `target/bench-data/` and reused. Every tool runs on a warm page cache.
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{sizes_from_env, cached_tree, wait_with_peak_rss};
+use common::{cached_tree, sizes_from_env, wait_with_peak_rss};
 use rehydrate::synth::SynthSpec;
 use support::Registry;
 
@@ -26,7 +26,10 @@ const PEER_CONCURRENCY: usize = 10;
 
 /// A tree of `repositories` repositories with 3 tags each, generated once; its root and tag count.
 fn tree(repositories: usize) -> (PathBuf, usize) {
-    cached_tree(&format!("fs-{repositories}"), &SynthSpec { repositories, tags_per_repository: 3, images: 256, ..SynthSpec::default() })
+    cached_tree(
+        &format!("fs-{repositories}"),
+        &SynthSpec { repositories, tags_per_repository: 3, images: 256, ..SynthSpec::default() },
+    )
 }
 
 /// Runs a command to completion; returns its wall time, peak resident memory (KiB) and stdout line count.

@@ -38,7 +38,11 @@ impl Requests {
     }
 
     fn since(self, before: Requests) -> Requests {
-        Requests { lists: self.lists - before.lists, reads: self.reads - before.reads, other: self.other - before.other }
+        Requests {
+            lists: self.lists - before.lists,
+            reads: self.reads - before.reads,
+            other: self.other - before.other,
+        }
     }
 }
 
@@ -133,7 +137,8 @@ fn registry_path(registry: &Registry) -> (Duration, usize) {
 }
 
 fn main() {
-    let repositories: usize = std::env::var("REHYDRATE_BENCH_S3_REPOS").ok().map(|v| v.parse().unwrap()).unwrap_or(1000);
+    let repositories: usize =
+        std::env::var("REHYDRATE_BENCH_S3_REPOS").ok().map(|v| v.parse().unwrap()).unwrap_or(1000);
     let dir = tempfile::tempdir().unwrap();
     let spec = SynthSpec { repositories, tags_per_repository: 3, images: 64, ..SynthSpec::default() };
     let truth = generate(dir.path(), &spec, 2).unwrap();
@@ -169,8 +174,16 @@ fn main() {
             .unwrap();
         let elapsed = started.elapsed();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), truth.len(), "rehydrate must find every tag");
-        rows.push((format!("rehydrate scan, {concurrency} listings at once"), elapsed, count_requests(&log).since(before)));
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).lines().count(),
+            truth.len(),
+            "rehydrate must find every tag"
+        );
+        rows.push((
+            format!("rehydrate scan, {concurrency} listings at once"),
+            elapsed,
+            count_requests(&log).since(before),
+        ));
     }
 
     let peer_total = rows[0].2.total() as f64;
@@ -178,7 +191,9 @@ fn main() {
         "\n{repositories} repositories, {} tags, on moto (S3) behind a {latency_ms} ms round trip, requests counted at the server\n",
         truth.len()
     );
-    println!("| enumeration | wall time | LIST | GET/HEAD | requests per repository | fewer requests than the registry |");
+    println!(
+        "| enumeration | wall time | LIST | GET/HEAD | requests per repository | fewer requests than the registry |"
+    );
     println!("|---|---|---|---|---|---|");
     for (name, time, requests) in &rows {
         println!(
@@ -191,5 +206,9 @@ fn main() {
         );
     }
     let single = rows[1].1.as_secs_f64();
-    println!("\nspeed-up from 1 to 4 listings: {:.1}x; 1 to 16: {:.1}x", single / rows[2].1.as_secs_f64(), single / rows[3].1.as_secs_f64());
+    println!(
+        "\nspeed-up from 1 to 4 listings: {:.1}x; 1 to 16: {:.1}x",
+        single / rows[2].1.as_secs_f64(),
+        single / rows[3].1.as_secs_f64()
+    );
 }

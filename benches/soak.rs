@@ -32,13 +32,24 @@ fn next_random(state: &mut u64) -> u64 {
 fn main() {
     let kills = env_number("REHYDRATE_SOAK_KILLS", 25);
     let repositories = env_number("REHYDRATE_SOAK_REPOS", 700) as usize;
-    let seed = env_number("REHYDRATE_SOAK_SEED", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs());
+    let seed = env_number(
+        "REHYDRATE_SOAK_SEED",
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
+    );
     let mut random = seed | 1;
     println!("soak: {repositories} repositories, {kills} kills, seed {seed}");
 
     let source = tempfile::tempdir().unwrap();
-    let spec = SynthSpec { repositories, tags_per_repository: 2, images: 60, layer_bytes: 1200 << 10, layers_per_image: 2, ..SynthSpec::default() };
-    let truth: Vec<_> = generate(source.path(), &spec, 2).unwrap().into_iter().filter(|t| !t.repository.starts_with("org--")).collect();
+    let spec = SynthSpec {
+        repositories,
+        tags_per_repository: 2,
+        images: 60,
+        layer_bytes: 1200 << 10,
+        layers_per_image: 2,
+        ..SynthSpec::default()
+    };
+    let truth: Vec<_> =
+        generate(source.path(), &spec, 2).unwrap().into_iter().filter(|t| !t.repository.starts_with("org--")).collect();
     let harbor_dir = tempfile::tempdir().unwrap();
     let harbor = HarborEmulator::start(harbor_dir.path());
     let plan = every_target_fault(Duration::from_secs(2), Duration::from_secs(5));
@@ -50,7 +61,18 @@ fn main() {
     let command = || {
         let mut command = Command::new(env!("CARGO_BIN_EXE_rehydrate"));
         command
-            .args(["sync", &root, &proxy.url, "--plain-http", "--exclude", "org--*/**", "--stall-timeout", "1", "--chunk-size", "1048576"])
+            .args([
+                "sync",
+                &root,
+                &proxy.url,
+                "--plain-http",
+                "--exclude",
+                "org--*/**",
+                "--stall-timeout",
+                "1",
+                "--chunk-size",
+                "1048576",
+            ])
             .arg("--journal")
             .arg(&journal_path)
             .env_clear()
@@ -73,7 +95,13 @@ fn main() {
         let before = landed();
         if run_and_kill(command(), Duration::from_secs(120), || begun.elapsed() >= after) {
             killed += 1;
-            println!("kill {killed:>2} (run {round}): after {:>5} ms, {:>4} -> {:>4} of {} tags on the target", after.as_millis(), before, landed(), truth.len());
+            println!(
+                "kill {killed:>2} (run {round}): after {:>5} ms, {:>4} -> {:>4} of {} tags on the target",
+                after.as_millis(),
+                before,
+                landed(),
+                truth.len()
+            );
         } else {
             println!("run {round}: finished before its kill at {} ms", after.as_millis());
         }
@@ -85,10 +113,21 @@ fn main() {
 
     proxy.stop_faults();
     let injected = proxy.state.lock().unwrap().injected.clone();
-    let pushed_twice: Vec<_> = harbor.state.lock().unwrap().manifests_accepted.iter().filter(|(_, n)| **n > 1).map(|(k, _)| k.clone()).collect();
+    let pushed_twice: Vec<_> = harbor
+        .state
+        .lock()
+        .unwrap()
+        .manifests_accepted
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(k, _)| k.clone())
+        .collect();
     assert!(pushed_twice.is_empty(), "manifests accepted twice: {pushed_twice:?}");
     assert_eq!(landed(), truth.len(), "every tag is on the target");
-    let verify = rehydrate_with_env(&["verify", &root, &harbor.url, "--plain-http", "--exclude", "org--*/**"], &harbor.env_admin());
+    let verify = rehydrate_with_env(
+        &["verify", &root, &harbor.url, "--plain-http", "--exclude", "org--*/**"],
+        &harbor.env_admin(),
+    );
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
     let blobs = assert_blobs_intact(&harbor.registry.root);
     println!(

@@ -247,7 +247,8 @@ impl SourceArgs {
         };
         let shard = match &self.shard {
             Some(spec) => {
-                let index = std::env::var("JOB_COMPLETION_INDEX").or_else(|_| std::env::var("AWS_BATCH_JOB_ARRAY_INDEX")).ok();
+                let index =
+                    std::env::var("JOB_COMPLETION_INDEX").or_else(|_| std::env::var("AWS_BATCH_JOB_ARRAY_INDEX")).ok();
                 Shard::parse(spec, index.as_deref())?
             }
             None => Shard::ALL,
@@ -301,7 +302,8 @@ impl SyncArgs {
     fn run(self, mode: SyncMode) -> anyhow::Result<Outcome> {
         let reporting = self.source.reporting()?;
         if let Some(rate) = &self.max_bandwidth {
-            let bytes_per_second = crate::limit::parse_bytes_per_second(rate).map_err(|e| anyhow::anyhow!("--max-bandwidth {e}"))?;
+            let bytes_per_second =
+                crate::limit::parse_bytes_per_second(rate).map_err(|e| anyhow::anyhow!("--max-bandwidth {e}"))?;
             crate::limit::init(None, Some(bytes_per_second));
         }
         let (source, options) = self.source.resolve(self.untagged)?;
@@ -344,7 +346,11 @@ impl SyncArgs {
                 None
             } else {
                 Some(self.journal.clone().unwrap_or_else(|| {
-                    crate::journal::default_path(&self.source.source, target_text.as_str(), self.source.shard.as_deref().unwrap_or("all"))
+                    crate::journal::default_path(
+                        &self.source.source,
+                        target_text.as_str(),
+                        self.source.shard.as_deref().unwrap_or("all"),
+                    )
                 }))
             },
         })

@@ -32,7 +32,8 @@ pub enum FilterError {
 impl Glob {
     pub fn new(pattern: &str) -> Result<Glob, FilterError> {
         if let Some(expression) = pattern.strip_prefix("regex:") {
-            let regex = regex::Regex::new(expression).map_err(|e| FilterError::BadRegex { pattern: pattern.to_string(), message: e.to_string() })?;
+            let regex = regex::Regex::new(expression)
+                .map_err(|e| FilterError::BadRegex { pattern: pattern.to_string(), message: e.to_string() })?;
             return Ok(Glob { pattern: pattern.to_string(), regex: Some(regex) });
         }
         check_balanced(pattern)?;
@@ -154,7 +155,9 @@ fn match_pattern(pattern: &[u8], name: &[u8]) -> bool {
         b'*' => {
             // A `**` inside a segment acts like `*`.
             let pattern_rest = pattern_rest.strip_prefix(b"*").unwrap_or(pattern_rest);
-            (0..=name.len()).take_while(|&i| i == 0 || name[i - 1] != b'/').any(|i| match_pattern(pattern_rest, &name[i..]))
+            (0..=name.len())
+                .take_while(|&i| i == 0 || name[i - 1] != b'/')
+                .any(|i| match_pattern(pattern_rest, &name[i..]))
         }
         b'?' => matches!(name.first(), Some(&c) if c != b'/') && match_pattern(pattern_rest, &name[1..]),
         b'[' => {
@@ -199,7 +202,8 @@ pub struct NameFilter {
 
 impl NameFilter {
     pub fn accepts(&self, name: &str) -> bool {
-        (self.include.is_empty() || self.include.iter().any(|g| g.matches(name))) && !self.exclude.iter().any(|g| g.matches(name))
+        (self.include.is_empty() || self.include.iter().any(|g| g.matches(name)))
+            && !self.exclude.iter().any(|g| g.matches(name))
     }
 }
 
@@ -231,9 +235,11 @@ impl NameMapping {
         match self.flatten {
             -1 => Ok(format!("{}/{}", self.namespace, components[before_last])),
             0 => Ok(format!("{}/{repository}", self.namespace)),
-            level if level as usize > before_last => {
-                Err(FilterError::TooFewComponents { repository: repository.to_string(), components: before_last, level })
-            }
+            level if level as usize > before_last => Err(FilterError::TooFewComponents {
+                repository: repository.to_string(),
+                components: before_last,
+                level,
+            }),
             level => Ok(format!("{}/{}", self.namespace, components[level as usize..].join("/"))),
         }
     }
@@ -323,7 +329,8 @@ mod tests {
 
     #[test]
     fn include_and_exclude() {
-        let filter = NameFilter { include: vec![glob("library/**"), glob("team-a/*")], exclude: vec![glob("**/old-*")] };
+        let filter =
+            NameFilter { include: vec![glob("library/**"), glob("team-a/*")], exclude: vec![glob("**/old-*")] };
         assert!(filter.accepts("library/alpine"));
         assert!(filter.accepts("team-a/web"));
         assert!(!filter.accepts("team-a/x/web"));

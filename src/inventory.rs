@@ -44,7 +44,10 @@ impl<W: Write> InventoryWriter<W> {
             ScanItem::Tag { repository, tag, digest } => self.write_tag(repository, Some(tag), digest.as_str()),
             ScanItem::Untagged { repository, digest } => self.write_tag(repository, None, digest.as_str()),
             ScanItem::Error(error) => self.write_error(error),
-            ScanItem::Repository { .. } | ScanItem::RepositoryEnd { .. } | ScanItem::Resumed { .. } | ScanItem::Warning(_) => Ok(()),
+            ScanItem::Repository { .. }
+            | ScanItem::RepositoryEnd { .. }
+            | ScanItem::Resumed { .. }
+            | ScanItem::Warning(_) => Ok(()),
         }
     }
 
@@ -189,9 +192,8 @@ mod tests {
     #[test]
     fn csv_records() {
         let hex = Digest::sha256_of(b"x");
-        let expected = format!(
-            "repository,tag,digest,error\na/b,v1,{hex},\na/b,,{hex},\na/b,t,,\"k/l: bad, \"\"really\"\"\"\n"
-        );
+        let expected =
+            format!("repository,tag,digest,error\na/b,v1,{hex},\na/b,,{hex},\na/b,t,,\"k/l: bad, \"\"really\"\"\"\n");
         assert_eq!(render(Format::Csv), expected);
     }
 

@@ -148,7 +148,9 @@ impl Journal {
         write.set_quick_repair(true);
         for table in [Table::Tags, Table::Repositories, Table::Blobs] {
             let mut open = write.open_table(table.definition()).map_err(|e| self.fail(e))?;
-            for (_, key, value) in batch.iter().filter(|(t, _, _)| std::mem::discriminant(t) == std::mem::discriminant(&table)) {
+            for (_, key, value) in
+                batch.iter().filter(|(t, _, _)| std::mem::discriminant(t) == std::mem::discriminant(&table))
+            {
                 open.insert(key.as_str(), value.as_str()).map_err(|e| self.fail(e))?;
             }
         }
@@ -232,7 +234,14 @@ mod tests {
         assert!(journal.is_repository_done("a/b", "sel1").unwrap());
         assert!(!journal.is_repository_done("a/b", "sel2").unwrap(), "another selection lists it again");
         assert_eq!(journal.blob_home("sha256:aa").unwrap().as_deref(), Some("p/one"));
-        assert_eq!((journal.finished_repositories().unwrap(), journal.blobs_on_target().unwrap(), journal.finished_tags().unwrap()), (1, 1, 0));
+        assert_eq!(
+            (
+                journal.finished_repositories().unwrap(),
+                journal.blobs_on_target().unwrap(),
+                journal.finished_tags().unwrap()
+            ),
+            (1, 1, 0)
+        );
     }
 
     #[test]

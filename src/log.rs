@@ -50,13 +50,23 @@ struct Logger {
 static LOGGER: OnceLock<Logger> = OnceLock::new();
 
 fn logger() -> &'static Logger {
-    LOGGER.get_or_init(|| Logger { format: LogFormat::Text, max_level: Level::Info, terminal: false, status: Mutex::new(None) })
+    LOGGER.get_or_init(|| Logger {
+        format: LogFormat::Text,
+        max_level: Level::Info,
+        terminal: false,
+        status: Mutex::new(None),
+    })
 }
 
 /// Sets the format and level once, before anything is logged.
 pub fn init(format: LogFormat, verbose: bool) {
     let terminal = std::io::stderr().is_terminal() && format == LogFormat::Text;
-    let _ = LOGGER.set(Logger { format, max_level: if verbose { Level::Debug } else { Level::Info }, terminal, status: Mutex::new(None) });
+    let _ = LOGGER.set(Logger {
+        format,
+        max_level: if verbose { Level::Debug } else { Level::Info },
+        terminal,
+        status: Mutex::new(None),
+    });
 }
 
 pub fn is_json() -> bool {

@@ -33,14 +33,24 @@ fn registry() -> std::sync::MutexGuard<'static, Registry> {
 }
 
 fn labels(pairs: &[(&str, &str)]) -> String {
-    pairs.iter().map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))).collect::<Vec<_>>().join(",")
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Records one HTTP request: its outcome (a status code, or `error`) and how long it took.
 pub fn record_request(side: &str, operation: &str, status: &str, elapsed: Duration) {
     let mut registry = registry();
-    *registry.counters.entry(("rehydrate_requests_total", labels(&[("side", side), ("operation", operation), ("status", status)]))).or_default() += 1;
-    let histogram = registry.histograms.entry(("rehydrate_request_duration_seconds", labels(&[("side", side), ("operation", operation)]))).or_default();
+    *registry
+        .counters
+        .entry(("rehydrate_requests_total", labels(&[("side", side), ("operation", operation), ("status", status)])))
+        .or_default() += 1;
+    let histogram = registry
+        .histograms
+        .entry(("rehydrate_request_duration_seconds", labels(&[("side", side), ("operation", operation)])))
+        .or_default();
     let seconds = elapsed.as_secs_f64();
     for (bound, count) in BUCKETS.iter().zip(histogram.counts.iter_mut()) {
         if seconds <= *bound {

@@ -50,7 +50,11 @@ pub fn is_transient_error(error: &reqwest::Error) -> bool {
 /// Sends one request, the only way any request leaves: waits for the request-rate limit, records the
 /// outcome and latency in the metrics, and (with `--verbose`) logs it without its query string and with
 /// secret headers redacted.
-pub async fn execute(side: &'static str, operation: &'static str, request: reqwest::RequestBuilder) -> reqwest::Result<reqwest::Response> {
+pub async fn execute(
+    side: &'static str,
+    operation: &'static str,
+    request: reqwest::RequestBuilder,
+) -> reqwest::Result<reqwest::Response> {
     crate::limit::request().await;
     let (client, request) = request.build_split();
     let request = request?;
@@ -72,14 +76,19 @@ pub async fn execute(side: &'static str, operation: &'static str, request: reqwe
 }
 
 /// Headers that carry credentials (or signatures made with them): never written anywhere.
-const SECRET_HEADERS: [&str; 5] = ["authorization", "proxy-authorization", "cookie", "x-amz-security-token", "x-ms-copy-source-authorization"];
+const SECRET_HEADERS: [&str; 5] =
+    ["authorization", "proxy-authorization", "cookie", "x-amz-security-token", "x-ms-copy-source-authorization"];
 
 /// Headers as `name: value` pairs for a log line, with every credential-bearing value redacted.
 pub fn redacted_headers(headers: &reqwest::header::HeaderMap) -> String {
     headers
         .iter()
         .map(|(name, value)| {
-            let shown = if SECRET_HEADERS.contains(&name.as_str()) { "<redacted>" } else { value.to_str().unwrap_or("<binary>") };
+            let shown = if SECRET_HEADERS.contains(&name.as_str()) {
+                "<redacted>"
+            } else {
+                value.to_str().unwrap_or("<binary>")
+            };
             format!("{name}: {shown}")
         })
         .collect::<Vec<_>>()
@@ -97,7 +106,11 @@ pub fn without_query(url: &url::Url) -> String {
 
 /// Sends a request (rebuilt by `build` for each try) until it gets an answer that is not transient,
 /// or the tries are used up (then the last answer or error is returned).
-pub async fn send_with_retries(side: &'static str, operation: &'static str, build: impl Fn() -> reqwest::RequestBuilder) -> reqwest::Result<reqwest::Response> {
+pub async fn send_with_retries(
+    side: &'static str,
+    operation: &'static str,
+    build: impl Fn() -> reqwest::RequestBuilder,
+) -> reqwest::Result<reqwest::Response> {
     let mut backoff = Backoff::default();
     loop {
         let outcome = execute(side, operation, build()).await;
@@ -159,7 +172,9 @@ impl Backoff {
         self.attempt += 1;
         RETRIES.fetch_add(1, Ordering::Relaxed);
         crate::log::debug(|| format!("retry {} of {}", self.attempt - 1, ATTEMPTS - 1));
-        let jitter = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0) % 1000;
+        let jitter =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)
+                % 1000;
         let wait = retry_after.unwrap_or(self.delay + self.delay * jitter / 2000).min(MAX_WAIT);
         self.delay = (self.delay * 2).min(MAX_WAIT);
         tokio::time::sleep(wait).await;

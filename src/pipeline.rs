@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use tokio::sync::mpsc::error::TryRecvError;
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::mpsc::error::TryRecvError;
 
 use std::time::Duration;
 
@@ -17,12 +17,12 @@ use tokio::task::JoinSet;
 use url::Url;
 
 use crate::copy::manifest::Manifest;
-use crate::copy::{CopyError, Copier, TagOutcome};
+use crate::copy::{Copier, CopyError, TagOutcome};
 use crate::filter::{NameFilter, NameMapping};
 use crate::inventory::{human_bytes, human_duration, Counts, Format, InventoryWriter};
 use crate::journal::Journal;
-use crate::progress::{bump, get, Live, Reporter};
 use crate::layout::Digest;
+use crate::progress::{bump, get, Live, Reporter};
 use crate::registry::client::RegistryClient;
 use crate::registry::credentials::Credentials;
 use crate::registry::harbor::Harbor;
@@ -63,7 +63,8 @@ pub struct Reporting {
 fn start_reporting(live: &Arc<Live>, reporting: &Reporting) -> anyhow::Result<Reporter> {
     if let Some(address) = reporting.metrics_addr {
         let metrics_live = live.clone();
-        let bound = crate::metrics::serve(address, move |out| metrics_live.write_metrics(out)).with_context(|| format!("serving metrics on {address}"))?;
+        let bound = crate::metrics::serve(address, move |out| metrics_live.write_metrics(out))
+            .with_context(|| format!("serving metrics on {address}"))?;
         crate::log::info(format!("metrics: http://{bound}/metrics"));
     }
     Ok(Reporter::start(live.clone(), reporting.progress_interval))
@@ -143,7 +144,10 @@ fn print_summary(counts: &Counts, requests: &RequestCounts, started: Instant, pr
         crate::log::info(format!("({} more problems are in the inventory only)", problems - problems_printed));
     }
     if counts.errors > 0 {
-        crate::log::info(format!("the scan is PARTIAL: {} items could not be read (each is an error record in the inventory)", counts.errors));
+        crate::log::info(format!(
+            "the scan is PARTIAL: {} items could not be read (each is an error record in the inventory)",
+            counts.errors
+        ));
     }
 }
 
@@ -284,7 +288,8 @@ fn target_http(ca_cert: Option<&Path>, stall_timeout: Option<Duration>) -> anyho
         .user_agent(concat!("rehydrate/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = ca_cert {
         let pem = std::fs::read(path).with_context(|| format!("reading --ca-cert {}", path.display()))?;
-        let certificates = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| format!("--ca-cert {}: not PEM certificates", path.display()))?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("--ca-cert {}: not PEM certificates", path.display()))?;
         if certificates.is_empty() {
             anyhow::bail!("--ca-cert {}: no certificate in it", path.display());
         }
@@ -319,7 +324,9 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let http = target_http(plan.ca_cert.as_deref(), plan.options.object.stall_timeout)?;
     let target = Arc::new(RegistryClient::new(plan.target.clone(), http.clone(), plan.credentials.clone()));
-    let detected = Harbor::detect(&plan.target, &http, plan.credentials.clone()).await.map_err(|e| unreachable_target(&plan.target, e.to_string()))?;
+    let detected = Harbor::detect(&plan.target, &http, plan.credentials.clone())
+        .await
+        .map_err(|e| unreachable_target(&plan.target, e.to_string()))?;
     let harbor = match detected {
         Some(harbor) => {
             harbor.check_credentials().await?;
@@ -329,25 +336,34 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
         None => None,
     };
     target.ping().await.map_err(|error| unreachable_target(&plan.target, error.to_string()))?;
-    let blobs = Arc::new(BlobStore::connect(&plan.source, &plan.options.object).await.context("opening the source storage")?);
+    let blobs =
+        Arc::new(BlobStore::connect(&plan.source, &plan.options.object).await.context("opening the source storage")?);
     let journal = match (&plan.journal, plan.mode, plan.dry_run) {
         (Some(path), SyncMode::Sync, false) => Some(Journal::open(path)?),
         _ => None,
     };
-    let copier = Arc::new(Copier::new(blobs, target.clone(), plan.chunk_size, plan.in_place).with_journal(journal.clone()));
+    let copier =
+        Arc::new(Copier::new(blobs, target.clone(), plan.chunk_size, plan.in_place).with_journal(journal.clone()));
     // Repositories are finished under one selection: another selection lists them again.
-    let selection = crate::journal::fingerprint(&format!("{:?} {} {} {}", plan.selection, plan.override_tags, plan.untagged, plan.in_place));
+    let selection = crate::journal::fingerprint(&format!(
+        "{:?} {} {} {}",
+        plan.selection, plan.override_tags, plan.untagged, plan.in_place
+    ));
     let mut scan_options = plan.options.clone();
     if let Some(journal) = &journal {
         let (journal, selection) = (journal.clone(), selection.clone());
-        scan_options.finished = Some(FinishedRepositories(Arc::new(move |repository| journal.is_repository_done(repository, &selection).unwrap_or(false))));
+        scan_options.finished = Some(FinishedRepositories(Arc::new(move |repository| {
+            journal.is_repository_done(repository, &selection).unwrap_or(false)
+        })));
     }
     let flusher = journal.clone().map(|journal| {
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(crate::journal::FLUSH_EVERY).await;
                 let journal = journal.clone();
-                if let Err(error) = tokio::task::spawn_blocking(move || journal.flush()).await.expect("journal flush panicked") {
+                if let Err(error) =
+                    tokio::task::spawn_blocking(move || journal.flush()).await.expect("journal flush panicked")
+                {
                     crate::log::warn(error);
                 }
             }
@@ -375,11 +391,11 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
     while let Some(item) = items.recv().await {
         while let Some(done) = tasks.try_join_next() {
             {
-            let report = done.expect("a copy task panicked");
-            let (repository, ok) = (report.source_repository.clone(), report.result.is_ok());
-            record(&live, &mut printer, plan.mode, journal.as_deref(), report);
-            finished(&repository, open.tag_finished(&repository, ok));
-        }
+                let report = done.expect("a copy task panicked");
+                let (repository, ok) = (report.source_repository.clone(), report.result.is_ok());
+                record(&live, &mut printer, plan.mode, journal.as_deref(), report);
+                finished(&repository, open.tag_finished(&repository, ok));
+            }
         }
         let (repository, tag, digest) = match item {
             ScanItem::Tag { repository, tag, digest } => {
@@ -434,7 +450,16 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
             }
         };
         if plan.dry_run {
-            dry_run.plan(&copier, &target, &target_repository, tag.as_deref().unwrap_or(digest.as_str()), &digest, &mut printer).await;
+            dry_run
+                .plan(
+                    &copier,
+                    &target,
+                    &target_repository,
+                    tag.as_deref().unwrap_or(digest.as_str()),
+                    &digest,
+                    &mut printer,
+                )
+                .await;
             continue;
         }
         let reference = tag.clone().unwrap_or_else(|| digest.to_string());
@@ -452,11 +477,19 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
             let separator = if tag.is_some() { ':' } else { '@' };
             let label = format!("{label} -> {target_repository}{separator}{reference}");
             let result = match mode {
-                SyncMode::Sync => copy_one(&copier, harbor.as_deref(), &target_repository, tag.as_deref(), &digest, override_tags).await,
+                SyncMode::Sync => {
+                    copy_one(&copier, harbor.as_deref(), &target_repository, tag.as_deref(), &digest, override_tags)
+                        .await
+                }
                 SyncMode::Verify => verify_one(&target, &target_repository, &reference, &digest).await,
             };
             drop(permit);
-            TagReport { label, result, item: (target_repository, reference, digest.to_string()), source_repository: repository }
+            TagReport {
+                label,
+                result,
+                item: (target_repository, reference, digest.to_string()),
+                source_repository: repository,
+            }
         });
     }
     live.mark_listing_finished();
@@ -496,7 +529,14 @@ async fn sync_async(plan: SyncPlan) -> anyhow::Result<Outcome> {
     Ok(if get(&counts.failed) > 0 || get(&counts.source_errors) > 0 { Outcome::Partial } else { Outcome::Complete })
 }
 
-async fn copy_one(copier: &Copier, harbor: Option<&Harbor>, repository: &str, tag: Option<&str>, digest: &Digest, override_tags: bool) -> Result<TagOutcome, CopyError> {
+async fn copy_one(
+    copier: &Copier,
+    harbor: Option<&Harbor>,
+    repository: &str,
+    tag: Option<&str>,
+    digest: &Digest,
+    override_tags: bool,
+) -> Result<TagOutcome, CopyError> {
     if let Some(harbor) = harbor {
         let project = repository.split('/').next().unwrap_or(repository);
         harbor.ensure_project(project).await.map_err(|e| CopyError::Target(e.to_string()))?;
@@ -507,7 +547,12 @@ async fn copy_one(copier: &Copier, harbor: Option<&Harbor>, repository: &str, ta
     }
 }
 
-async fn verify_one(target: &RegistryClient, repository: &str, tag: &str, digest: &Digest) -> Result<TagOutcome, CopyError> {
+async fn verify_one(
+    target: &RegistryClient,
+    repository: &str,
+    tag: &str,
+    digest: &Digest,
+) -> Result<TagOutcome, CopyError> {
     match target.manifest_digest(repository, tag).await? {
         Some(found) if &found == digest => Ok(TagOutcome::AlreadyThere),
         Some(found) => Err(CopyError::Target(format!("the target's tag points at {found}, the source's at {digest}"))),
@@ -550,7 +595,15 @@ struct DryRun {
 }
 
 impl DryRun {
-    async fn plan(&mut self, copier: &Copier, target: &RegistryClient, repository: &str, tag: &str, digest: &Digest, printer: &mut ProblemPrinter) {
+    async fn plan(
+        &mut self,
+        copier: &Copier,
+        target: &RegistryClient,
+        repository: &str,
+        tag: &str,
+        digest: &Digest,
+        printer: &mut ProblemPrinter,
+    ) {
         if let Ok(Some(existing)) = target.manifest_digest(repository, tag).await {
             if &existing == digest {
                 self.already_there += 1;

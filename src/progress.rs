@@ -86,7 +86,12 @@ impl Live {
         let mut line = format!("[{}] ", human_duration(self.started.elapsed()));
         let seen = get(&r.tags_seen);
         let listing = if self.listing_finished.get().is_some() { "listed" } else { "listing" };
-        let _ = write!(line, "{listing}: {} repositories, {} tags", get(&r.repositories) + get(&r.repositories_resumed), seen);
+        let _ = write!(
+            line,
+            "{listing}: {} repositories, {} tags",
+            get(&r.repositories) + get(&r.repositories_resumed),
+            seen
+        );
         if self.what != "scan" {
             let selected = seen - get(&r.filtered);
             let done = self.tags_done();
@@ -102,7 +107,12 @@ impl Live {
                 get(&r.already_there) + get(&r.journaled) + get(&r.verified),
                 get(&r.failed)
             );
-            let _ = write!(line, " | {} uploaded, {}/s", human_bytes(get(&self.copy.bytes_uploaded)), human_bytes(rate as u64));
+            let _ = write!(
+                line,
+                " | {} uploaded, {}/s",
+                human_bytes(get(&self.copy.bytes_uploaded)),
+                human_bytes(rate as u64)
+            );
         }
         let errors = get(&r.source_errors) + if self.what == "scan" { 0 } else { get(&r.failed) };
         let _ = write!(line, " | {errors} errors, {} retries", crate::net::retries());
@@ -134,37 +144,88 @@ impl Live {
         let r = &self.run;
         let c = &self.copy;
         let requests = &self.requests;
-        write_metric(out, "rehydrate_repositories_total", "counter", "Repositories found in the storage (resumed: finished by an earlier run).", &[
-            (&[("state", "listed")], get(&r.repositories)),
-            (&[("state", "resumed")], get(&r.repositories_resumed)),
-        ]);
-        write_metric(out, "rehydrate_keys_listed_total", "counter", "Storage keys (or folder entries) seen by listings.", &[(&[], get(&requests.entries))]);
-        write_metric(out, "rehydrate_storage_operations_total", "counter", "Storage listings and link reads made by the scan.", &[
-            (&[("kind", "list")], get(&requests.lists)),
-            (&[("kind", "read")], get(&requests.reads)),
-        ]);
-        write_metric(out, "rehydrate_tags_total", "counter", "Tags (and untagged manifests) by outcome.", &[
-            (&[("outcome", "seen")], get(&r.tags_seen)),
-            (&[("outcome", "filtered")], get(&r.filtered)),
-            (&[("outcome", "pushed")], get(&r.pushed)),
-            (&[("outcome", "already_there")], get(&r.already_there)),
-            (&[("outcome", "journaled")], get(&r.journaled)),
-            (&[("outcome", "verified")], get(&r.verified)),
-            (&[("outcome", "failed")], get(&r.failed)),
-        ]);
-        write_metric(out, "rehydrate_blobs_total", "counter", "Blobs put on the target, by how.", &[
-            (&[("how", "uploaded")], get(&c.blobs_uploaded)),
-            (&[("how", "mounted")], get(&c.blobs_mounted)),
-            (&[("how", "present")], get(&c.blobs_present)),
-        ]);
-        write_metric(out, "rehydrate_bytes_uploaded_total", "counter", "Blob bytes uploaded to the target.", &[(&[], get(&c.bytes_uploaded))]);
-        write_metric(out, "rehydrate_manifests_pushed_total", "counter", "Manifests PUT on the target.", &[(&[], get(&c.manifests_pushed))]);
-        write_metric(out, "rehydrate_retries_total", "counter", "Requests tried again (storage and target).", &[(&[], crate::net::retries())]);
-        write_metric(out, "rehydrate_errors_total", "counter", "Items that failed: unreadable source items and failed tags.", &[
-            (&[("kind", "source")], get(&r.source_errors)),
-            (&[("kind", "tag")], get(&r.failed)),
-        ]);
-        write_metric(out, "rehydrate_warnings_total", "counter", "Items skipped with a warning.", &[(&[], get(&r.warnings))]);
+        write_metric(
+            out,
+            "rehydrate_repositories_total",
+            "counter",
+            "Repositories found in the storage (resumed: finished by an earlier run).",
+            &[(&[("state", "listed")], get(&r.repositories)), (&[("state", "resumed")], get(&r.repositories_resumed))],
+        );
+        write_metric(
+            out,
+            "rehydrate_keys_listed_total",
+            "counter",
+            "Storage keys (or folder entries) seen by listings.",
+            &[(&[], get(&requests.entries))],
+        );
+        write_metric(
+            out,
+            "rehydrate_storage_operations_total",
+            "counter",
+            "Storage listings and link reads made by the scan.",
+            &[(&[("kind", "list")], get(&requests.lists)), (&[("kind", "read")], get(&requests.reads))],
+        );
+        write_metric(
+            out,
+            "rehydrate_tags_total",
+            "counter",
+            "Tags (and untagged manifests) by outcome.",
+            &[
+                (&[("outcome", "seen")], get(&r.tags_seen)),
+                (&[("outcome", "filtered")], get(&r.filtered)),
+                (&[("outcome", "pushed")], get(&r.pushed)),
+                (&[("outcome", "already_there")], get(&r.already_there)),
+                (&[("outcome", "journaled")], get(&r.journaled)),
+                (&[("outcome", "verified")], get(&r.verified)),
+                (&[("outcome", "failed")], get(&r.failed)),
+            ],
+        );
+        write_metric(
+            out,
+            "rehydrate_blobs_total",
+            "counter",
+            "Blobs put on the target, by how.",
+            &[
+                (&[("how", "uploaded")], get(&c.blobs_uploaded)),
+                (&[("how", "mounted")], get(&c.blobs_mounted)),
+                (&[("how", "present")], get(&c.blobs_present)),
+            ],
+        );
+        write_metric(
+            out,
+            "rehydrate_bytes_uploaded_total",
+            "counter",
+            "Blob bytes uploaded to the target.",
+            &[(&[], get(&c.bytes_uploaded))],
+        );
+        write_metric(
+            out,
+            "rehydrate_manifests_pushed_total",
+            "counter",
+            "Manifests PUT on the target.",
+            &[(&[], get(&c.manifests_pushed))],
+        );
+        write_metric(
+            out,
+            "rehydrate_retries_total",
+            "counter",
+            "Requests tried again (storage and target).",
+            &[(&[], crate::net::retries())],
+        );
+        write_metric(
+            out,
+            "rehydrate_errors_total",
+            "counter",
+            "Items that failed: unreadable source items and failed tags.",
+            &[(&[("kind", "source")], get(&r.source_errors)), (&[("kind", "tag")], get(&r.failed))],
+        );
+        write_metric(
+            out,
+            "rehydrate_warnings_total",
+            "counter",
+            "Items skipped with a warning.",
+            &[(&[], get(&r.warnings))],
+        );
     }
 }
 

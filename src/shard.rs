@@ -14,7 +14,9 @@ pub struct Shard {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ShardError {
-    #[error("--shard {0:?}: expected K/N (0 <= K < N), or N with K from JOB_COMPLETION_INDEX or AWS_BATCH_JOB_ARRAY_INDEX")]
+    #[error(
+        "--shard {0:?}: expected K/N (0 <= K < N), or N with K from JOB_COMPLETION_INDEX or AWS_BATCH_JOB_ARRAY_INDEX"
+    )]
     Malformed(String),
     #[error("--shard {0:?} gives no index and neither JOB_COMPLETION_INDEX nor AWS_BATCH_JOB_ARRAY_INDEX is set")]
     NoIndex(String),
@@ -29,7 +31,9 @@ impl Shard {
     pub fn parse(text: &str, index_from_env: Option<&str>) -> Result<Shard, ShardError> {
         let malformed = || ShardError::Malformed(text.to_string());
         let (index, count) = match text.split_once('/') {
-            Some((k, n)) => (k.trim().parse::<u32>().map_err(|_| malformed())?, n.trim().parse::<u32>().map_err(|_| malformed())?),
+            Some((k, n)) => {
+                (k.trim().parse::<u32>().map_err(|_| malformed())?, n.trim().parse::<u32>().map_err(|_| malformed())?)
+            }
             None => {
                 let count = text.trim().parse::<u32>().map_err(|_| malformed())?;
                 let index = index_from_env.ok_or_else(|| ShardError::NoIndex(text.to_string()))?;
@@ -48,7 +52,9 @@ impl Shard {
         if self.count == 1 {
             return true;
         }
-        let hash = repository.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3));
+        let hash = repository
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3));
         (hash % self.count as u64) as u32 == self.index
     }
 }
@@ -129,7 +135,14 @@ pub fn position(prefix: &str, key: &str) -> f64 {
 /// `page_start` to `page_end`, `entries` of them) give a density, and the part of the range still ahead
 /// (to `range_end`) must hold, at that density, at least two more pages. Cutting sparser ranges costs a
 /// listing per cut for little parallelism.
-pub fn worth_cutting(prefix: &str, page_start: Option<&str>, page_end: &str, range_end: Option<&str>, entries: usize, page_size: usize) -> bool {
+pub fn worth_cutting(
+    prefix: &str,
+    page_start: Option<&str>,
+    page_end: &str,
+    range_end: Option<&str>,
+    entries: usize,
+    page_size: usize,
+) -> bool {
     let start = page_start.map_or(0.0, |key| position(prefix, key));
     let end = position(prefix, page_end);
     let limit = range_end.map_or(1.0, |key| position(prefix, key));

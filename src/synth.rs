@@ -32,7 +32,14 @@ pub struct SynthSpec {
 
 impl Default for SynthSpec {
     fn default() -> SynthSpec {
-        SynthSpec { repositories: 1000, tags_per_repository: 3, images: 64, layer_bytes: 512, layers_per_image: 2, seed: 1 }
+        SynthSpec {
+            repositories: 1000,
+            tags_per_repository: 3,
+            images: 64,
+            layer_bytes: 512,
+            layers_per_image: 2,
+            seed: 1,
+        }
     }
 }
 
@@ -126,7 +133,11 @@ fn build_image(root: &Path, spec: &SynthSpec, k: usize, layer_pool: usize) -> io
     let config_bytes = serde_json::to_vec(&config)?;
     let config_digest = write_blob(root, &config_bytes)?;
     let (manifest_type, config_type, layer_type) = if oci {
-        ("application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.config.v1+json", "application/vnd.oci.image.layer.v1.tar")
+        (
+            "application/vnd.oci.image.manifest.v1+json",
+            "application/vnd.oci.image.config.v1+json",
+            "application/vnd.oci.image.layer.v1.tar",
+        )
     } else {
         (
             "application/vnd.docker.distribution.manifest.v2+json",
@@ -162,7 +173,8 @@ fn repository_dir(root: &Path, repository: &str) -> PathBuf {
 fn write_repository(root: &Path, spec: &SynthSpec, images: &[Image], i: usize) -> io::Result<Vec<TruthRecord>> {
     let name = repository_name(i);
     let dir = repository_dir(root, &name);
-    let pick = |salt: usize| &images[(mix(spec.seed ^ ((i as u64) << 20) ^ salt as u64) % images.len() as u64) as usize];
+    let pick =
+        |salt: usize| &images[(mix(spec.seed ^ ((i as u64) << 20) ^ salt as u64) % images.len() as u64) as usize];
     let mut referenced: Vec<&Image> = Vec::new();
     let mut truth = Vec::new();
     for t in 0..spec.tags_per_repository {
@@ -171,10 +183,26 @@ fn write_repository(root: &Path, spec: &SynthSpec, images: &[Image], i: usize) -
         // Every 5th repository's second tag was pushed twice: its index holds the old digest too.
         if t == 1 && i % 5 == 0 {
             let old = pick(t + 1000);
-            write_link(root, &format!("{}{name}/_manifests/tags/{tag}/index/sha256/{}/link", layout::repositories_prefix(), old.digest.hex()), &old.digest)?;
+            write_link(
+                root,
+                &format!(
+                    "{}{name}/_manifests/tags/{tag}/index/sha256/{}/link",
+                    layout::repositories_prefix(),
+                    old.digest.hex()
+                ),
+                &old.digest,
+            )?;
             referenced.push(old);
         }
-        write_link(root, &format!("{}{name}/_manifests/tags/{tag}/index/sha256/{}/link", layout::repositories_prefix(), image.digest.hex()), &image.digest)?;
+        write_link(
+            root,
+            &format!(
+                "{}{name}/_manifests/tags/{tag}/index/sha256/{}/link",
+                layout::repositories_prefix(),
+                image.digest.hex()
+            ),
+            &image.digest,
+        )?;
         write_link(root, &layout::tag_current_link_key(&name, &tag), &image.digest)?;
         referenced.push(image);
         truth.push(TruthRecord { repository: name.clone(), tag, digest: image.digest.to_string() });
@@ -186,7 +214,11 @@ fn write_repository(root: &Path, spec: &SynthSpec, images: &[Image], i: usize) -
     for image in &referenced {
         write_link(root, &layout::revision_link_key(&name, &image.digest), &image.digest)?;
         for blob in &image.blobs {
-            write_link(root, &format!("{}{name}/_layers/sha256/{}/link", layout::repositories_prefix(), blob.hex()), blob)?;
+            write_link(
+                root,
+                &format!("{}{name}/_layers/sha256/{}/link", layout::repositories_prefix(), blob.hex()),
+                blob,
+            )?;
         }
     }
     // Every 13th repository had a manifest deleted: the filesystem driver leaves its folder, empty.
@@ -201,7 +233,8 @@ fn write_repository(root: &Path, spec: &SynthSpec, images: &[Image], i: usize) -
 pub fn generate(root: &Path, spec: &SynthSpec, threads: usize) -> io::Result<Vec<TruthRecord>> {
     assert!(spec.images > 0 && spec.layers_per_image > 0, "a synthetic layout needs images and layers");
     let layer_pool = (spec.images / 2).max(spec.layers_per_image * 2);
-    let images: Vec<Image> = (0..spec.images).map(|k| build_image(root, spec, k, layer_pool)).collect::<io::Result<_>>()?;
+    let images: Vec<Image> =
+        (0..spec.images).map(|k| build_image(root, spec, k, layer_pool)).collect::<io::Result<_>>()?;
     debug_assert!(images.iter().all(|image| Digest::sha256_of(&image.manifest) == image.digest));
     let threads = threads.max(1);
     let mut truth: Vec<TruthRecord> = std::thread::scope(|scope| {

@@ -16,7 +16,14 @@ type Untagged = BTreeSet<(String, String)>;
 
 /// Scans `source` twice (with and without `--untagged`); checks both inventories and returns the
 /// request counts of the plain scan.
-fn check_backend(name: &str, source: &str, extra: &[&str], env: &[(&str, String)], tags: &Tags, untagged: &Untagged) -> (u64, u64) {
+fn check_backend(
+    name: &str,
+    source: &str,
+    extra: &[&str],
+    env: &[(&str, String)],
+    tags: &Tags,
+    untagged: &Untagged,
+) -> (u64, u64) {
     let run = |more: &[&str]| {
         let mut args = vec!["scan"];
         args.extend_from_slice(more);
@@ -32,14 +39,21 @@ fn check_backend(name: &str, source: &str, extra: &[&str], env: &[(&str, String)
     assert!(untagged_records(&lines).is_empty(), "{name}");
     assert!(error_records(&lines).is_empty(), "{name}: {:?}", error_records(&lines));
     let summary = String::from_utf8_lossy(&stderr);
-    assert!(summary.contains(&format!("{FIXTURE_REPOSITORIES} repositories, {FIXTURE_TAGS} tags")), "{name}: {summary}");
+    assert!(
+        summary.contains(&format!("{FIXTURE_REPOSITORIES} repositories, {FIXTURE_TAGS} tags")),
+        "{name}: {summary}"
+    );
     let (with_untagged, _) = run(&["--untagged"]);
     assert_eq!(&tag_records(&with_untagged), tags, "{name}: tags with --untagged");
     assert_eq!(&untagged_records(&with_untagged), untagged, "{name}: untagged");
     if !name.starts_with("filesystem") {
         // Pages of two keys: the repositories listing is cut into ranges listed concurrently, every
         // tag listing takes several pages; and the folder walk used for stores that do not roll up.
-        for variant in [&["--list-page-size", "2", "--list-concurrency", "8"][..], &["--discovery", "walk"], &["--discovery", "walk", "--list-page-size", "1"]] {
+        for variant in [
+            &["--list-page-size", "2", "--list-concurrency", "8"][..],
+            &["--discovery", "walk"],
+            &["--discovery", "walk", "--list-page-size", "1"],
+        ] {
             let (lines, _) = run(variant);
             assert_eq!(&tag_records(&lines), tags, "{name}: {variant:?}");
             assert!(error_records(&lines).is_empty(), "{name}: {variant:?}");
@@ -77,7 +91,8 @@ fn every_backend_produces_the_identical_inventory() {
     // A root under which nothing lies is a fatal error that says so.
     let output = rehydrate_with_env(&["scan", "s3://registry/wrong/root"], &moto.env());
     assert_eq!(output.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("nothing under registry/wrong/root/docker/registry/v2/repositories/"));
+    assert!(String::from_utf8_lossy(&output.stderr)
+        .contains("nothing under registry/wrong/root/docker/registry/v2/repositories/"));
 
     let objects = tree_objects(dir.path());
     let client = reqwest::blocking::Client::new();
@@ -101,13 +116,22 @@ fn every_backend_produces_the_identical_inventory() {
             azurite.put(&client, container, &format!("{leading}{key}"), bytes.clone());
         }
         let source = format!("az://{container}");
-        let (lists, reads) = check_backend(&format!("azure {container}"), &source, &["--endpoint", &azurite.url], &azurite.env(), &tags, &facts.untagged);
+        let (lists, reads) = check_backend(
+            &format!("azure {container}"),
+            &source,
+            &["--endpoint", &azurite.url],
+            &azurite.env(),
+            &tags,
+            &facts.untagged,
+        );
         assert_eq!(reads, 0, "azure {container}: Azurite lists Content-MD5, so no tag needs a read");
         assert!(lists <= 2 + 1 + FIXTURE_REPOSITORIES as u64, "azure {container}: {lists} listings");
     }
 
     // The copy reads manifests and blobs by their raw names: 2.8's leading `/` on Azure, a root on GCS.
-    for (source, env) in [("az://legacy".to_string(), azurite.env()), ("gs://registry/some/root".to_string(), gcs_env.to_vec())] {
+    for (source, env) in
+        [("az://legacy".to_string(), azurite.env()), ("gs://registry/some/root".to_string(), gcs_env.to_vec())]
+    {
         let target_dir = tempfile::tempdir().unwrap();
         let target = Registry::start(target_dir.path());
         let mut args = vec!["sync", source.as_str(), target.url.as_str(), "--plain-http", "--no-journal"];

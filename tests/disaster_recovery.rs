@@ -30,7 +30,10 @@ fn in_place_restores_every_tag_without_moving_a_byte() {
     let harbor = HarborEmulator::start(dir.path());
     assert!(harbor.state.lock().unwrap().blobs.is_empty(), "the database is gone");
 
-    let output = rehydrate_with_env(&["sync", root, &harbor.url, "--plain-http", "--in-place", "--untagged"], &harbor.env_admin());
+    let output = rehydrate_with_env(
+        &["sync", root, &harbor.url, "--plain-http", "--in-place", "--untagged"],
+        &harbor.env_admin(),
+    );
     let stderr = stderr_of(&output);
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("blobs: 0 uploaded (0 B)"), "{stderr}");
@@ -64,7 +67,10 @@ fn a_bucket_without_tags_is_restored_by_digest_and_says_so() {
         }
     }
     let harbor = HarborEmulator::start(dir.path());
-    let output = rehydrate_with_env(&["sync", dir.path().to_str().unwrap(), &harbor.url, "--plain-http", "--in-place", "--untagged"], &harbor.env_admin());
+    let output = rehydrate_with_env(
+        &["sync", dir.path().to_str().unwrap(), &harbor.url, "--plain-http", "--in-place", "--untagged"],
+        &harbor.env_admin(),
+    );
     let stderr = stderr_of(&output);
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("tag names cannot be recovered"), "{stderr}");

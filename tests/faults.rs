@@ -17,7 +17,14 @@ use support::*;
 fn fixture_with_large_blobs() -> (WrittenFixture, std::collections::BTreeSet<(String, String, String)>) {
     let fixture = written_fixture();
     for i in 0..3u64 {
-        push_image_with_layer(&fixture.registry, "big/app", Some(&format!("v{i}")), Kind::Oci, &format!("big {i}"), noise(i, 3 << 20));
+        push_image_with_layer(
+            &fixture.registry,
+            "big/app",
+            Some(&format!("v{i}")),
+            Kind::Oci,
+            &format!("big {i}"),
+            noise(i, 3 << 20),
+        );
     }
     let expected = fixture.registry.inventory();
     (fixture, expected)
@@ -33,7 +40,8 @@ fn assert_every_fault_injected_and_retried(proxy: &FaultProxy, plan: &[Fault], c
         assert!(injected.contains_key(&fault), "{fault} was injected: {injected:?}");
     }
     let retries = retries_in(stderr);
-    let answered: u64 = injected.iter().filter(|(name, _)| name.starts_with(|c: char| c.is_ascii_digit())).map(|(_, n)| n).sum();
+    let answered: u64 =
+        injected.iter().filter(|(name, _)| name.starts_with(|c: char| c.is_ascii_digit())).map(|(_, n)| n).sum();
     let total: u64 = injected.values().sum();
     assert!(retries >= answered && retries * 5 >= total * 4, "{retries} retries counted for {injected:?}: {stderr}");
 }
@@ -52,7 +60,17 @@ fn every_image_lands_through_target_faults() {
     let proxy = FaultProxy::start(&harbor.url, "/", 10, plan.clone());
     proxy.state.lock().unwrap().large_body_reset_every = 2;
 
-    let args = ["sync", fixture.root(), &proxy.url, "--plain-http", "--no-journal", "--stall-timeout", "1", "--chunk-size", "1048576"];
+    let args = [
+        "sync",
+        fixture.root(),
+        &proxy.url,
+        "--plain-http",
+        "--no-journal",
+        "--stall-timeout",
+        "1",
+        "--chunk-size",
+        "1048576",
+    ];
     let output = rehydrate_with_env(&args, &harbor.env_admin());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
@@ -73,7 +91,13 @@ fn every_image_lands_through_storage_faults() {
     let moto = Moto::start();
     moto.create_bucket("registry");
     moto.put_tree("registry", &fixture.registry.root);
-    let plan = vec![Fault::SlowDown, Fault::Reset, Fault::Stall(Duration::from_secs(3)), Fault::Status(500), Fault::StallMidBody(Duration::from_secs(30))];
+    let plan = vec![
+        Fault::SlowDown,
+        Fault::Reset,
+        Fault::Stall(Duration::from_secs(3)),
+        Fault::Status(500),
+        Fault::StallMidBody(Duration::from_secs(30)),
+    ];
     let proxy = FaultProxy::start(&moto.url, "/", 10, plan.clone());
     proxy.state.lock().unwrap().large_body_reset_every = 2;
     let mut env = moto.env();
@@ -82,7 +106,20 @@ fn every_image_lands_through_storage_faults() {
 
     let target_dir = tempfile::tempdir().unwrap();
     let target = Registry::start(target_dir.path());
-    let output = rehydrate_with_env(&["sync", "s3://registry", &target.url, "--plain-http", "--no-journal", "--stall-timeout", "1", "--chunk-size", "1048576"], &env);
+    let output = rehydrate_with_env(
+        &[
+            "sync",
+            "s3://registry",
+            &target.url,
+            "--plain-http",
+            "--no-journal",
+            "--stall-timeout",
+            "1",
+            "--chunk-size",
+            "1048576",
+        ],
+        &env,
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert_every_fault_injected_and_retried(&proxy, &plan, "reset mid-download", &stderr);

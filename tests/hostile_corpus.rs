@@ -77,7 +77,9 @@ impl Corpus {
 
     /// The manifest of an image with these layers (each stored unless `store_layers` is false).
     fn image_manifest(&self, seed: &str, layers: &[Vec<u8>], store_layers: bool) -> Vec<u8> {
-        let config = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux", "config": {"Labels": {"seed": seed}}})).unwrap();
+        let config =
+            serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux", "config": {"Labels": {"seed": seed}}}))
+                .unwrap();
         let config_digest = self.blob(&config, None);
         let layers: Vec<_> = layers
             .iter()
@@ -161,7 +163,8 @@ fn build_corpus(root: &Path) -> Corpus {
     let digest = c.blob(br#"{"schemaVersion": 2, "mediaType": "application/x-not-a-manifest"}"#, None);
     c.tag("h/unknown-type", "t", &digest);
     c.fails("unknown media type", "h/unknown-type", "t", "unknown manifest media type");
-    let digest = c.blob(br#"{"schemaVersion": 1, "name": "h/schema1", "tag": "t", "fsLayers": [], "history": []}"#, None);
+    let digest =
+        c.blob(br#"{"schemaVersion": 1, "name": "h/schema1", "tag": "t", "fsLayers": [], "history": []}"#, None);
     c.tag("h/schema1", "t", &digest);
     c.fails("Docker schema 1", "h/schema1", "t", "schema 1");
     let child = sha256(b"a child that is gone");
@@ -175,7 +178,8 @@ fn build_corpus(root: &Path) -> Corpus {
     let digest = c.blob(&manifest, None);
     c.tag("h/missing-layer", "t", &digest);
     c.fails("layer missing from storage", "h/missing-layer", "t", "is missing from the source storage");
-    let mut manifest: serde_json::Value = serde_json::from_slice(&c.image_manifest("size", &[b"12345".to_vec()], true)).unwrap();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&c.image_manifest("size", &[b"12345".to_vec()], true)).unwrap();
     manifest["layers"][0]["size"] = json!(99);
     let digest = c.blob(&serde_json::to_vec(&manifest).unwrap(), None);
     c.tag("h/size-mismatch", "t", &digest);
@@ -186,10 +190,28 @@ fn build_corpus(root: &Path) -> Corpus {
     c.lands("0-byte blob", "h/empty-layer", "t");
 
     // Tag folders.
-    c.write(&PathBuf::from(Corpus::key(&format!("h/half-tag/_manifests/tags/t/index/sha256/{}/link", good.trim_start_matches("sha256:")))), good.as_bytes());
-    c.case("tag folder without current/link", Expect::SourceWarning { key: Corpus::key("h/half-tag/_manifests/tags/t/current/link"), words: "no current/link" });
+    c.write(
+        &PathBuf::from(Corpus::key(&format!(
+            "h/half-tag/_manifests/tags/t/index/sha256/{}/link",
+            good.trim_start_matches("sha256:")
+        ))),
+        good.as_bytes(),
+    );
+    c.case(
+        "tag folder without current/link",
+        Expect::SourceWarning {
+            key: Corpus::key("h/half-tag/_manifests/tags/t/current/link"),
+            words: "no current/link",
+        },
+    );
     std::fs::create_dir_all(c.repositories().join("h/empty-tag/_manifests/tags/t")).unwrap();
-    c.case("empty tag folder", Expect::SourceWarning { key: Corpus::key("h/empty-tag/_manifests/tags/t/current/link"), words: "no current/link" });
+    c.case(
+        "empty tag folder",
+        Expect::SourceWarning {
+            key: Corpus::key("h/empty-tag/_manifests/tags/t/current/link"),
+            words: "no current/link",
+        },
+    );
     c.tag("h/bad-tag", "-dash-first", &good);
     c.source_error("tag name breaking the grammar", "h/bad-tag/_manifests/tags/-dash-first", "breaks the grammar");
 
@@ -202,8 +224,18 @@ fn build_corpus(root: &Path) -> Corpus {
     std::fs::create_dir_all(c.repositories().join(raw).join("_manifests/tags/t/current")).unwrap();
     std::fs::write(c.repositories().join(raw).join("_manifests/tags/t/current/link"), good.as_bytes()).unwrap();
     c.source_error("non-UTF-8 repository name", "h/latin1-\u{fffd}t\u{fffd}", "not UTF-8");
-    std::fs::create_dir_all(c.repositories().join("h/latin1-tag/_manifests/tags").join(std::ffi::OsStr::from_bytes(b"v\xff")).join("current")).unwrap();
-    std::fs::write(c.repositories().join("h/latin1-tag/_manifests/tags").join(std::ffi::OsStr::from_bytes(b"v\xff/current/link")), good.as_bytes()).unwrap();
+    std::fs::create_dir_all(
+        c.repositories()
+            .join("h/latin1-tag/_manifests/tags")
+            .join(std::ffi::OsStr::from_bytes(b"v\xff"))
+            .join("current"),
+    )
+    .unwrap();
+    std::fs::write(
+        c.repositories().join("h/latin1-tag/_manifests/tags").join(std::ffi::OsStr::from_bytes(b"v\xff/current/link")),
+        good.as_bytes(),
+    )
+    .unwrap();
     c.source_error("non-UTF-8 tag name", "h/latin1-tag/_manifests/tags/v\u{fffd}", "not UTF-8");
 
     // Symbolic links.
@@ -232,7 +264,8 @@ fn build_corpus(root: &Path) -> Corpus {
 fn every_hostile_case_has_its_expected_outcome_and_the_rest_lands() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("storage");
-    let truth = generate(&root, &SynthSpec { repositories: 40, tags_per_repository: 2, ..SynthSpec::default() }, 2).unwrap();
+    let truth =
+        generate(&root, &SynthSpec { repositories: 40, tags_per_repository: 2, ..SynthSpec::default() }, 2).unwrap();
     let corpus = build_corpus(&root);
     assert!(corpus.cases.len() >= 20, "the corpus holds {} cases", corpus.cases.len());
     let source = root.to_str().unwrap();
@@ -264,11 +297,17 @@ fn every_hostile_case_has_its_expected_outcome_and_the_rest_lands() {
                 assert!(stderr.contains(&format!("error: {key}")), "{name}: the sync names {key}: {stderr}");
             }
             Expect::SourceWarning { key, words } => {
-                assert!(stderr.contains(&format!("warning: {key}")) && stderr.contains(words), "{name}: warning for {key}: {stderr}");
+                assert!(
+                    stderr.contains(&format!("warning: {key}")) && stderr.contains(words),
+                    "{name}: warning for {key}: {stderr}"
+                );
             }
             Expect::TagFails { label, words } => {
                 failed += 1;
-                let line = stderr.lines().find(|l| l.starts_with(&format!("error: {label} -> "))).unwrap_or_else(|| panic!("{name}: no error for {label}: {stderr}"));
+                let line = stderr
+                    .lines()
+                    .find(|l| l.starts_with(&format!("error: {label} -> ")))
+                    .unwrap_or_else(|| panic!("{name}: no error for {label}: {stderr}"));
                 assert!(line.contains(words), "{name}: {line}");
                 let (repository, tag) = label.split_once(':').unwrap();
                 assert!(target.head_manifest(repository, tag).is_none(), "{name}: nothing was pushed under {label}");
@@ -277,7 +316,10 @@ fn every_hostile_case_has_its_expected_outcome_and_the_rest_lands() {
     }
     assert_eq!(errors.len(), source_errors, "one error record per source case: {errors:#?}");
     assert!(stderr.contains(&format!("{failed} failed")), "the summary counts {failed} failed tags: {stderr}");
-    assert!(stderr.contains(&format!("{source_errors} source errors")), "the summary counts {source_errors} source errors: {stderr}");
+    assert!(
+        stderr.contains(&format!("{source_errors} source errors")),
+        "the summary counts {source_errors} source errors: {stderr}"
+    );
     assert!(stderr.contains("PARTIAL"), "{stderr}");
 
     // The corrupt layer never reached the target, in any repository.
@@ -286,14 +328,18 @@ fn every_hostile_case_has_its_expected_outcome_and_the_rest_lands() {
     // Every intact synthetic tag landed with its digest.
     let landed = target.inventory();
     for record in &truth {
-        assert!(landed.contains(&(record.repository.clone(), record.tag.clone(), record.digest.clone())), "{record:?} landed");
+        assert!(
+            landed.contains(&(record.repository.clone(), record.tag.clone(), record.digest.clone())),
+            "{record:?} landed"
+        );
     }
 }
 
 #[test]
 fn object_keys_with_dot_dot_and_double_slashes_are_errors_naming_them() {
     let dir = tempfile::tempdir().unwrap();
-    let truth = generate(dir.path(), &SynthSpec { repositories: 6, tags_per_repository: 1, ..SynthSpec::default() }, 1).unwrap();
+    let truth = generate(dir.path(), &SynthSpec { repositories: 6, tags_per_repository: 1, ..SynthSpec::default() }, 1)
+        .unwrap();
     let moto = Moto::start();
     moto.create_bucket("registry");
     moto.put_tree("registry", dir.path());
@@ -309,8 +355,15 @@ fn object_keys_with_dot_dot_and_double_slashes_are_errors_naming_them() {
     assert_eq!(scan.status.code(), Some(EXIT_PARTIAL), "{stderr}");
     let lines = inventory_lines(&scan.stdout);
     let errors = error_records(&lines);
-    for key in [format!("{repositories}/h/../"), format!("{repositories}/h//double/"), format!("{repositories}/h/ok/_manifests/tags/..")] {
-        assert!(errors.iter().any(|(k, m)| k.starts_with(&key) && m.contains("grammar")), "an error names {key}: {errors:#?}");
+    for key in [
+        format!("{repositories}/h/../"),
+        format!("{repositories}/h//double/"),
+        format!("{repositories}/h/ok/_manifests/tags/.."),
+    ] {
+        assert!(
+            errors.iter().any(|(k, m)| k.starts_with(&key) && m.contains("grammar")),
+            "an error names {key}: {errors:#?}"
+        );
     }
     let expected: BTreeSet<_> = truth.iter().map(|t| (t.repository.clone(), t.tag.clone(), t.digest.clone())).collect();
     assert_eq!(tag_records(&lines), expected, "the intact repositories are all scanned");

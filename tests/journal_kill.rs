@@ -45,7 +45,8 @@ fn the_journal_reopens_whole_after_kills_during_commits() {
         child.kill().unwrap();
         child.wait().unwrap();
 
-        let journal = Journal::open(&path).unwrap_or_else(|e| panic!("round {round}: the journal does not reopen: {e}"));
+        let journal =
+            Journal::open(&path).unwrap_or_else(|e| panic!("round {round}: the journal does not reopen: {e}"));
         let tags = journal.finished_tags().unwrap();
         assert_eq!(tags % BATCH as u64, 0, "round {round}: only whole batches are kept ({tags} records)");
         assert_eq!(journal.blobs_on_target().unwrap(), tags, "round {round}: both tables of a batch commit together");

@@ -13,7 +13,8 @@ use support::*;
 #[test]
 fn cut_ranges_cover_every_repository_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = SynthSpec { repositories: 150, tags_per_repository: 2, images: 8, layers_per_image: 1, ..SynthSpec::default() };
+    let spec =
+        SynthSpec { repositories: 150, tags_per_repository: 2, images: 8, layers_per_image: 1, ..SynthSpec::default() };
     let truth: BTreeSet<(String, String, String)> =
         generate(dir.path(), &spec, 2).unwrap().into_iter().map(|t| (t.repository, t.tag, t.digest)).collect();
     let moto = Moto::start();
@@ -39,7 +40,10 @@ fn cut_ranges_cover_every_repository_exactly_once() {
         // cuts would blow this bound; at 1,000 keys a page the overhead is a few listings in all.
         let pages = 150usize.div_ceil(page_size.parse().unwrap()) as u64;
         let workers: u64 = concurrency.parse().unwrap();
-        assert!(lists <= 150 + 6 * pages + workers + 2, "pages of {page_size}, {concurrency} at once: {lists} listings");
+        assert!(
+            lists <= 150 + 6 * pages + workers + 2,
+            "pages of {page_size}, {concurrency} at once: {lists} listings"
+        );
         if page_size == "1000" {
             assert_eq!(lists, 151, "one listing for all repositories, one per repository");
         }
@@ -48,7 +52,10 @@ fn cut_ranges_cover_every_repository_exactly_once() {
     // Shards split the object-store scan the same way: disjoint, and together complete.
     let mut union = BTreeSet::new();
     for index in 0..3 {
-        let output = rehydrate_with_env(&["scan", "s3://ranges", "--shard", &format!("{index}/3"), "--list-page-size", "7"], &moto.env());
+        let output = rehydrate_with_env(
+            &["scan", "s3://ranges", "--shard", &format!("{index}/3"), "--list-page-size", "7"],
+            &moto.env(),
+        );
         assert!(output.status.success());
         let part = tag_records(&inventory_lines(&output.stdout));
         assert!(union.is_disjoint(&part));

@@ -14,8 +14,15 @@ use support::*;
 #[test]
 fn killed_runs_resume_without_pushing_anything_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = SynthSpec { repositories: 240, tags_per_repository: 1, images: 40, layer_bytes: 64 << 10, ..SynthSpec::default() };
-    let truth: Vec<_> = generate(dir.path(), &spec, 2).unwrap().into_iter().filter(|t| !t.repository.starts_with("org--")).collect();
+    let spec = SynthSpec {
+        repositories: 240,
+        tags_per_repository: 1,
+        images: 40,
+        layer_bytes: 64 << 10,
+        ..SynthSpec::default()
+    };
+    let truth: Vec<_> =
+        generate(dir.path(), &spec, 2).unwrap().into_iter().filter(|t| !t.repository.starts_with("org--")).collect();
     let root = dir.path().to_str().unwrap();
     let harbor_dir = tempfile::tempdir().unwrap();
     let harbor = HarborEmulator::start(harbor_dir.path());
@@ -37,7 +44,10 @@ fn killed_runs_resume_without_pushing_anything_twice() {
         let mut command = Command::new(env!("CARGO_BIN_EXE_rehydrate"));
         args(&mut command);
         let goal = (truth.len() as f64 * share) as usize;
-        assert!(run_and_kill(command, Duration::from_secs(60), || accepted() >= goal), "killed before the end ({share})");
+        assert!(
+            run_and_kill(command, Duration::from_secs(60), || accepted() >= goal),
+            "killed before the end ({share})"
+        );
         assert!(accepted() < truth.len(), "killed before the end ({share})");
     }
 
@@ -47,12 +57,26 @@ fn killed_runs_resume_without_pushing_anything_twice() {
     let stderr = String::from_utf8_lossy(&last.stderr);
     assert!(last.status.success(), "{stderr}");
     // The journal carried the work across the kills: finished repositories are not even listed again.
-    assert!(stderr.contains("repositories were finished by an earlier run"), "finished repositories were not listed again: {stderr}");
+    assert!(
+        stderr.contains("repositories were finished by an earlier run"),
+        "finished repositories were not listed again: {stderr}"
+    );
 
-    let pushed_twice: Vec<_> = harbor.state.lock().unwrap().manifests_accepted.iter().filter(|(_, n)| **n > 1).map(|(k, _)| k.clone()).collect();
+    let pushed_twice: Vec<_> = harbor
+        .state
+        .lock()
+        .unwrap()
+        .manifests_accepted
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(k, _)| k.clone())
+        .collect();
     assert!(pushed_twice.is_empty(), "pushed twice: {pushed_twice:?}");
     assert_eq!(accepted(), truth.len(), "every tag is on the target");
-    let verify = rehydrate_with_env(&["verify", root, &harbor.url, "--plain-http", "--exclude", "org--*/**"], &harbor.env_admin());
+    let verify = rehydrate_with_env(
+        &["verify", root, &harbor.url, "--plain-http", "--exclude", "org--*/**"],
+        &harbor.env_admin(),
+    );
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
     assert!(assert_blobs_intact(&harbor.registry.root) > 0, "the target holds only intact blobs");
     // Once more: every repository is finished, none is listed again, nothing is sent.
@@ -62,12 +86,18 @@ fn killed_runs_resume_without_pushing_anything_twice() {
     let again_stderr = String::from_utf8_lossy(&again.stderr);
     assert!(again.status.success(), "{again_stderr}");
     // Every repository, the excluded ones too (finished with nothing to do under this selection).
-    assert!(again_stderr.contains(&format!("{} repositories were finished by an earlier run", spec.repositories)), "{again_stderr}");
+    assert!(
+        again_stderr.contains(&format!("{} repositories were finished by an earlier run", spec.repositories)),
+        "{again_stderr}"
+    );
     assert!(again_stderr.contains(" 0 pushed"), "{again_stderr}");
     let (full_lists, full_reads) = request_counts(&rehydrate(&["scan", root]).stderr);
     let (again_lists, again_reads) = request_counts(&again.stderr);
     assert_eq!(again_reads, 0, "no tag link is read again ({full_reads} in a full scan)");
-    assert!(again_lists + 200 <= full_lists, "no tags folder is listed again: {again_lists} listings against {full_lists}");
+    assert!(
+        again_lists + 200 <= full_lists,
+        "no tags folder is listed again: {again_lists} listings against {full_lists}"
+    );
     let status = rehydrate(&["status", "--journal", journal_path.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&status.stdout).contains(&format!("{} tags finished on the target", truth.len())));
 }

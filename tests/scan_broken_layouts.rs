@@ -29,10 +29,11 @@ fn each_broken_item_is_an_error_naming_its_key_and_the_rest_is_scanned() {
     let truth = generate(&root, &SynthSpec { repositories: 200, ..SynthSpec::default() }, 2).unwrap();
     let mut expected = truth_set(&truth);
     let repos = root.join(REPOS);
-    let broken_tag = |repository: &str, tag: &str, content: &[u8], expected: &mut BTreeSet<(String, String, String)>| {
-        write(&repos.join(format!("{repository}/_manifests/tags/{tag}/current/link")), content);
-        expected.retain(|(r, t, _)| !(r == repository && t == tag));
-    };
+    let broken_tag =
+        |repository: &str, tag: &str, content: &[u8], expected: &mut BTreeSet<(String, String, String)>| {
+            write(&repos.join(format!("{repository}/_manifests/tags/{tag}/current/link")), content);
+            expected.retain(|(r, t, _)| !(r == repository && t == tag));
+        };
     let (r1, r2, r3) = (repository_name(1), repository_name(2), repository_name(3));
     broken_tag(&r1, "latest", b"", &mut expected);
     broken_tag(&r2, "latest", b"not a digest at all", &mut expected);
@@ -69,10 +70,16 @@ fn each_broken_item_is_an_error_naming_its_key_and_the_rest_is_scanned() {
     assert!(has_error(&key(&format!("{r1}/_manifests/tags/-bad")), "breaks the grammar"), "{errors:#?}");
     assert!(has_error(&key(&format!("{r2}/_manifests/tags/evil")), "symbolic link not followed"), "{errors:#?}");
     assert!(has_error(&key("loop"), "symbolic link not followed"), "{errors:#?}");
-    assert!(has_error(&key(&format!("{r3}/_manifests/tags/sneaky/current/link")), "symbolic link not followed"), "{errors:#?}");
+    assert!(
+        has_error(&key(&format!("{r3}/_manifests/tags/sneaky/current/link")), "symbolic link not followed"),
+        "{errors:#?}"
+    );
     assert_eq!(errors.len(), 8, "{errors:#?}");
     assert!(stderr.contains("8 errors, 1 warnings"), "{stderr}");
-    assert!(stderr.contains(&format!("warning: {}", key(&format!("{r1}/_manifests/tags/half/current/link")))), "{stderr}");
+    assert!(
+        stderr.contains(&format!("warning: {}", key(&format!("{r1}/_manifests/tags/half/current/link")))),
+        "{stderr}"
+    );
     assert!(stderr.contains("PARTIAL"), "{stderr}");
 }
 

@@ -14,7 +14,12 @@ use support::*;
 #[test]
 fn passwords_and_keys_appear_in_no_output_and_no_journal() {
     let source_dir = tempfile::tempdir().unwrap();
-    rehydrate::synth::generate(source_dir.path(), &rehydrate::synth::SynthSpec { repositories: 4, ..Default::default() }, 1).unwrap();
+    rehydrate::synth::generate(
+        source_dir.path(),
+        &rehydrate::synth::SynthSpec { repositories: 4, ..Default::default() },
+        1,
+    )
+    .unwrap();
     let root = source_dir.path().to_str().unwrap();
     let harbor_dir = tempfile::tempdir().unwrap();
     let harbor = HarborEmulator::start(harbor_dir.path());
@@ -29,9 +34,15 @@ fn passwords_and_keys_appear_in_no_output_and_no_journal() {
     everything.extend(&output.stderr);
     everything.extend(std::fs::read(&journal).unwrap());
     // Failures print more: a project name Harbor refuses, and a wrong password.
-    let refused = rehydrate_with_env(&["sync", root, &harbor.url, "--plain-http", "--dest-namespace", "Bad--Name"], &harbor.env_admin());
+    let refused = rehydrate_with_env(
+        &["sync", root, &harbor.url, "--plain-http", "--dest-namespace", "Bad--Name"],
+        &harbor.env_admin(),
+    );
     everything.extend(refused.stderr);
-    let wrong = [("REHYDRATE_TARGET_USERNAME", ADMIN.to_string()), ("REHYDRATE_TARGET_PASSWORD", format!("{ADMIN_PASSWORD}-typo"))];
+    let wrong = [
+        ("REHYDRATE_TARGET_USERNAME", ADMIN.to_string()),
+        ("REHYDRATE_TARGET_PASSWORD", format!("{ADMIN_PASSWORD}-typo")),
+    ];
     everything.extend(rehydrate_with_env(&["sync", root, &harbor.url, "--plain-http"], &wrong).stderr);
 
     // The storage side: an S3 secret key, with every request logged.
@@ -61,7 +72,10 @@ fn credentials_are_not_sent_to_another_host_after_a_redirect() {
     let elsewhere_seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
     let registry_seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
     let (registry_listener, elsewhere_listener) = runtime.block_on(async {
-        (tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(), tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+        (
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        )
     });
     // "localhost" is another host name than the registry's 127.0.0.1, as a CDN would be.
     let elsewhere = format!("http://localhost:{}", elsewhere_listener.local_addr().unwrap().port());
@@ -100,14 +114,25 @@ fn credentials_are_not_sent_to_another_host_after_a_redirect() {
     }));
 
     let source_dir = tempfile::tempdir().unwrap();
-    rehydrate::synth::generate(source_dir.path(), &rehydrate::synth::SynthSpec { repositories: 2, tags_per_repository: 1, ..Default::default() }, 1).unwrap();
-    let env = [("REHYDRATE_TARGET_USERNAME", "someone".to_string()), ("REHYDRATE_TARGET_PASSWORD", "redirect-secret".to_string())];
+    rehydrate::synth::generate(
+        source_dir.path(),
+        &rehydrate::synth::SynthSpec { repositories: 2, tags_per_repository: 1, ..Default::default() },
+        1,
+    )
+    .unwrap();
+    let env = [
+        ("REHYDRATE_TARGET_USERNAME", "someone".to_string()),
+        ("REHYDRATE_TARGET_PASSWORD", "redirect-secret".to_string()),
+    ];
     let output = rehydrate_with_env(&["verify", source_dir.path().to_str().unwrap(), &registry, "--plain-http"], &env);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("redirect-secret"), "{stderr}");
 
     let registry_seen = registry_seen.lock().unwrap();
-    assert!(registry_seen.iter().any(|a| a.as_deref().is_some_and(|a| a.starts_with("Basic "))), "the registry got the credentials: {registry_seen:?}");
+    assert!(
+        registry_seen.iter().any(|a| a.as_deref().is_some_and(|a| a.starts_with("Basic "))),
+        "the registry got the credentials: {registry_seen:?}"
+    );
     let elsewhere_seen = elsewhere_seen.lock().unwrap();
     assert!(!elsewhere_seen.is_empty(), "the redirects were followed: {stderr}");
     assert!(elsewhere_seen.iter().all(Option::is_none), "credentials went to the other host: {elsewhere_seen:?}");

@@ -45,11 +45,12 @@ fn scan_shards_are_disjoint_and_complete() {
 #[test]
 fn sync_shards_push_every_tag_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let truth: Tags = generate(dir.path(), &SynthSpec { repositories: 120, tags_per_repository: 2, ..SynthSpec::default() }, 2)
-        .unwrap()
-        .into_iter()
-        .map(|t| (t.repository, t.tag, t.digest))
-        .collect();
+    let truth: Tags =
+        generate(dir.path(), &SynthSpec { repositories: 120, tags_per_repository: 2, ..SynthSpec::default() }, 2)
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.repository, t.tag, t.digest))
+            .collect();
     let root = dir.path().to_str().unwrap();
     let target_dir = tempfile::tempdir().unwrap();
     let target = Registry::start(target_dir.path());

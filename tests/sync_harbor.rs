@@ -32,7 +32,8 @@ fn sync_creates_projects_pushes_through_tokens_and_verifies() {
     assert!(stderr.contains("target is Harbor v2.15.2-emulator"), "{stderr}");
     assert!(stderr.contains(&format!("{FIXTURE_TAGS} pushed, 0 already there, 0 failed")), "{stderr}");
     let projects: BTreeSet<String> = harbor.state.lock().unwrap().projects.iter().cloned().collect();
-    let wanted: BTreeSet<String> = ["library", "team-a", "multi", "nest", "my_org", "x0", "sort"].iter().map(|s| s.to_string()).collect();
+    let wanted: BTreeSet<String> =
+        ["library", "team-a", "multi", "nest", "my_org", "x0", "sort"].iter().map(|s| s.to_string()).collect();
     assert_eq!(projects, wanted, "one project per first name component, created before the first push");
     let tags: BTreeSet<(String, String, String)> =
         harbor.state.lock().unwrap().tags.iter().map(|((r, t), d)| (r.clone(), t.clone(), d.clone())).collect();
@@ -45,13 +46,18 @@ fn sync_creates_projects_pushes_through_tokens_and_verifies() {
     // again; without it, each tag's HEAD finds it there.
     let uploads_before = harbor.count("POST upload") + harbor.count("PUT upload");
     let again = run(&["sync", root, &harbor.url, "--plain-http"], &admin);
-    assert!(stderr_of(&again).contains(&format!("{FIXTURE_REPOSITORIES} repositories were finished by an earlier run")), "{}", stderr_of(&again));
+    assert!(
+        stderr_of(&again).contains(&format!("{FIXTURE_REPOSITORIES} repositories were finished by an earlier run")),
+        "{}",
+        stderr_of(&again)
+    );
     let again = run(&["sync", root, &harbor.url, "--plain-http", "--no-journal"], &admin);
     assert!(stderr_of(&again).contains(&format!("0 pushed, {FIXTURE_TAGS} already there")), "{}", stderr_of(&again));
     assert_eq!(harbor.count("POST upload") + harbor.count("PUT upload"), uploads_before);
 
     // A system robot account works as well.
-    let robot = [("REHYDRATE_TARGET_USERNAME", ROBOT.to_string()), ("REHYDRATE_TARGET_PASSWORD", ROBOT_PASSWORD.to_string())];
+    let robot =
+        [("REHYDRATE_TARGET_USERNAME", ROBOT.to_string()), ("REHYDRATE_TARGET_PASSWORD", ROBOT_PASSWORD.to_string())];
     let verify = run(&["verify", root, &harbor.url, "--plain-http"], &robot);
     assert!(verify.status.success(), "{}", stderr_of(&verify));
 
@@ -63,7 +69,12 @@ fn sync_creates_projects_pushes_through_tokens_and_verifies() {
 #[test]
 fn wrong_credentials_are_reported_plainly_and_never_printed() {
     let source_dir = tempfile::tempdir().unwrap();
-    rehydrate::synth::generate(source_dir.path(), &rehydrate::synth::SynthSpec { repositories: 3, ..Default::default() }, 1).unwrap();
+    rehydrate::synth::generate(
+        source_dir.path(),
+        &rehydrate::synth::SynthSpec { repositories: 3, ..Default::default() },
+        1,
+    )
+    .unwrap();
     let harbor_dir = tempfile::tempdir().unwrap();
     let harbor = HarborEmulator::start(harbor_dir.path());
     let secret = "this-password-is-wrong-123";
@@ -91,7 +102,13 @@ fn tokens_are_what_the_registry_checks() {
         body["token"].as_str().unwrap().to_string()
     };
     let push = |token: &str, repository: &str| {
-        client.post(format!("{}/v2/{repository}/blobs/uploads/", harbor.url)).bearer_auth(token).send().unwrap().status().as_u16()
+        client
+            .post(format!("{}/v2/{repository}/blobs/uploads/", harbor.url))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
     };
     // The real registry accepts the emulator's RS256 token for an existing project...
     assert_eq!(push(&token(Some((ADMIN, ADMIN_PASSWORD)), "repository:proj/app:pull,push"), "proj/app"), 202);
@@ -107,14 +124,24 @@ fn tokens_are_what_the_registry_checks() {
     assert_eq!(response.status().as_u16(), 401);
     assert!(response.text().unwrap().contains("project nowhere not found"));
     // Without a scope, a wrong password is a 401 from the token service itself.
-    let status = client.get(format!("{}/service/token?service={SERVICE}", harbor.url)).basic_auth(ADMIN, Some("wrong")).send().unwrap().status();
+    let status = client
+        .get(format!("{}/service/token?service={SERVICE}", harbor.url))
+        .basic_auth(ADMIN, Some("wrong"))
+        .send()
+        .unwrap()
+        .status();
     assert_eq!(status.as_u16(), 401);
 }
 
 #[test]
 fn credentials_come_from_the_docker_config_or_a_password_file() {
     let source_dir = tempfile::tempdir().unwrap();
-    rehydrate::synth::generate(source_dir.path(), &rehydrate::synth::SynthSpec { repositories: 3, ..Default::default() }, 1).unwrap();
+    rehydrate::synth::generate(
+        source_dir.path(),
+        &rehydrate::synth::SynthSpec { repositories: 3, ..Default::default() },
+        1,
+    )
+    .unwrap();
     let root = source_dir.path().to_str().unwrap();
     let harbor_dir = tempfile::tempdir().unwrap();
     let harbor = HarborEmulator::start(harbor_dir.path());
@@ -123,8 +150,10 @@ fn credentials_come_from_the_docker_config_or_a_password_file() {
     // `docker login` leaves base64(user:password) under the registry's host.
     let docker = tempfile::tempdir().unwrap();
     let auth = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("{ADMIN}:{ADMIN_PASSWORD}"));
-    std::fs::write(docker.path().join("config.json"), serde_json::json!({"auths": {host: {"auth": auth}}}).to_string()).unwrap();
-    let output = run(&["sync", root, &harbor.url, "--plain-http"], &[("DOCKER_CONFIG", docker.path().display().to_string())]);
+    std::fs::write(docker.path().join("config.json"), serde_json::json!({"auths": {host: {"auth": auth}}}).to_string())
+        .unwrap();
+    let output =
+        run(&["sync", root, &harbor.url, "--plain-http"], &[("DOCKER_CONFIG", docker.path().display().to_string())]);
     assert!(output.status.success(), "{}", stderr_of(&output));
     assert!(stderr_of(&output).contains("9 pushed"), "{}", stderr_of(&output));
 
@@ -132,6 +161,9 @@ fn credentials_come_from_the_docker_config_or_a_password_file() {
     let secrets = tempfile::tempdir().unwrap();
     let file = secrets.path().join("password");
     std::fs::write(&file, format!("{ROBOT_PASSWORD}\n")).unwrap();
-    let output = run(&["verify", root, &harbor.url, "--plain-http", "--username", ROBOT, "--password-file", file.to_str().unwrap()], &[]);
+    let output = run(
+        &["verify", root, &harbor.url, "--plain-http", "--username", ROBOT, "--password-file", file.to_str().unwrap()],
+        &[],
+    );
     assert!(output.status.success(), "{}", stderr_of(&output));
 }

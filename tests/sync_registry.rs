@@ -39,7 +39,11 @@ fn the_fixture_lands_with_every_digest_and_a_rerun_pushes_nothing() {
 
     let first = sync(&[root, &target.url, "--plain-http"]);
     assert!(first.status.success(), "{}", stderr_of(&first));
-    assert!(stderr_of(&first).contains(&format!("{FIXTURE_TAGS} pushed, 0 already there, 0 failed")), "{}", stderr_of(&first));
+    assert!(
+        stderr_of(&first).contains(&format!("{FIXTURE_TAGS} pushed, 0 already there, 0 failed")),
+        "{}",
+        stderr_of(&first)
+    );
     assert_eq!(target.inventory(), expected, "every tag, same digest");
 
     // Index children were pushed by digest before their index, and untagged referrers stay behind.
@@ -72,20 +76,55 @@ fn verify_reports_what_is_missing_or_different() {
 fn filters_and_harbor_name_mapping_choose_and_rename() {
     let (fixture, _target_dir, target) = source_and_target();
     let root = fixture.root();
-    let output = sync(&[root, &target.url, "--plain-http", "--include", "sort/**", "--exclude", "sort/a.b", "--dest-namespace", "mirror", "--flatten", "1"]);
+    let output = sync(&[
+        root,
+        &target.url,
+        "--plain-http",
+        "--include",
+        "sort/**",
+        "--exclude",
+        "sort/a.b",
+        "--dest-namespace",
+        "mirror",
+        "--flatten",
+        "1",
+    ]);
     assert!(output.status.success(), "{}", stderr_of(&output));
     let catalog: BTreeSet<String> = target.catalog().into_iter().collect();
-    let expected: BTreeSet<String> = ["mirror/a", "mirror/a-b", "mirror/a/b", "mirror/a_b", "mirror/a0"].iter().map(|s| s.to_string()).collect();
+    let expected: BTreeSet<String> =
+        ["mirror/a", "mirror/a-b", "mirror/a/b", "mirror/a_b", "mirror/a0"].iter().map(|s| s.to_string()).collect();
     assert_eq!(catalog, expected);
 
     // Flatten everything to the last component, and keep only some tags.
-    let output = sync(&[root, &target.url, "--plain-http", "--include", "nest/**", "--include-tag", "v1.*", "--dest-namespace", "flat", "--flatten", "-1"]);
+    let output = sync(&[
+        root,
+        &target.url,
+        "--plain-http",
+        "--include",
+        "nest/**",
+        "--include-tag",
+        "v1.*",
+        "--dest-namespace",
+        "flat",
+        "--flatten",
+        "-1",
+    ]);
     assert!(output.status.success(), "{}", stderr_of(&output));
     let catalog: BTreeSet<String> = target.catalog().into_iter().filter(|r| r.starts_with("flat/")).collect();
     assert_eq!(catalog, ["flat/a", "flat/b", "flat/e"].iter().map(|s| s.to_string()).collect());
 
     // A level beyond a repository's depth is a per-tag error, as in Harbor.
-    let output = sync(&[root, &target.url, "--plain-http", "--include", "library/*", "--dest-namespace", "deep", "--flatten", "3"]);
+    let output = sync(&[
+        root,
+        &target.url,
+        "--plain-http",
+        "--include",
+        "library/*",
+        "--dest-namespace",
+        "deep",
+        "--flatten",
+        "3",
+    ]);
     assert_eq!(output.status.code(), Some(EXIT_PARTIAL));
     assert!(stderr_of(&output).contains("fewer than the flattening level 3"), "{}", stderr_of(&output));
 }
@@ -130,7 +169,12 @@ fn corrupt_or_missing_source_data_never_reaches_the_target() {
     let output = sync(&[root.to_str().unwrap(), &target.url, "--plain-http"]);
     let stderr = stderr_of(&output);
     assert_eq!(output.status.code(), Some(EXIT_PARTIAL), "{stderr}");
-    assert!(stderr.contains(&format!("team-a/web.app:v1 -> team-a/web.app:v1: blob {layer} in the source storage is corrupt")), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "team-a/web.app:v1 -> team-a/web.app:v1: blob {layer} in the source storage is corrupt"
+        )),
+        "{stderr}"
+    );
     assert!(stderr.contains(&format!("manifest {nest} is missing from the source storage")), "{stderr}");
     assert!(stderr.contains(&format!("{} pushed, 0 already there, 2 failed", FIXTURE_TAGS - 2)), "{stderr}");
     assert_eq!(target.head_manifest("team-a/web.app", "v1"), None);
@@ -163,7 +207,13 @@ fn skopeo_reads_every_synced_tag_back_with_valid_digests() {
 fn large_blobs_go_up_in_chunks_and_land_intact() {
     let source_dir = tempfile::tempdir().unwrap();
     // Layers of 3 MiB, sent in chunks of 1 MiB (three PATCHes and a PUT each).
-    let spec = rehydrate::synth::SynthSpec { repositories: 4, tags_per_repository: 1, images: 2, layer_bytes: 3 << 20, ..Default::default() };
+    let spec = rehydrate::synth::SynthSpec {
+        repositories: 4,
+        tags_per_repository: 1,
+        images: 2,
+        layer_bytes: 3 << 20,
+        ..Default::default()
+    };
     let truth = rehydrate::synth::generate(source_dir.path(), &spec, 1).unwrap();
     let target_dir = tempfile::tempdir().unwrap();
     let target = Registry::start(target_dir.path());
@@ -173,7 +223,10 @@ fn large_blobs_go_up_in_chunks_and_land_intact() {
         assert_eq!(target.head_manifest(&record.repository, &record.tag).as_deref(), Some(record.digest.as_str()));
         let manifest = target.get_manifest_json(&record.repository, &record.tag);
         let layer = manifest["layers"][0]["digest"].as_str().unwrap();
-        let bytes = reqwest::blocking::get(format!("{}/v2/{}/blobs/{layer}", target.url, record.repository)).unwrap().bytes().unwrap();
+        let bytes = reqwest::blocking::get(format!("{}/v2/{}/blobs/{layer}", target.url, record.repository))
+            .unwrap()
+            .bytes()
+            .unwrap();
         assert_eq!(bytes.len(), 3 << 20);
         assert_eq!(sha256(&bytes), layer, "the chunked upload reassembled the blob exactly");
     }

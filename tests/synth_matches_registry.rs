@@ -28,7 +28,10 @@ fn the_registry_serving_a_generated_tree_answers_the_truth() {
     let (repository, tag, digest) = truth.iter().next().unwrap();
     let manifest = reqwest::blocking::Client::new()
         .get(format!("{}/v2/{repository}/manifests/{tag}", registry.url))
-        .header("accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json")
+        .header(
+            "accept",
+            "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
+        )
         .send()
         .unwrap()
         .bytes()

@@ -15,14 +15,23 @@ fn an_untrusted_certificate_is_refused_until_its_ca_is_given() {
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca_params, ca_key);
     let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap().signed_by(&leaf_key, &issuer).unwrap();
-    let (ca_pem, cert_pem, key_pem) = (dir.path().join("ca.pem"), dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let (ca_pem, cert_pem, key_pem) =
+        (dir.path().join("ca.pem"), dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&ca_pem, ca.pem()).unwrap();
     std::fs::write(&cert_pem, leaf.pem()).unwrap();
     std::fs::write(&key_pem, leaf_key.serialize_pem()).unwrap();
 
     let source_dir = tempfile::tempdir().unwrap();
-    rehydrate::synth::generate(source_dir.path(), &rehydrate::synth::SynthSpec { repositories: 3, ..Default::default() }, 1).unwrap();
+    rehydrate::synth::generate(
+        source_dir.path(),
+        &rehydrate::synth::SynthSpec { repositories: 3, ..Default::default() },
+        1,
+    )
+    .unwrap();
     let root = source_dir.path().to_str().unwrap();
     let target_dir = tempfile::tempdir().unwrap();
     let target = Registry::start_tls(target_dir.path(), &cert_pem, &key_pem);

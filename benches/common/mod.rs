@@ -9,7 +9,9 @@ use rehydrate::synth::{generate, SynthSpec};
 
 /// Where generated trees go: `REHYDRATE_BENCH_DIR`, or `target/bench-data`.
 pub fn bench_dir() -> PathBuf {
-    std::env::var_os("REHYDRATE_BENCH_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data"))
+    std::env::var_os("REHYDRATE_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data"))
 }
 
 /// Generates (once) the tree `name` from `spec`, kept between runs; returns its root and tag count.

@@ -44,7 +44,8 @@ fn main() -> anyhow::Result<()> {
         layers_per_image: args.layers,
         seed: args.seed,
     };
-    let truth = generate(&args.root, &spec, args.threads).with_context(|| format!("writing {}", args.root.display()))?;
+    let truth =
+        generate(&args.root, &spec, args.threads).with_context(|| format!("writing {}", args.root.display()))?;
     if let Some(path) = &args.truth {
         let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
         for record in &truth {

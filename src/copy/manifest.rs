@@ -120,11 +120,13 @@ pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, ManifestError> {
     let subject = raw.subject.map(RawDescriptor::parse).transpose()?;
     match media_type.as_str() {
         OCI_INDEX | DOCKER_LIST => {
-            let children = raw.manifests.unwrap_or_default().into_iter().map(RawDescriptor::parse).collect::<Result<_, _>>()?;
+            let children =
+                raw.manifests.unwrap_or_default().into_iter().map(RawDescriptor::parse).collect::<Result<_, _>>()?;
             Ok(Manifest::Index { media_type, children, subject })
         }
         OCI_MANIFEST | DOCKER_MANIFEST => {
-            let config = raw.config.ok_or_else(|| ManifestError::BadDescriptor("image manifest without config".into()))?;
+            let config =
+                raw.config.ok_or_else(|| ManifestError::BadDescriptor("image manifest without config".into()))?;
             let mut blobs = vec![config.parse()?];
             for layer in raw.layers.into_iter().filter(RawDescriptor::is_distributable) {
                 blobs.push(layer.parse()?);
@@ -153,16 +155,25 @@ mod tests {
                 {"mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "digest": digest("win"), "size": 30, "urls": ["https://x/y"]},
             ],
         });
-        let Manifest::Image { media_type, blobs, subject } = parse_manifest(manifest.to_string().as_bytes()).unwrap() else { panic!() };
+        let Manifest::Image { media_type, blobs, subject } = parse_manifest(manifest.to_string().as_bytes()).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(subject, None);
         assert_eq!(media_type, DOCKER_MANIFEST);
-        assert_eq!(blobs.iter().map(|b| b.digest.to_string()).collect::<Vec<_>>(), vec![digest("c"), digest("l1")], "foreign layers are not pushed");
+        assert_eq!(
+            blobs.iter().map(|b| b.digest.to_string()).collect::<Vec<_>>(),
+            vec![digest("c"), digest("l1")],
+            "foreign layers are not pushed"
+        );
     }
 
     #[test]
     fn indexes_list_children_and_oci_types_may_be_implicit() {
         let index = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": OCI_MANIFEST, "digest": digest("a"), "size": 5}]});
-        let Manifest::Index { media_type, children, .. } = parse_manifest(index.to_string().as_bytes()).unwrap() else { panic!() };
+        let Manifest::Index { media_type, children, .. } = parse_manifest(index.to_string().as_bytes()).unwrap() else {
+            panic!()
+        };
         assert_eq!(media_type, OCI_INDEX);
         assert_eq!(children[0].size, 5);
         let image = serde_json::json!({"schemaVersion": 2, "config": {"digest": digest("c"), "size": 1}, "layers": []});
@@ -182,9 +193,15 @@ mod tests {
 
     #[test]
     fn refuses_what_registries_refuse() {
-        assert_eq!(parse_manifest(br#"{"schemaVersion": 1, "name": "x", "fsLayers": []}"#), Err(ManifestError::Schema1));
+        assert_eq!(
+            parse_manifest(br#"{"schemaVersion": 1, "name": "x", "fsLayers": []}"#),
+            Err(ManifestError::Schema1)
+        );
         assert!(matches!(parse_manifest(b"{not json"), Err(ManifestError::InvalidJson(_))));
-        assert!(matches!(parse_manifest(br#"{"schemaVersion":2,"mediaType":"application/x-unknown"}"#), Err(ManifestError::UnknownMediaType(_))));
+        assert!(matches!(
+            parse_manifest(br#"{"schemaVersion":2,"mediaType":"application/x-unknown"}"#),
+            Err(ManifestError::UnknownMediaType(_))
+        ));
         assert!(matches!(parse_manifest(&vec![b' '; MAX_MANIFEST_SIZE + 1]), Err(ManifestError::TooLarge(_))));
         let bad = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": {"digest": "sha256:xyz", "size": 1}});
         assert!(matches!(parse_manifest(bad.to_string().as_bytes()), Err(ManifestError::BadDescriptor(_))));

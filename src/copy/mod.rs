@@ -39,7 +39,9 @@ pub enum CopyError {
     Missing { what: &'static str, digest: Digest, key: String },
     #[error("{what} {digest} in the source storage is corrupt: its bytes hash to {actual} ({key}); not pushed")]
     Corrupt { what: &'static str, digest: Digest, actual: String, key: String },
-    #[error("blob {digest}: the manifest says {expected} bytes, the source storage holds {actual} ({key}); not pushed")]
+    #[error(
+        "blob {digest}: the manifest says {expected} bytes, the source storage holds {actual} ({key}); not pushed"
+    )]
     SizeMismatch { digest: Digest, expected: u64, actual: u64, key: String },
     #[error("source storage: {0}")]
     Storage(String),
@@ -158,7 +160,13 @@ impl Copier {
     }
 
     /// Copies `digest` into `repository` under `tag`.
-    pub async fn copy_tag(&self, repository: &str, tag: &str, digest: &Digest, override_tags: bool) -> Result<TagOutcome, CopyError> {
+    pub async fn copy_tag(
+        &self,
+        repository: &str,
+        tag: &str,
+        digest: &Digest,
+        override_tags: bool,
+    ) -> Result<TagOutcome, CopyError> {
         match self.target.manifest_digest(repository, tag).await? {
             Some(existing) if &existing == digest => return Ok(TagOutcome::AlreadyThere),
             Some(existing) if !override_tags => return Err(CopyError::TagDiffers { existing, wanted: digest.clone() }),
@@ -188,19 +196,25 @@ impl Copier {
     /// Reads a manifest from the source and checks it against its digest.
     pub async fn read_manifest(&self, digest: &Digest) -> Result<(Manifest, Bytes), CopyError> {
         let key = self.source.blob_key(digest);
-        let bytes = self
-            .source
-            .read_small(digest, MAX_MANIFEST_SIZE)
-            .await?
-            .ok_or_else(|| CopyError::Missing { what: "manifest", digest: digest.clone(), key: key.clone() })?;
+        let bytes = self.source.read_small(digest, MAX_MANIFEST_SIZE).await?.ok_or_else(|| CopyError::Missing {
+            what: "manifest",
+            digest: digest.clone(),
+            key: key.clone(),
+        })?;
         if bytes.len() > MAX_MANIFEST_SIZE {
             return Err(CopyError::Manifest { digest: digest.clone(), source: ManifestError::TooLarge(bytes.len()) });
         }
         let actual = Digest::sha256_of(&bytes);
         if &actual != digest {
-            return Err(CopyError::Corrupt { what: "manifest", digest: digest.clone(), actual: actual.to_string(), key });
+            return Err(CopyError::Corrupt {
+                what: "manifest",
+                digest: digest.clone(),
+                actual: actual.to_string(),
+                key,
+            });
         }
-        let manifest = parse_manifest(&bytes).map_err(|source| CopyError::Manifest { digest: digest.clone(), source })?;
+        let manifest =
+            parse_manifest(&bytes).map_err(|source| CopyError::Manifest { digest: digest.clone(), source })?;
         Ok((manifest, Bytes::from(bytes)))
     }
 
@@ -208,16 +222,31 @@ impl Copier {
     /// its subject and an index's children (each by digest), and an image's blobs. In place, blobs are
     /// not sent at all: the manifest is PUT first, and only if the target answers
     /// `MANIFEST_BLOB_UNKNOWN` are its blobs copied and the PUT repeated.
-    fn push_manifest<'a>(&'a self, repository: &'a str, reference: &'a str, digest: &'a Digest) -> futures::future::BoxFuture<'a, Result<(), CopyError>> {
+    fn push_manifest<'a>(
+        &'a self,
+        repository: &'a str,
+        reference: &'a str,
+        digest: &'a Digest,
+    ) -> futures::future::BoxFuture<'a, Result<(), CopyError>> {
         Box::pin(async move {
             let (manifest, bytes) = self.read_manifest(digest).await?;
             if let Some(subject) = manifest.subject() {
-                self.once(repository, &subject.digest, self.push_manifest(repository, subject.digest.as_str(), &subject.digest)).await?;
+                self.once(
+                    repository,
+                    &subject.digest,
+                    self.push_manifest(repository, subject.digest.as_str(), &subject.digest),
+                )
+                .await?;
             }
             match &manifest {
                 Manifest::Index { children, .. } => {
                     for child in children {
-                        self.once(repository, &child.digest, self.push_manifest(repository, child.digest.as_str(), &child.digest)).await?;
+                        self.once(
+                            repository,
+                            &child.digest,
+                            self.push_manifest(repository, child.digest.as_str(), &child.digest),
+                        )
+                        .await?;
                     }
                 }
                 Manifest::Image { .. } if self.in_place => {}
@@ -225,7 +254,9 @@ impl Copier {
             }
             let pushed = self.target.put_manifest(repository, reference, manifest.media_type(), bytes.clone()).await;
             match (pushed, &manifest) {
-                (Err(error), Manifest::Image { blobs, .. }) if self.in_place && error.has_code("MANIFEST_BLOB_UNKNOWN") => {
+                (Err(error), Manifest::Image { blobs, .. })
+                    if self.in_place && error.has_code("MANIFEST_BLOB_UNKNOWN") =>
+                {
                     self.ensure_blobs(repository, blobs).await?;
                     self.target.put_manifest(repository, reference, manifest.media_type(), bytes).await?;
                 }
@@ -242,7 +273,12 @@ impl Copier {
     }
 
     /// Runs `work` once per (repository, digest), however many copies ask; later askers share its result.
-    async fn once(&self, repository: &str, digest: &Digest, work: impl std::future::Future<Output = Result<(), CopyError>>) -> Result<(), CopyError> {
+    async fn once(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        work: impl std::future::Future<Output = Result<(), CopyError>>,
+    ) -> Result<(), CopyError> {
         let cell = {
             let mut done = self.done.lock().await;
             sweep(&mut done);
@@ -298,7 +334,12 @@ impl Copier {
     /// source fails in the middle: a streamed body cannot be resent, so the blob is read again and the
     /// session opened anew. Corrupt or missing source data is not retried.
     /// The first try uses `session` when the target already opened one.
-    async fn upload_with_retries(&self, repository: &str, blob: &Descriptor, session: Option<url::Url>) -> Result<(), CopyError> {
+    async fn upload_with_retries(
+        &self,
+        repository: &str,
+        blob: &Descriptor,
+        session: Option<url::Url>,
+    ) -> Result<(), CopyError> {
         let mut backoff = crate::net::Backoff::default();
         let mut session = session;
         loop {
@@ -324,13 +365,18 @@ impl Copier {
     /// Streams a blob from the source into an upload session, checking size and digest on the way.
     async fn upload(&self, repository: &str, blob: &Descriptor, location: url::Url) -> Result<(), CopyError> {
         let key = self.source.blob_key(&blob.digest);
-        let (size, stream) = self
-            .source
-            .open(&blob.digest)
-            .await?
-            .ok_or_else(|| CopyError::Missing { what: "blob", digest: blob.digest.clone(), key: key.clone() })?;
+        let (size, stream) = self.source.open(&blob.digest).await?.ok_or_else(|| CopyError::Missing {
+            what: "blob",
+            digest: blob.digest.clone(),
+            key: key.clone(),
+        })?;
         if blob.size != 0 && size != blob.size {
-            return Err(CopyError::SizeMismatch { digest: blob.digest.clone(), expected: blob.size, actual: size, key });
+            return Err(CopyError::SizeMismatch {
+                digest: blob.digest.clone(),
+                expected: blob.size,
+                actual: size,
+                key,
+            });
         }
         let verdict: Arc<std::sync::Mutex<Option<CopyError>>> = Arc::default();
         let checked = verified_stream(stream, blob.digest.clone(), key, verdict.clone());
@@ -354,7 +400,12 @@ impl Copier {
 /// once the whole blob has hashed to `digest`, so a corrupt blob never completes an upload (the stream
 /// fails instead, and the registry, which also checks, discards the session). A failed read from the
 /// source fails the stream too, and is put in `verdict` so that it is reported as the source's.
-fn verified_stream(stream: ByteStream, digest: Digest, key: String, verdict: Arc<std::sync::Mutex<Option<CopyError>>>) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send + Unpin + 'static {
+fn verified_stream(
+    stream: ByteStream,
+    digest: Digest,
+    key: String,
+    verdict: Arc<std::sync::Mutex<Option<CopyError>>>,
+) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send + Unpin + 'static {
     struct State {
         inner: ByteStream,
         hasher: Sha256,
@@ -381,16 +432,24 @@ fn verified_stream(stream: ByteStream, digest: Digest, key: String, verdict: Arc
                     }
                     Some(Err(error)) => {
                         state.finished = true;
-                        *verdict.lock().expect("verdict poisoned") = Some(CopyError::Storage(format!("blob {digest} ({key}): {error}")));
+                        *verdict.lock().expect("verdict poisoned") =
+                            Some(CopyError::Storage(format!("blob {digest} ({key}): {error}")));
                         return Some((Err(error), state));
                     }
                     None => {
                         state.finished = true;
                         let actual = format!("sha256:{}", hex::encode(state.hasher.clone().finalize()));
                         if actual != digest.as_str() {
-                            *verdict.lock().expect("verdict poisoned") =
-                                Some(CopyError::Corrupt { what: "blob", digest: digest.clone(), actual: actual.clone(), key: key.clone() });
-                            return Some((Err(std::io::Error::other(format!("blob {digest} is corrupt in storage"))), state));
+                            *verdict.lock().expect("verdict poisoned") = Some(CopyError::Corrupt {
+                                what: "blob",
+                                digest: digest.clone(),
+                                actual: actual.clone(),
+                                key: key.clone(),
+                            });
+                            return Some((
+                                Err(std::io::Error::other(format!("blob {digest} is corrupt in storage"))),
+                                state,
+                            ));
                         }
                         return state.held.take().map(|last| (Ok(last), state));
                     }
@@ -436,7 +495,10 @@ mod tests {
     async fn verified_stream_passes_good_blobs_whole() {
         let verdict = Arc::default();
         let digest = Digest::sha256_of(b"hello world");
-        let out: Vec<_> = verified_stream(stream_of(&[b"hello", b" ", b"world"]), digest, "k".into(), Arc::clone(&verdict)).collect().await;
+        let out: Vec<_> =
+            verified_stream(stream_of(&[b"hello", b" ", b"world"]), digest, "k".into(), Arc::clone(&verdict))
+                .collect()
+                .await;
         let bytes: Vec<u8> = out.into_iter().flat_map(|p| p.unwrap().to_vec()).collect();
         assert_eq!(bytes, b"hello world");
         assert!(verdict.lock().unwrap().is_none());
@@ -446,7 +508,10 @@ mod tests {
     async fn verified_stream_never_releases_the_end_of_a_corrupt_blob() {
         let verdict = Arc::default();
         let digest = Digest::sha256_of(b"hello world");
-        let out: Vec<_> = verified_stream(stream_of(&[b"hello", b" ", b"w0rld"]), digest, "k".into(), Arc::clone(&verdict)).collect().await;
+        let out: Vec<_> =
+            verified_stream(stream_of(&[b"hello", b" ", b"w0rld"]), digest, "k".into(), Arc::clone(&verdict))
+                .collect()
+                .await;
         let released: Vec<u8> = out.iter().filter_map(|p| p.as_ref().ok()).flat_map(|b| b.to_vec()).collect();
         assert_eq!(released, b"hello ", "the last piece is held back");
         assert!(out.last().unwrap().is_err());

@@ -121,7 +121,8 @@ impl TokenCache {
 
     /// Asks the token service for a token covering every scope at once (repeated `scope=` parameters).
     pub async fn fetch(&self, realm: &str, service: Option<&str>, scopes: &[String]) -> Result<String, AuthError> {
-        let mut url = url::Url::parse(realm).map_err(|e| AuthError::Failed { realm: realm.to_string(), message: e.to_string() })?;
+        let mut url = url::Url::parse(realm)
+            .map_err(|e| AuthError::Failed { realm: realm.to_string(), message: e.to_string() })?;
         {
             let mut query = url.query_pairs_mut();
             if let Some(service) = service {
@@ -138,15 +139,19 @@ impl TokenCache {
                 None => request,
             }
         };
-        let (status, body) =
-            crate::net::fetch_with_retries("target", "token", request).await.map_err(|e| AuthError::Failed { realm: realm.to_string(), message: crate::net::describe_error(&e) })?;
+        let (status, body) = crate::net::fetch_with_retries("target", "token", request)
+            .await
+            .map_err(|e| AuthError::Failed { realm: realm.to_string(), message: crate::net::describe_error(&e) })?;
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             return Err(AuthError::Refused { realm: realm.to_string(), status: status.as_u16() });
         }
         if !status.is_success() {
             return Err(AuthError::Failed { realm: realm.to_string(), message: format!("HTTP {status}") });
         }
-        let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| AuthError::Failed { realm: realm.to_string(), message: format!("unreadable token answer: {e}") })?;
+        let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| AuthError::Failed {
+            realm: realm.to_string(),
+            message: format!("unreadable token answer: {e}"),
+        })?;
         let token = answer.token.or(answer.access_token).ok_or_else(|| AuthError::Failed {
             realm: realm.to_string(),
             message: "the answer holds no token".to_string(),
@@ -167,10 +172,16 @@ mod tests {
         let harbor = r#"Bearer realm="https://harbor.example.com/service/token",service="harbor-registry",scope="repository:p/r:pull,push""#;
         assert_eq!(
             parse_challenge(harbor),
-            Some(Challenge::Bearer { realm: "https://harbor.example.com/service/token".into(), service: Some("harbor-registry".into()) })
+            Some(Challenge::Bearer {
+                realm: "https://harbor.example.com/service/token".into(),
+                service: Some("harbor-registry".into())
+            })
         );
         assert_eq!(parse_challenge(r#"Basic realm="Registry Realm""#), Some(Challenge::Basic));
-        assert_eq!(parse_challenge("bearer realm=http://x/token"), Some(Challenge::Bearer { realm: "http://x/token".into(), service: None }));
+        assert_eq!(
+            parse_challenge("bearer realm=http://x/token"),
+            Some(Challenge::Bearer { realm: "http://x/token".into(), service: None })
+        );
         assert_eq!(
             parse_challenge(r#"Bearer service="s", realm="http://x/t\"q""#),
             Some(Challenge::Bearer { realm: "http://x/t\"q".into(), service: Some("s".into()) })

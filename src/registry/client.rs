@@ -18,7 +18,8 @@ use super::credentials::Credentials;
 use crate::layout::Digest;
 
 /// Every manifest media type a copy may meet, for `Accept`.
-pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
+pub const MANIFEST_ACCEPT: &str =
+    "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
 application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json, \
 application/vnd.docker.distribution.manifest.v1+prettyjws;q=0.5";
 
@@ -120,22 +121,36 @@ impl RegistryClient {
 
     /// Sends a request (rebuilt by `build` for each attempt): authenticated for `scopes`, answering a 401
     /// challenge once, retrying connection failures, 429 and 5xx a few times with backoff.
-    async fn send(&self, operation: &'static str, target: &str, scopes: &[String], build: impl Fn() -> RequestBuilder) -> Result<Response, RegistryError> {
+    async fn send(
+        &self,
+        operation: &'static str,
+        target: &str,
+        scopes: &[String],
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<Response, RegistryError> {
         let mut answered_challenge = false;
         let mut backoff = crate::net::Backoff::default();
         loop {
             let request = self.authorize(build(), scopes).await?;
             let outcome = crate::net::execute("target", operation, request).await;
             let (transient, retry_after) = match &outcome {
-                Ok(response) => (crate::net::is_transient(response.status()), crate::net::retry_after(response.headers())),
+                Ok(response) => {
+                    (crate::net::is_transient(response.status()), crate::net::retry_after(response.headers()))
+                }
                 Err(error) => (crate::net::is_transient_error(error), None),
             };
             if transient && backoff.wait(retry_after).await {
                 continue;
             }
-            let response = outcome.map_err(|e| RegistryError::Transport { operation, target: target.to_string(), message: crate::net::describe_error(&e) })?;
+            let response = outcome.map_err(|e| RegistryError::Transport {
+                operation,
+                target: target.to_string(),
+                message: crate::net::describe_error(&e),
+            })?;
             if response.status() == StatusCode::UNAUTHORIZED && !answered_challenge {
-                if let Some(challenge) = response.headers().get(WWW_AUTHENTICATE).and_then(|h| h.to_str().ok()).and_then(parse_challenge) {
+                if let Some(challenge) =
+                    response.headers().get(WWW_AUTHENTICATE).and_then(|h| h.to_str().ok()).and_then(parse_challenge)
+                {
                     let known = self.challenge.lock().await.replace(challenge.clone());
                     answered_challenge = true;
                     // A token we sent was refused (expired, or issued before its project existed): drop it.
@@ -180,15 +195,20 @@ impl RegistryClient {
         let target = format!("{repository}:{reference}");
         let url = self.url(&format!("/v2/{repository}/manifests/{reference}"));
         let scopes = [repository_scope(repository, "pull")];
-        let response = self.send("HEAD manifest", &target, &scopes, || self.http.head(url.clone()).header(ACCEPT, MANIFEST_ACCEPT)).await?;
+        let response = self
+            .send("HEAD manifest", &target, &scopes, || self.http.head(url.clone()).header(ACCEPT, MANIFEST_ACCEPT))
+            .await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
             status if status.is_success() => {
-                let header = response.headers().get("docker-content-digest").and_then(|h| h.to_str().ok()).map(Digest::parse);
+                let header =
+                    response.headers().get("docker-content-digest").and_then(|h| h.to_str().ok()).map(Digest::parse);
                 match header {
                     Some(Ok(digest)) => Ok(Some(digest)),
                     // No (or a bad) digest header: read the manifest and hash it ourselves.
-                    _ => Ok(self.get_manifest(repository, reference).await?.map(|(_, bytes)| Digest::sha256_of(&bytes))),
+                    _ => {
+                        Ok(self.get_manifest(repository, reference).await?.map(|(_, bytes)| Digest::sha256_of(&bytes)))
+                    }
                 }
             }
             _ => Err(Self::fail("HEAD manifest", &target, response).await),
@@ -196,11 +216,17 @@ impl RegistryClient {
     }
 
     /// A manifest's media type and bytes; `None` when it is unknown.
-    pub async fn get_manifest(&self, repository: &str, reference: &str) -> Result<Option<(String, Bytes)>, RegistryError> {
+    pub async fn get_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<(String, Bytes)>, RegistryError> {
         let target = format!("{repository}:{reference}");
         let url = self.url(&format!("/v2/{repository}/manifests/{reference}"));
         let scopes = [repository_scope(repository, "pull")];
-        let response = self.send("GET manifest", &target, &scopes, || self.http.get(url.clone()).header(ACCEPT, MANIFEST_ACCEPT)).await?;
+        let response = self
+            .send("GET manifest", &target, &scopes, || self.http.get(url.clone()).header(ACCEPT, MANIFEST_ACCEPT))
+            .await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(None),
             status if status.is_success() => {
@@ -217,12 +243,20 @@ impl RegistryClient {
     }
 
     /// PUTs a manifest with its exact bytes and media type, under a tag or its digest.
-    pub async fn put_manifest(&self, repository: &str, reference: &str, media_type: &str, bytes: Bytes) -> Result<(), RegistryError> {
+    pub async fn put_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: Bytes,
+    ) -> Result<(), RegistryError> {
         let target = format!("{repository}:{reference}");
         let url = self.url(&format!("/v2/{repository}/manifests/{reference}"));
         let scopes = [repository_scope(repository, "pull,push")];
         let response = self
-            .send("PUT manifest", &target, &scopes, || self.http.put(url.clone()).header(CONTENT_TYPE, media_type).body(bytes.clone()))
+            .send("PUT manifest", &target, &scopes, || {
+                self.http.put(url.clone()).header(CONTENT_TYPE, media_type).body(bytes.clone())
+            })
             .await?;
         if response.status().is_success() {
             Ok(())
@@ -250,7 +284,9 @@ impl RegistryClient {
         let mut url = self.url(&format!("/v2/{repository}/blobs/uploads/"));
         url.query_pairs_mut().append_pair("mount", digest.as_str()).append_pair("from", from);
         let scopes = [repository_scope(repository, "pull,push"), repository_scope(from, "pull")];
-        let response = self.send("mount blob", &target, &scopes, || self.http.post(url.clone()).header(CONTENT_LENGTH, "0")).await?;
+        let response = self
+            .send("mount blob", &target, &scopes, || self.http.post(url.clone()).header(CONTENT_LENGTH, "0"))
+            .await?;
         match response.status() {
             StatusCode::CREATED => Ok(Mount::Mounted),
             StatusCode::ACCEPTED => Ok(Mount::Upload(self.location("mount blob", &target, &response)?)),
@@ -262,7 +298,9 @@ impl RegistryClient {
     pub async fn start_upload(&self, repository: &str) -> Result<Url, RegistryError> {
         let url = self.url(&format!("/v2/{repository}/blobs/uploads/"));
         let scopes = [repository_scope(repository, "pull,push")];
-        let response = self.send("start upload", repository, &scopes, || self.http.post(url.clone()).header(CONTENT_LENGTH, "0")).await?;
+        let response = self
+            .send("start upload", repository, &scopes, || self.http.post(url.clone()).header(CONTENT_LENGTH, "0"))
+            .await?;
         if response.status() == StatusCode::ACCEPTED {
             self.location("start upload", repository, &response)
         } else {
@@ -271,17 +309,29 @@ impl RegistryClient {
     }
 
     fn location(&self, operation: &'static str, target: &str, response: &Response) -> Result<Url, RegistryError> {
-        let location = response.headers().get(LOCATION).and_then(|h| h.to_str().ok()).ok_or_else(|| RegistryError::Protocol {
+        let location =
+            response.headers().get(LOCATION).and_then(|h| h.to_str().ok()).ok_or_else(|| RegistryError::Protocol {
+                operation,
+                target: target.to_string(),
+                message: "the answer has no Location".to_string(),
+            })?;
+        self.base.join(location).map_err(|e| RegistryError::Protocol {
             operation,
             target: target.to_string(),
-            message: "the answer has no Location".to_string(),
-        })?;
-        self.base.join(location).map_err(|e| RegistryError::Protocol { operation, target: target.to_string(), message: format!("bad Location: {e}") })
+            message: format!("bad Location: {e}"),
+        })
     }
 
     /// Sends a whole blob in one PUT (`?digest=`), streaming the body. The registry checks the digest
     /// before it commits anything.
-    pub async fn upload_monolithic<S>(&self, repository: &str, location: Url, digest: &Digest, size: u64, body: S) -> Result<(), RegistryError>
+    pub async fn upload_monolithic<S>(
+        &self,
+        repository: &str,
+        location: Url,
+        digest: &Digest,
+        size: u64,
+        body: S,
+    ) -> Result<(), RegistryError>
     where
         S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
     {
@@ -297,11 +347,13 @@ impl RegistryClient {
             .body(reqwest::Body::wrap_stream(body));
         // A streamed body cannot be sent twice: the upload session was opened (and authenticated) by
         // the POST, so this request goes once, with the token already cached.
-        let response = crate::net::execute("target", "upload blob", self.authorize(request, &scopes).await?).await.map_err(|e| RegistryError::Transport {
-            operation: "upload blob",
-            target: target.clone(),
-            message: crate::net::describe_error(&e),
-        })?;
+        let response = crate::net::execute("target", "upload blob", self.authorize(request, &scopes).await?)
+            .await
+            .map_err(|e| RegistryError::Transport {
+                operation: "upload blob",
+                target: target.clone(),
+                message: crate::net::describe_error(&e),
+            })?;
         if response.status() == StatusCode::CREATED {
             Ok(())
         } else {
@@ -311,7 +363,14 @@ impl RegistryClient {
 
     /// Sends a blob in chunks of `chunk_size` (PATCH each, then PUT `?digest=`), for large blobs: a
     /// failure costs one chunk, and memory holds one chunk at a time.
-    pub async fn upload_chunked<S>(&self, repository: &str, location: Url, digest: &Digest, chunk_size: usize, body: S) -> Result<(), RegistryError>
+    pub async fn upload_chunked<S>(
+        &self,
+        repository: &str,
+        location: Url,
+        digest: &Digest,
+        chunk_size: usize,
+        body: S,
+    ) -> Result<(), RegistryError>
     where
         S: Stream<Item = Result<Bytes, std::io::Error>> + Send + Unpin,
     {
@@ -321,7 +380,11 @@ impl RegistryClient {
         let mut offset: u64 = 0;
         let mut chunks = rechunk(body, chunk_size);
         while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(|e| RegistryError::Transport { operation: "read blob", target: target.clone(), message: e.to_string() })?;
+            let chunk = chunk.map_err(|e| RegistryError::Transport {
+                operation: "read blob",
+                target: target.clone(),
+                message: e.to_string(),
+            })?;
             let end = offset + chunk.len() as u64 - 1;
             let url = location.clone();
             let response = self
@@ -342,7 +405,9 @@ impl RegistryClient {
         }
         let mut url = location;
         url.query_pairs_mut().append_pair("digest", digest.as_str());
-        let response = self.send("finish upload", &target, &scopes, || self.http.put(url.clone()).header(CONTENT_LENGTH, "0")).await?;
+        let response = self
+            .send("finish upload", &target, &scopes, || self.http.put(url.clone()).header(CONTENT_LENGTH, "0"))
+            .await?;
         if response.status() == StatusCode::CREATED {
             Ok(())
         } else {
@@ -352,7 +417,11 @@ impl RegistryClient {
 }
 
 fn content_type(headers: &HeaderMap) -> String {
-    headers.get(CONTENT_TYPE).and_then(|h| h.to_str().ok()).map(|t| t.split(';').next().unwrap_or(t).trim().to_string()).unwrap_or_default()
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|h| h.to_str().ok())
+        .map(|t| t.split(';').next().unwrap_or(t).trim().to_string())
+        .unwrap_or_default()
 }
 
 /// Regroups a byte stream into chunks of exactly `size` bytes (the last one shorter).
@@ -360,20 +429,23 @@ fn rechunk<S>(body: S, size: usize) -> impl Stream<Item = Result<Bytes, std::io:
 where
     S: Stream<Item = Result<Bytes, std::io::Error>> + Unpin,
 {
-    Box::pin(futures::stream::unfold((body, bytes::BytesMut::new(), false), move |(mut body, mut buffer, mut done)| async move {
-        while !done && buffer.len() < size {
-            match body.next().await {
-                Some(Ok(bytes)) => buffer.extend_from_slice(&bytes),
-                Some(Err(error)) => return Some((Err(error), (body, buffer, true))),
-                None => done = true,
+    Box::pin(futures::stream::unfold(
+        (body, bytes::BytesMut::new(), false),
+        move |(mut body, mut buffer, mut done)| async move {
+            while !done && buffer.len() < size {
+                match body.next().await {
+                    Some(Ok(bytes)) => buffer.extend_from_slice(&bytes),
+                    Some(Err(error)) => return Some((Err(error), (body, buffer, true))),
+                    None => done = true,
+                }
             }
-        }
-        if buffer.is_empty() {
-            return None;
-        }
-        let chunk = buffer.split_to(buffer.len().min(size)).freeze();
-        Some((Ok(chunk), (body, buffer, done)))
-    }))
+            if buffer.is_empty() {
+                return None;
+            }
+            let chunk = buffer.split_to(buffer.len().min(size)).freeze();
+            Some((Ok(chunk), (body, buffer, done)))
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -382,7 +454,8 @@ mod tests {
 
     #[tokio::test]
     async fn rechunk_gives_exact_chunks() {
-        let parts: Vec<Result<Bytes, std::io::Error>> = vec![Ok(Bytes::from_static(b"abc")), Ok(Bytes::from_static(b"defgh")), Ok(Bytes::from_static(b"ij"))];
+        let parts: Vec<Result<Bytes, std::io::Error>> =
+            vec![Ok(Bytes::from_static(b"abc")), Ok(Bytes::from_static(b"defgh")), Ok(Bytes::from_static(b"ij"))];
         let chunks: Vec<Bytes> = rechunk(futures::stream::iter(parts), 4).map(|c| c.unwrap()).collect().await;
         assert_eq!(chunks, vec![Bytes::from_static(b"abcd"), Bytes::from_static(b"efgh"), Bytes::from_static(b"ij")]);
     }

@@ -77,7 +77,8 @@ pub fn resolve(sources: &CredentialSources) -> Result<Option<Credentials>, Crede
 }
 
 fn read_password_file(path: &Path) -> Result<String, CredentialsError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CredentialsError::PasswordFile { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| CredentialsError::PasswordFile { path: path.to_path_buf(), source })?;
     Ok(text.trim_end_matches(['\r', '\n']).to_string())
 }
 
@@ -92,8 +93,8 @@ fn docker_config_path() -> Option<PathBuf> {
 fn docker_config_credentials(host: &str) -> Result<Option<Credentials>, CredentialsError> {
     let Some(path) = docker_config_path() else { return Ok(None) };
     let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
-    let config: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| CredentialsError::DockerConfig { path: path.clone(), message: e.to_string() })?;
+    let config: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| CredentialsError::DockerConfig { path: path.clone(), message: e.to_string() })?;
     Ok(credentials_from_docker_config(&config, host))
 }
 
@@ -139,7 +140,10 @@ mod tests {
             "other:5000": {"username": "u", "password": "p"},
             "empty.example.com": {"auth": ""},
         }});
-        assert_eq!(credentials_from_docker_config(&config, "harbor.example.com"), Some(Credentials::new("admin", "Harbor12345")));
+        assert_eq!(
+            credentials_from_docker_config(&config, "harbor.example.com"),
+            Some(Credentials::new("admin", "Harbor12345"))
+        );
         assert_eq!(credentials_from_docker_config(&config, "other:5000"), Some(Credentials::new("u", "p")));
         assert_eq!(credentials_from_docker_config(&config, "empty.example.com"), None);
         assert_eq!(credentials_from_docker_config(&config, "missing"), None);

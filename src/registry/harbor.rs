@@ -44,7 +44,11 @@ impl Harbor {
     /// object (to anonymous callers too). Returns the Harbor, or `None` for a plain registry (which
     /// answers 404). A target failing (5xx after retries, no connection) is an error, not a plain
     /// registry: taking a Harbor for one would skip its project creation and fail every push.
-    pub async fn detect(base: &Url, http: &reqwest::Client, credentials: Option<Credentials>) -> Result<Option<Harbor>, HarborError> {
+    pub async fn detect(
+        base: &Url,
+        http: &reqwest::Client,
+        credentials: Option<Credentials>,
+    ) -> Result<Option<Harbor>, HarborError> {
         let api = base.join("/api/v2.0/").expect("a valid path");
         let url = api.join("systeminfo").expect("a valid path");
         let (status, body) = crate::net::fetch_with_retries("target", "harbor systeminfo", || http.get(url.clone()))
@@ -62,7 +66,11 @@ impl Harbor {
     /// The Harbor version, when the credentials may see it.
     pub async fn version(&self) -> Option<String> {
         let url = self.api.join("systeminfo").ok()?;
-        let (_, body) = crate::net::fetch_with_retries("target", "harbor systeminfo", || self.with_credentials(self.http.get(url.clone()))).await.ok()?;
+        let (_, body) = crate::net::fetch_with_retries("target", "harbor systeminfo", || {
+            self.with_credentials(self.http.get(url.clone()))
+        })
+        .await
+        .ok()?;
         serde_json::from_slice::<SystemInfo>(&body).ok()?.harbor_version
     }
 
@@ -78,9 +86,11 @@ impl Harbor {
     pub async fn check_credentials(&self) -> Result<(), HarborError> {
         let credentials = self.credentials.as_ref().ok_or(HarborError::NoCredentials)?;
         let url = self.api.join("users/current").expect("valid path");
-        let response = crate::net::send_with_retries("target", "harbor user", || self.with_credentials(self.http.get(url.clone())))
-            .await
-            .map_err(|e| HarborError::Transport(crate::net::describe_error(&e)))?;
+        let response = crate::net::send_with_retries("target", "harbor user", || {
+            self.with_credentials(self.http.get(url.clone()))
+        })
+        .await
+        .map_err(|e| HarborError::Transport(crate::net::describe_error(&e)))?;
         match response.status() {
             StatusCode::UNAUTHORIZED => Err(HarborError::WrongCredentials(credentials.username.clone())),
             // Robot accounts may not read users/current (403) but did authenticate.
@@ -99,9 +109,11 @@ impl Harbor {
         let body = serde_json::json!({"project_name": project, "metadata": {"public": "false"}});
         let url = self.api.join("projects").expect("valid path");
         // Retrying a POST is safe here: a project created by a try whose answer was lost answers 409.
-        let response = crate::net::send_with_retries("target", "harbor create project", || self.with_credentials(self.http.post(url.clone())).json(&body))
-            .await
-            .map_err(|e| HarborError::Transport(crate::net::describe_error(&e)))?;
+        let response = crate::net::send_with_retries("target", "harbor create project", || {
+            self.with_credentials(self.http.post(url.clone())).json(&body)
+        })
+        .await
+        .map_err(|e| HarborError::Transport(crate::net::describe_error(&e)))?;
         match response.status() {
             StatusCode::CREATED | StatusCode::CONFLICT => Ok(()),
             StatusCode::UNAUTHORIZED => Err(HarborError::WrongCredentials(credentials.username.clone())),

@@ -10,7 +10,9 @@ use std::path::Path;
 
 use super::walker::{walk_parallel, WorkQueue};
 use super::{ConsumerGone, Emitter, ItemError, RequestCounts, ScanItem, ScanOptions};
-use crate::layout::{self, check_component, check_repository, check_tag, classify_child, parse_link, ChildKind, Digest};
+use crate::layout::{
+    self, check_component, check_repository, check_tag, classify_child, parse_link, ChildKind, Digest,
+};
 use crate::storage::fs::{is_not_found, is_refused_link, list_dir, read_small_file, EntryKind, FsRoot};
 
 /// Walks the storage root at `root`, emitting what it finds. Fails only when the root itself cannot be
@@ -43,7 +45,8 @@ fn join(prefix: &str, name: &str) -> String {
     }
 }
 
-const SYMLINK_REFUSED: &str = "symbolic link not followed (nothing is read through links, so nothing outside the storage root)";
+const SYMLINK_REFUSED: &str =
+    "symbolic link not followed (nothing is read through links, so nothing outside the storage root)";
 
 /// Describes an I/O failure on one item, in words an operator can act on.
 fn describe(error: &io::Error) -> String {
@@ -196,9 +199,15 @@ impl FsScanner<'_> {
 
     /// Reads `<tag>/current/link` below the open tags folder. `None` when there is no digest to report
     /// (the problem, if any, has been emitted).
-    fn read_tag_link(&self, repository: &str, tag: &str, tags_dir: BorrowedFd<'_>) -> Result<Option<Digest>, ConsumerGone> {
+    fn read_tag_link(
+        &self,
+        repository: &str,
+        tag: &str,
+        tags_dir: BorrowedFd<'_>,
+    ) -> Result<Option<Digest>, ConsumerGone> {
         let key = layout::tag_current_link_key(repository, tag);
-        let problem = |message: &dyn std::fmt::Display| ItemError::new(&key, message).in_repository(repository).for_tag(tag);
+        let problem =
+            |message: &dyn std::fmt::Display| ItemError::new(&key, message).in_repository(repository).for_tag(tag);
         RequestCounts::add(&self.counts.reads, 1);
         match read_small_file(tags_dir, &format!("{tag}/current/link"), layout::MAX_LINK_LEN) {
             Ok(content) => match parse_link(&content) {
@@ -206,7 +215,9 @@ impl FsScanner<'_> {
                 Err(error) => self.error(problem(&error)).map(|_| None),
             },
             Err(error) if is_not_found(&error) => self
-                .emit(ScanItem::Warning(problem(&"tag folder has no current/link (half-written or half-deleted tag): skipped")))
+                .emit(ScanItem::Warning(problem(
+                    &"tag folder has no current/link (half-written or half-deleted tag): skipped",
+                )))
                 .map(|_| None),
             Err(error) => self.error(problem(&describe(&error))).map(|_| None),
         }
@@ -214,7 +225,12 @@ impl FsScanner<'_> {
 
     /// Reports every revision of the repository whose link is intact and that no tag points at. A revision
     /// folder without `link` is a deleted manifest (the filesystem driver leaves the folder behind).
-    fn scan_untagged(&self, repository: &str, repository_dir: BorrowedFd<'_>, tagged: &HashSet<Digest>) -> Result<(), ConsumerGone> {
+    fn scan_untagged(
+        &self,
+        repository: &str,
+        repository_dir: BorrowedFd<'_>,
+        tagged: &HashSet<Digest>,
+    ) -> Result<(), ConsumerGone> {
         let revisions_key = format!("{}{repository}/_manifests/revisions/", layout::repositories_prefix());
         RequestCounts::add(&self.counts.lists, 1);
         let algorithms = match list_dir(repository_dir, "_manifests/revisions") {
@@ -232,7 +248,10 @@ impl FsScanner<'_> {
             let revisions = match list_dir(repository_dir, &format!("_manifests/revisions/{algorithm}")) {
                 Ok(revisions) => revisions,
                 Err(error) => {
-                    self.error(ItemError::new(format!("{revisions_key}{algorithm}/"), describe(&error)).in_repository(repository))?;
+                    self.error(
+                        ItemError::new(format!("{revisions_key}{algorithm}/"), describe(&error))
+                            .in_repository(repository),
+                    )?;
                     continue;
                 }
             };

@@ -37,11 +37,15 @@ pub enum ObjectScanError {
     Empty(String),
 }
 
-pub fn scan(cloud: Cloud, bucket: &str, root: &str, options: &ScanOptions, emitter: &Emitter, counts: &Arc<RequestCounts>) -> std::io::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("scan-io")
-        .build()?;
+pub fn scan(
+    cloud: Cloud,
+    bucket: &str,
+    root: &str,
+    options: &ScanOptions,
+    emitter: &Emitter,
+    counts: &Arc<RequestCounts>,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("scan-io").build()?;
     runtime
         .block_on(scan_async(cloud, bucket, root, options, emitter, counts))
         .map_err(|error| std::io::Error::other(error.to_string()))
@@ -56,7 +60,8 @@ async fn scan_async(
     counts: &Arc<RequestCounts>,
 ) -> Result<(), ObjectScanError> {
     let store = Arc::new(ObjectBackend::connect(cloud, bucket, &options.object).await?);
-    let scanner = Arc::new(Scanner { store, options: options.clone(), emitter: emitter.clone(), counts: counts.clone() });
+    let scanner =
+        Arc::new(Scanner { store, options: options.clone(), emitter: emitter.clone(), counts: counts.clone() });
     let mut found_any = false;
     for variant in scanner.store.root_variants(root) {
         let repositories_prefix = format!("{variant}{}", layout::repositories_prefix());
@@ -97,7 +102,8 @@ struct KeyRange {
 
 impl KeyRange {
     fn contains(&self, key: &str) -> bool {
-        self.after.as_deref().is_none_or(|after| key > after) && self.before.as_deref().is_none_or(|before| key < before)
+        self.after.as_deref().is_none_or(|after| key > after)
+            && self.before.as_deref().is_none_or(|before| key < before)
     }
 }
 
@@ -156,7 +162,14 @@ impl Scanner {
 
     /// Lists the first page with the `/_` delimiter and decides how to find repositories.
     async fn probe(&self, prefix: &str) -> Result<Option<Discovery>, StorageError> {
-        let first_page = self.list(ListRequest { prefix, delimiter: Some(ROLL_UP), max_keys: Some(self.options.page_size), ..Default::default() }).await?;
+        let first_page = self
+            .list(ListRequest {
+                prefix,
+                delimiter: Some(ROLL_UP),
+                max_keys: Some(self.options.page_size),
+                ..Default::default()
+            })
+            .await?;
         if first_page.prefixes.is_empty() && first_page.objects.is_empty() {
             return Ok(None);
         }
@@ -182,7 +195,13 @@ impl Scanner {
             (Some(_), Some(last)) => {
                 let after = after_group(&group_key(last));
                 let page = self
-                    .list(ListRequest { prefix, delimiter: Some(ROLL_UP), start_after: Some(&after), max_keys: Some(1), ..Default::default() })
+                    .list(ListRequest {
+                        prefix,
+                        delimiter: Some(ROLL_UP),
+                        start_after: Some(&after),
+                        max_keys: Some(1),
+                        ..Default::default()
+                    })
                     .await?;
                 page.prefixes.iter().chain(page.objects.iter().map(|o| &o.key)).all(|key| key.as_str() > after.as_str())
             }
@@ -221,7 +240,13 @@ impl Scanner {
     }
 
     /// Takes the repositories of one page of `range`; returns the rest of the range, if any.
-    async fn take_page(&self, prefix: &str, range: &KeyRange, page: ListPage, found: &mpsc::Sender<String>) -> Option<Option<KeyRange>> {
+    async fn take_page(
+        &self,
+        prefix: &str,
+        range: &KeyRange,
+        page: ListPage,
+        found: &mpsc::Sender<String>,
+    ) -> Option<Option<KeyRange>> {
         let mut last: Option<String> = None;
         let mut passed_end = false;
         let mut entries = 0;
@@ -253,7 +278,12 @@ impl Scanner {
     }
 
     /// Checks a repository name and hands it to the tag scans.
-    async fn found_repository(&self, prefix: &str, name: &str, found: &mpsc::Sender<String>) -> Result<(), ConsumerGone> {
+    async fn found_repository(
+        &self,
+        prefix: &str,
+        name: &str,
+        found: &mpsc::Sender<String>,
+    ) -> Result<(), ConsumerGone> {
         if !self.options.shard.owns(name) {
             return Ok(());
         }
@@ -269,14 +299,26 @@ impl Scanner {
     /// Pages follow each other by start-after, so that a range can be cut anywhere. On a store that does
     /// not honour start-after (checked once in the probe, and again whenever a page brings nothing new),
     /// pages follow the store's own tokens instead, and the range is never cut.
-    async fn list_range(&self, prefix: &str, mut range: KeyRange, splittable: bool, pool: &Pool<KeyRange>, found: &mpsc::Sender<String>) {
+    async fn list_range(
+        &self,
+        prefix: &str,
+        mut range: KeyRange,
+        splittable: bool,
+        pool: &Pool<KeyRange>,
+        found: &mpsc::Sender<String>,
+    ) {
         let mut by_token = !splittable && range.token.is_some();
         // Where the page that ended at `range.after` started (the first range's first page: at the start).
         let mut page_start: Option<String> = None;
         loop {
             if !by_token && pool.has_free_slot() {
                 if let Some(cut) = self.cut_point(prefix, page_start.as_deref(), &range) {
-                    pool.spawn(KeyRange { after: Some(cut.clone()), before: range.before.take(), token: None, last_page_entries: 0 });
+                    pool.spawn(KeyRange {
+                        after: Some(cut.clone()),
+                        before: range.before.take(),
+                        token: None,
+                        last_page_entries: 0,
+                    });
                     range.before = Some(cut);
                 }
             }
@@ -329,7 +371,13 @@ impl Scanner {
         let mut token: Option<String> = None;
         let mut is_repository = false;
         loop {
-            let request = ListRequest { prefix: &folder, delimiter: Some("/"), page_token: token.as_deref(), max_keys: Some(self.options.page_size), ..Default::default() };
+            let request = ListRequest {
+                prefix: &folder,
+                delimiter: Some("/"),
+                page_token: token.as_deref(),
+                max_keys: Some(self.options.page_size),
+                ..Default::default()
+            };
             let page = match self.list(request).await {
                 Ok(page) => page,
                 Err(error) => {
@@ -372,7 +420,9 @@ impl Scanner {
         let tags_prefix = format!("{prefix}{repository}/_manifests/tags/");
         let tags = match self.list_all(&tags_prefix).await {
             Ok(tags) => tags,
-            Err(error) => return self.emit(ScanItem::Error(ItemError::new(&tags_prefix, error).in_repository(repository))).await,
+            Err(error) => {
+                return self.emit(ScanItem::Error(ItemError::new(&tags_prefix, error).in_repository(repository))).await
+            }
         };
         let mut tagged = HashSet::new();
         for (tag, keys) in group_tag_keys(&tags_prefix, tags) {
@@ -392,7 +442,14 @@ impl Scanner {
         let mut objects = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let page = self.list(ListRequest { prefix, page_token: token.as_deref(), max_keys: Some(self.options.page_size), ..Default::default() }).await?;
+            let page = self
+                .list(ListRequest {
+                    prefix,
+                    page_token: token.as_deref(),
+                    max_keys: Some(self.options.page_size),
+                    ..Default::default()
+                })
+                .await?;
             objects.extend(page.objects);
             token = page.next_token;
             if token.is_none() {
@@ -403,9 +460,16 @@ impl Scanner {
 
     /// The digest a tag points at: from the listed MD5 of `current/link` matched against the index
     /// entries, else by reading the link. `None` when there is nothing to report (problems are emitted).
-    async fn resolve_tag(&self, tags_prefix: &str, repository: &str, tag: &str, keys: TagKeys) -> Result<Option<Digest>, ConsumerGone> {
+    async fn resolve_tag(
+        &self,
+        tags_prefix: &str,
+        repository: &str,
+        tag: &str,
+        keys: TagKeys,
+    ) -> Result<Option<Digest>, ConsumerGone> {
         let link_key = format!("{tags_prefix}{tag}/current/link");
-        let problem = |message: &dyn std::fmt::Display| ItemError::new(&link_key, message).in_repository(repository).for_tag(tag);
+        let problem =
+            |message: &dyn std::fmt::Display| ItemError::new(&link_key, message).in_repository(repository).for_tag(tag);
         if let Err(error) = check_tag(tag) {
             return self.emit(ScanItem::Error(problem(&error))).await.map(|_| None);
         }
@@ -423,23 +487,38 @@ impl Scanner {
                 Ok(digest) => Ok(Some(digest)),
                 Err(error) => self.emit(ScanItem::Error(problem(&error))).await.map(|_| None),
             },
-            Ok(None) => self.emit(ScanItem::Warning(problem(&"current/link vanished while scanning: skipped"))).await.map(|_| None),
+            Ok(None) => self
+                .emit(ScanItem::Warning(problem(&"current/link vanished while scanning: skipped")))
+                .await
+                .map(|_| None),
             Err(error) => self.emit(ScanItem::Error(problem(&error))).await.map(|_| None),
         }
     }
 
     /// Reports revisions no tag points at; a revision's digest is its key, confirmed by the listed MD5
     /// of its link or by reading it.
-    async fn scan_untagged(&self, prefix: &str, repository: &str, tagged: &HashSet<Digest>) -> Result<(), ConsumerGone> {
+    async fn scan_untagged(
+        &self,
+        prefix: &str,
+        repository: &str,
+        tagged: &HashSet<Digest>,
+    ) -> Result<(), ConsumerGone> {
         let revisions_prefix = format!("{prefix}{repository}/_manifests/revisions/");
         let revisions = match self.list_all(&revisions_prefix).await {
             Ok(revisions) => revisions,
-            Err(error) => return self.emit(ScanItem::Error(ItemError::new(&revisions_prefix, error).in_repository(repository))).await,
+            Err(error) => {
+                return self
+                    .emit(ScanItem::Error(ItemError::new(&revisions_prefix, error).in_repository(repository)))
+                    .await
+            }
         };
         for object in revisions {
-            let Some(path) = object.key.strip_prefix(&revisions_prefix).and_then(|p| p.strip_suffix("/link")) else { continue };
+            let Some(path) = object.key.strip_prefix(&revisions_prefix).and_then(|p| p.strip_suffix("/link")) else {
+                continue;
+            };
             let Some((algorithm, hex)) = path.split_once('/') else { continue };
-            let problem = |message: &dyn std::fmt::Display| ItemError::new(&object.key, message).in_repository(repository);
+            let problem =
+                |message: &dyn std::fmt::Display| ItemError::new(&object.key, message).in_repository(repository);
             let digest = match Digest::parse(&format!("{algorithm}:{hex}")) {
                 Ok(digest) => digest,
                 Err(error) => {
@@ -455,7 +534,10 @@ impl Scanner {
                     Ok(Some(content)) => match parse_link(&content) {
                         Ok(linked) if linked == digest => {}
                         Ok(linked) => {
-                            self.emit(ScanItem::Error(problem(&format!("revision link names {linked}, not the digest of its folder")))).await?;
+                            self.emit(ScanItem::Error(problem(&format!(
+                                "revision link names {linked}, not the digest of its folder"
+                            ))))
+                            .await?;
                             continue;
                         }
                         Err(error) => {

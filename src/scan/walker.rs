@@ -124,7 +124,14 @@ mod tests {
     fn count_tree(workers: usize, fanout: u64, depth: u32) -> (usize, u64) {
         let visited = AtomicUsize::new(0);
         let sum = std::sync::atomic::AtomicU64::new(0);
-        fn visit(job: (u64, u32), q: &WorkQueue<(u64, u32)>, fanout: u64, depth: u32, v: &AtomicUsize, s: &std::sync::atomic::AtomicU64) {
+        fn visit(
+            job: (u64, u32),
+            q: &WorkQueue<(u64, u32)>,
+            fanout: u64,
+            depth: u32,
+            v: &AtomicUsize,
+            s: &std::sync::atomic::AtomicU64,
+        ) {
             v.fetch_add(1, Ordering::Relaxed);
             s.fetch_add(job.0, Ordering::Relaxed);
             if job.1 == depth {

@@ -29,7 +29,8 @@ impl BlobStore {
                 let mut chosen = root.clone();
                 for variant in store.root_variants(root) {
                     let prefix = format!("{variant}{}", layout::repositories_prefix());
-                    let request = super::object::ListRequest { prefix: &prefix, max_keys: Some(1), ..Default::default() };
+                    let request =
+                        super::object::ListRequest { prefix: &prefix, max_keys: Some(1), ..Default::default() };
                     if !store.list(&request).await?.objects.is_empty() {
                         chosen = variant;
                         break;
@@ -58,9 +59,15 @@ impl BlobStore {
                 tokio::task::spawn_blocking(move || read_file_below(&root, &key, max_len))
                     .await
                     .expect("blob read panicked")
-                    .map_err(|e| StorageError::Transport { operation: "read", target: layout::blob_data_key(digest), message: e.to_string() })
+                    .map_err(|e| StorageError::Transport {
+                        operation: "read",
+                        target: layout::blob_data_key(digest),
+                        message: e.to_string(),
+                    })
             }
-            BlobStore::Object { store, root } => store.read_small(&format!("{root}{}", layout::blob_data_key(digest)), max_len).await,
+            BlobStore::Object { store, root } => {
+                store.read_small(&format!("{root}{}", layout::blob_data_key(digest)), max_len).await
+            }
         }
     }
 
@@ -68,19 +75,31 @@ impl BlobStore {
     pub async fn open(&self, digest: &Digest) -> Result<Option<(u64, ByteStream)>, StorageError> {
         match self {
             BlobStore::Filesystem { root } => {
-                let io_error = |e: io::Error| StorageError::Transport { operation: "read", target: layout::blob_data_key(digest), message: e.to_string() };
-                let Some(file) = open_file_below(root, &layout::blob_data_key(digest)).map_err(io_error)? else { return Ok(None) };
+                let io_error = |e: io::Error| StorageError::Transport {
+                    operation: "read",
+                    target: layout::blob_data_key(digest),
+                    message: e.to_string(),
+                };
+                let Some(file) = open_file_below(root, &layout::blob_data_key(digest)).map_err(io_error)? else {
+                    return Ok(None);
+                };
                 let size = file.metadata().map_err(io_error)?.len();
                 Ok(Some((size, file_stream(file))))
             }
-            BlobStore::Object { store, root } => store.open_stream(&format!("{root}{}", layout::blob_data_key(digest))).await,
+            BlobStore::Object { store, root } => {
+                store.open_stream(&format!("{root}{}", layout::blob_data_key(digest))).await
+            }
         }
     }
 }
 
 /// Opens `key` below `root` without following any symbolic link on the way; `None` when missing.
 fn open_file_below(root: &Path, key: &str) -> io::Result<Option<std::fs::File>> {
-    let root_dir = rustix::fs::open(root, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())?;
+    let root_dir = rustix::fs::open(
+        root,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
     match super::fs::open_file(root_dir.as_fd(), key) {
         Ok(fd) => Ok(Some(std::fs::File::from(fd))),
         Err(error) if super::fs::is_not_found(&error) => Ok(None),

@@ -26,7 +26,9 @@ pub enum Source {
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum SourceError {
-    #[error("unsupported source scheme {scheme:?} in {source_text:?}: use s3://, gs://, az://, file:/// or a plain path")]
+    #[error(
+        "unsupported source scheme {scheme:?} in {source_text:?}: use s3://, gs://, az://, file:/// or a plain path"
+    )]
     UnknownScheme { scheme: String, source_text: String },
     #[error("file:// source {0:?} must name an absolute path (file:///var/lib/registry)")]
     RelativeFileUrl(String),
@@ -79,7 +81,8 @@ mod tests {
 
     #[test]
     fn parses_object_store_urls() {
-        let s3 = |bucket: &str, root: &str| Source::Object { cloud: Cloud::S3, bucket: bucket.into(), root: root.into() };
+        let s3 =
+            |bucket: &str, root: &str| Source::Object { cloud: Cloud::S3, bucket: bucket.into(), root: root.into() };
         assert_eq!(Source::parse("s3://b"), Ok(s3("b", "")));
         assert_eq!(Source::parse("s3://b/"), Ok(s3("b", "")));
         assert_eq!(Source::parse("s3://b/reg/root/"), Ok(s3("b", "reg/root/")));

@@ -180,7 +180,9 @@ where
         let handler = handler.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| handler(request));
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
         });
     }
 }
@@ -285,13 +287,24 @@ async fn cut_in_half(response: Response<Body>, stall: Duration) -> Response<Body
 
 /// Forwards a request to `upstream`, streaming both bodies. A `Location` pointing at the upstream is
 /// rewritten to `public` (the proxy's own address), so that upload sessions keep going through it.
-pub async fn forward(http: &reqwest::Client, upstream: &str, public: Option<&str>, request: Request<Incoming>) -> Response<Body> {
+pub async fn forward(
+    http: &reqwest::Client,
+    upstream: &str,
+    public: Option<&str>,
+    request: Request<Incoming>,
+) -> Response<Body> {
     let (parts, body) = request.into_parts();
     let body = body.map_err(|e| std::io::Error::other(e.to_string())).boxed();
     forward_parts(http, upstream, public, parts, body).await
 }
 
-pub async fn forward_parts(http: &reqwest::Client, upstream: &str, public: Option<&str>, parts: hyper::http::request::Parts, body: Body) -> Response<Body> {
+pub async fn forward_parts(
+    http: &reqwest::Client,
+    upstream: &str,
+    public: Option<&str>,
+    parts: hyper::http::request::Parts,
+    body: Body,
+) -> Response<Body> {
     let target = format!("{upstream}{}", parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
     let mut outgoing = http.request(parts.method.clone(), target);
     for (name, value) in &parts.headers {
@@ -313,6 +326,7 @@ pub async fn forward_parts(http: &reqwest::Client, upstream: &str, public: Optio
             _ => builder = builder.header(name, value),
         }
     }
-    let stream = answer.bytes_stream().map(|chunk| chunk.map(Frame::data).map_err(|e| std::io::Error::other(e.to_string())));
+    let stream =
+        answer.bytes_stream().map(|chunk| chunk.map(Frame::data).map_err(|e| std::io::Error::other(e.to_string())));
     builder.body(BodyExt::boxed(StreamBody::new(stream))).unwrap()
 }

@@ -44,7 +44,6 @@ pub const ADMIN_PASSWORD: &str = "Harbor12345-emulated";
 pub const ROBOT: &str = "robot$rehydrate";
 pub const ROBOT_PASSWORD: &str = "robot-secret-emulated";
 
-
 /// What the emulator keeps, as Harbor's database would.
 #[derive(Default)]
 pub struct State {
@@ -183,7 +182,9 @@ fn token(shared: &Shared, request: &Request<Incoming>) -> Response<Body> {
     let mut access = Vec::new();
     for scope in &scopes {
         let mut parts = scope.split(':');
-        let (Some("repository"), Some(name), Some(_actions)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        let (Some("repository"), Some(name), Some(_actions)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
         let project = name.split('/').next().unwrap_or_default();
         // A token grants the caller's full rights on an existing project; nothing on a missing one.
         if user.is_some() && projects.contains(project) {
@@ -201,7 +202,11 @@ fn token(shared: &Shared, request: &Request<Incoming>) -> Response<Body> {
     let signing_input = format!("{}.{}", url_safe(&header), url_safe(&claims));
     let signature = shared.key.sign(signing_input.as_bytes()).unwrap();
     let jwt = format!("{signing_input}.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature));
-    full(StatusCode::OK, serde_json::json!({"token": jwt, "access_token": jwt, "expires_in": 1800, "issued_at": "2026-11-24T00:00:00Z"}).to_string())
+    full(
+        StatusCode::OK,
+        serde_json::json!({"token": jwt, "access_token": jwt, "expires_in": 1800, "issued_at": "2026-11-24T00:00:00Z"})
+            .to_string(),
+    )
 }
 
 async fn api(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
@@ -210,7 +215,8 @@ async fn api(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
     match (request.method().clone(), path.as_str()) {
         (Method::GET, "/ping") => full(StatusCode::OK, "Pong"),
         (Method::GET, "/systeminfo") => {
-            let mut info = serde_json::json!({"auth_mode": "db_auth", "registry_url": "127.0.0.1", "with_chartmuseum": false});
+            let mut info =
+                serde_json::json!({"auth_mode": "db_auth", "registry_url": "127.0.0.1", "with_chartmuseum": false});
             if let Some(Some(_)) = user {
                 info["harbor_version"] = "v2.15.2-emulator".into();
             }
@@ -231,20 +237,32 @@ async fn api(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
                 _ => return registry_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "unauthorized"),
             };
             if user.contains('+') {
-                return registry_error(StatusCode::FORBIDDEN, "FORBIDDEN", "project-level robots may not create projects");
+                return registry_error(
+                    StatusCode::FORBIDDEN,
+                    "FORBIDDEN",
+                    "project-level robots may not create projects",
+                );
             }
             let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
             let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
             let name = body["project_name"].as_str().unwrap_or_default().to_string();
             let metadata_ok = body["metadata"].as_object().is_none_or(|m| m.values().all(|v| v.is_string()));
             if name.len() > 255 {
-                return registry_error(StatusCode::UNPROCESSABLE_ENTITY, "UNPROCESSABLE_ENTITY", "project_name too long");
+                return registry_error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "UNPROCESSABLE_ENTITY",
+                    "project_name too long",
+                );
             }
             if !valid_project_name(&name) || !metadata_ok {
                 return registry_error(StatusCode::BAD_REQUEST, "BAD_REQUEST", "invalid project name or metadata");
             }
             if !shared.state.lock().unwrap().projects.insert(name.clone()) {
-                return registry_error(StatusCode::CONFLICT, "CONFLICT", &format!("The project named {name} already exists"));
+                return registry_error(
+                    StatusCode::CONFLICT,
+                    "CONFLICT",
+                    &format!("The project named {name} already exists"),
+                );
             }
             full(StatusCode::CREATED, "")
         }
@@ -255,7 +273,9 @@ async fn api(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
 /// `^[a-z0-9]+(?:[._-][a-z0-9]+)*$`, 1 to 255 characters.
 fn valid_project_name(name: &str) -> bool {
     !name.is_empty()
-        && name.split(['.', '_', '-']).all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        && name
+            .split(['.', '_', '-'])
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
 }
 
 /// `/v2/<name>/<kind>/<reference>` split into its parts.
@@ -299,7 +319,10 @@ async fn registry_api(shared: &Shared, request: Request<Incoming>) -> Response<B
             let mount = query_values(&request, "mount").pop();
             let response = proxy(shared, request).await;
             match mount {
-                Some(digest) if response.status() == StatusCode::CREATED && !shared.state.lock().unwrap().blobs.contains_key(&digest) => {
+                Some(digest)
+                    if response.status() == StatusCode::CREATED
+                        && !shared.state.lock().unwrap().blobs.contains_key(&digest) =>
+                {
                     // The registry below linked it, but Harbor's database does not know the blob.
                     registry_error(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("blob {digest} not found"))
                 }
@@ -325,7 +348,11 @@ async fn registry_api(shared: &Shared, request: Request<Incoming>) -> Response<B
                 }
             };
             if !known {
-                return registry_error(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("artifact {repository}:{reference} not found"));
+                return registry_error(
+                    StatusCode::NOT_FOUND,
+                    "NOT_FOUND",
+                    &format!("artifact {repository}:{reference} not found"),
+                );
             }
             proxy(shared, request).await
         }
@@ -338,7 +365,12 @@ fn blob_size(response: &Response<Body>) -> u64 {
     response.headers().get("content-length").and_then(|h| h.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
-async fn put_manifest(shared: &Shared, request: Request<Incoming>, repository: String, reference: String) -> Response<Body> {
+async fn put_manifest(
+    shared: &Shared,
+    request: Request<Incoming>,
+    repository: String,
+    reference: String,
+) -> Response<Body> {
     let (parts, body) = request.into_parts();
     let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
@@ -349,11 +381,22 @@ async fn put_manifest(shared: &Shared, request: Request<Incoming>, repository: S
             let child = child["digest"].as_str().unwrap_or_default().to_string();
             if !state.artifacts.contains(&(repository.clone(), child.clone())) {
                 drop(state);
-                return registry_error(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("artifact {repository}@{child} not found"));
+                return registry_error(
+                    StatusCode::NOT_FOUND,
+                    "NOT_FOUND",
+                    &format!("artifact {repository}@{child} not found"),
+                );
             }
         }
     }
-    let response = fault_proxy::forward_parts(&shared.http, &shared.registry_url, None, parts, Full::new(bytes).map_err(|never: Infallible| match never {}).boxed()).await;
+    let response = fault_proxy::forward_parts(
+        &shared.http,
+        &shared.registry_url,
+        None,
+        parts,
+        Full::new(bytes).map_err(|never: Infallible| match never {}).boxed(),
+    )
+    .await;
     if response.status() == StatusCode::CREATED {
         let mut state = shared.state.lock().unwrap();
         *state.manifests_accepted.entry((repository.clone(), reference.clone())).or_default() += 1;
@@ -361,7 +404,8 @@ async fn put_manifest(shared: &Shared, request: Request<Incoming>, repository: S
         if !reference.starts_with("sha256:") {
             state.tags.insert((repository, reference), digest);
         }
-        let referenced = manifest["layers"].as_array().into_iter().flatten().chain(std::iter::once(&manifest["config"]));
+        let referenced =
+            manifest["layers"].as_array().into_iter().flatten().chain(std::iter::once(&manifest["config"]));
         for descriptor in referenced {
             if let (Some(d), Some(size)) = (descriptor["digest"].as_str(), descriptor["size"].as_u64()) {
                 state.blobs.insert(d.to_string(), size);

@@ -20,7 +20,13 @@ pub fn push_image(registry: &Registry, repository: &str, reference: Option<&str>
 }
 
 /// `push_image`, returning the manifest's size too.
-pub fn push_image_sized(registry: &Registry, repository: &str, reference: Option<&str>, kind: Kind, seed: &str) -> (String, usize) {
+pub fn push_image_sized(
+    registry: &Registry,
+    repository: &str,
+    reference: Option<&str>,
+    kind: Kind,
+    seed: &str,
+) -> (String, usize) {
     push_image_with_layer(registry, repository, reference, kind, seed, format!("layer of {seed}").into_bytes())
 }
 
@@ -38,10 +44,23 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
 }
 
 /// `push_image_sized` with the given layer bytes.
-pub fn push_image_with_layer(registry: &Registry, repository: &str, reference: Option<&str>, kind: Kind, seed: &str, layer: Vec<u8>) -> (String, usize) {
+pub fn push_image_with_layer(
+    registry: &Registry,
+    repository: &str,
+    reference: Option<&str>,
+    kind: Kind,
+    seed: &str,
+    layer: Vec<u8>,
+) -> (String, usize) {
     let (manifest_type, config_type, layer_type) = match kind {
-        Kind::Oci => (OCI_MANIFEST, "application/vnd.oci.image.config.v1+json", "application/vnd.oci.image.layer.v1.tar+gzip"),
-        Kind::Docker => (DOCKER_MANIFEST, "application/vnd.docker.container.image.v1+json", "application/vnd.docker.image.rootfs.diff.tar.gzip"),
+        Kind::Oci => {
+            (OCI_MANIFEST, "application/vnd.oci.image.config.v1+json", "application/vnd.oci.image.layer.v1.tar+gzip")
+        }
+        Kind::Docker => (
+            DOCKER_MANIFEST,
+            "application/vnd.docker.container.image.v1+json",
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        ),
     };
     let layer_digest = registry.push_blob(repository, &layer);
     let config = serde_json::to_vec(&json!({
@@ -63,7 +82,13 @@ pub fn push_image_with_layer(registry: &Registry, repository: &str, reference: O
 }
 
 /// Pushes an index (OCI) or manifest list (Docker) over children already pushed, by tag.
-pub fn push_index(registry: &Registry, repository: &str, tag: &str, kind: Kind, children: &[(String, usize)]) -> String {
+pub fn push_index(
+    registry: &Registry,
+    repository: &str,
+    tag: &str,
+    kind: Kind,
+    children: &[(String, usize)],
+) -> String {
     let (index_type, child_type) = match kind {
         Kind::Oci => (OCI_INDEX, OCI_MANIFEST),
         Kind::Docker => (DOCKER_LIST, DOCKER_MANIFEST),
@@ -74,7 +99,9 @@ pub fn push_index(registry: &Registry, repository: &str, tag: &str, kind: Kind, 
         .zip(architectures)
         .map(|((digest, size), arch)| json!({"mediaType": child_type, "digest": digest, "size": size, "platform": {"architecture": arch, "os": "linux"}}))
         .collect();
-    let index = serde_json::to_vec_pretty(&json!({"schemaVersion": 2, "mediaType": index_type, "manifests": manifests})).unwrap();
+    let index =
+        serde_json::to_vec_pretty(&json!({"schemaVersion": 2, "mediaType": index_type, "manifests": manifests}))
+            .unwrap();
     registry.push_manifest(repository, tag, index_type, &index)
 }
 
@@ -150,7 +177,9 @@ pub fn push_fixture(r: &Registry) -> FixtureFacts {
     }
     r.push_blob("blobsonly/repo", b"a layer pushed without any manifest");
 
-    for repository in ["nest/a", "nest/a/b", "nest/a/b/c/d/e", "my_org/some-name.with__chars", "x0/y-1/z.2/w__3/v_4/u--5"] {
+    for repository in
+        ["nest/a", "nest/a/b", "nest/a/b/c/d/e", "my_org/some-name.with__chars", "x0/y-1/z.2/w__3/v_4/u--5"]
+    {
         push_image(r, repository, Some("v1.0-rc_1"), Kind::Oci, repository);
     }
     for repository in ["sort/a", "sort/a-b", "sort/a.b", "sort/a/b", "sort/a_b", "sort/a0"] {

@@ -37,8 +37,13 @@ pub fn free_port() -> u16 {
 
 /// The registry binary; `scripts/test.sh` installs it from Debian's `docker-registry` package.
 fn registry_binary() -> PathBuf {
-    let path = PathBuf::from(std::env::var("REHYDRATE_REGISTRY_BIN").unwrap_or_else(|_| "/usr/bin/docker-registry".into()));
-    assert!(path.exists(), "{} is missing: run scripts/test.sh, which installs Debian's docker-registry", path.display());
+    let path =
+        PathBuf::from(std::env::var("REHYDRATE_REGISTRY_BIN").unwrap_or_else(|_| "/usr/bin/docker-registry".into()));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/test.sh, which installs Debian's docker-registry",
+        path.display()
+    );
     path
 }
 
@@ -54,20 +59,38 @@ pub struct Registry {
 impl Registry {
     /// Starts the registry with filesystem storage at `root` (deletes enabled, as the fixtures need).
     pub fn start(root: &Path) -> Registry {
-        Registry::start_with_storage(&format!("filesystem: {{rootdirectory: {}}}", root.display()), root, "", "", "http")
+        Registry::start_with_storage(
+            &format!("filesystem: {{rootdirectory: {}}}", root.display()),
+            root,
+            "",
+            "",
+            "http",
+        )
     }
 
     /// Starts the registry on `root` with more configuration (e.g. token auth) and the public URL it
     /// should put in `Location` headers.
     pub fn start_behind(root: &Path, extra: &str, public_url: &str) -> Registry {
         let http = format!(", host: \"{public_url}\"");
-        Registry::start_with_storage(&format!("filesystem: {{rootdirectory: {}}}", root.display()), root, extra, &http, "http")
+        Registry::start_with_storage(
+            &format!("filesystem: {{rootdirectory: {}}}", root.display()),
+            root,
+            extra,
+            &http,
+            "http",
+        )
     }
 
     /// Starts the registry serving HTTPS with this certificate and key (PEM files).
     pub fn start_tls(root: &Path, certificate: &Path, key: &Path) -> Registry {
         let http = format!(", tls: {{certificate: {}, key: {}}}", certificate.display(), key.display());
-        Registry::start_with_storage(&format!("filesystem: {{rootdirectory: {}}}", root.display()), root, "", &http, "https")
+        Registry::start_with_storage(
+            &format!("filesystem: {{rootdirectory: {}}}", root.display()),
+            root,
+            "",
+            &http,
+            "https",
+        )
     }
 
     /// Starts the registry on an S3-compatible server, through its own S3 driver.
@@ -105,7 +128,11 @@ impl Registry {
             url: format!("{scheme}://127.0.0.1:{port}"),
             root: root.to_path_buf(),
             // The tests' own client trusts any certificate: it only sets up and inspects fixtures.
-            client: Client::builder().timeout(Duration::from_secs(60)).danger_accept_invalid_certs(true).build().unwrap(),
+            client: Client::builder()
+                .timeout(Duration::from_secs(60))
+                .danger_accept_invalid_certs(true)
+                .build()
+                .unwrap(),
             _config_dir: config_dir,
         };
         registry.wait_ready();
@@ -156,7 +183,12 @@ impl Registry {
             .send()
             .unwrap();
         let status = response.status();
-        assert_eq!(status, StatusCode::CREATED, "pushing {repository}:{reference}: {}", response.text().unwrap_or_default());
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "pushing {repository}:{reference}: {}",
+            response.text().unwrap_or_default()
+        );
         sha256(bytes)
     }
 
@@ -182,7 +214,8 @@ impl Registry {
                 next = Some(format!("{}{path}", self.url));
             }
             let body: Value = response.json().unwrap();
-            repositories.extend(body["repositories"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_string()));
+            repositories
+                .extend(body["repositories"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_string()));
         }
         repositories
     }
@@ -194,7 +227,10 @@ impl Registry {
             return Vec::new();
         }
         let body: Value = response.json().unwrap();
-        body["tags"].as_array().map(|tags| tags.iter().map(|t| t.as_str().unwrap().to_string()).collect()).unwrap_or_default()
+        body["tags"]
+            .as_array()
+            .map(|tags| tags.iter().map(|t| t.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
     }
 
     /// The `Docker-Content-Digest` of a manifest HEAD, or `None` when the registry answers 404.
@@ -314,8 +350,12 @@ pub fn rehydrate_with_env(args: &[&str], env: &[(&str, String)]) -> Output {
 /// The storage request counts of a scan summary: (listings, link reads).
 pub fn request_counts(stderr: &[u8]) -> (u64, u64) {
     let text = String::from_utf8_lossy(stderr);
-    let line = text.lines().find(|l| l.starts_with("storage requests:")).unwrap_or_else(|| panic!("no request counts in {text}"));
-    let numbers: Vec<u64> = line.split(|c: char| !c.is_ascii_digit()).filter(|w| !w.is_empty()).map(|w| w.parse().unwrap()).collect();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("storage requests:"))
+        .unwrap_or_else(|| panic!("no request counts in {text}"));
+    let numbers: Vec<u64> =
+        line.split(|c: char| !c.is_ascii_digit()).filter(|w| !w.is_empty()).map(|w| w.parse().unwrap()).collect();
     (numbers[0], numbers[1])
 }
 
@@ -329,7 +369,13 @@ pub fn tag_records(lines: &[Value]) -> BTreeSet<(String, String, String)> {
     lines
         .iter()
         .filter(|l| l.get("digest").is_some() && l["tag"].is_string())
-        .map(|l| (l["repository"].as_str().unwrap().into(), l["tag"].as_str().unwrap().into(), l["digest"].as_str().unwrap().into()))
+        .map(|l| {
+            (
+                l["repository"].as_str().unwrap().into(),
+                l["tag"].as_str().unwrap().into(),
+                l["digest"].as_str().unwrap().into(),
+            )
+        })
         .collect()
 }
 

@@ -15,7 +15,8 @@ pub const S3_ACCESS_KEY: &str = "rehydrate-test-key";
 pub const S3_SECRET_KEY: &str = "rehydrate-test-secret";
 /// Azurite's well-known development account (public, documented by Microsoft).
 pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
-pub const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+pub const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 fn servers_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".test-servers")
@@ -56,7 +57,10 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("{what} did not start within 60 s; its log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+        panic!(
+            "{what} did not start within 60 s; its log:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
     }
 }
 
@@ -162,7 +166,12 @@ impl FakeGcs {
     fn binary() -> PathBuf {
         let pattern = servers_dir().join("venv/lib");
         let found = walk_files(&pattern).into_iter().find(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("fake-gcs-server-linux-") && n.ends_with(std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64").as_str()))
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with("fake-gcs-server-linux-")
+                    && n.ends_with(
+                        std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64").as_str(),
+                    )
+            })
         });
         installed(found.unwrap_or_else(|| pattern.join("fake-gcs-server")))
     }
@@ -171,7 +180,20 @@ impl FakeGcs {
         let port = free_port();
         let mut command = Command::new(FakeGcs::binary());
         let host = format!("127.0.0.1:{port}");
-        command.args(["-scheme", "http", "-backend", "memory", "-host", "127.0.0.1", "-port", &port.to_string(), "-public-host", &host, "-log-level", "error"]);
+        command.args([
+            "-scheme",
+            "http",
+            "-backend",
+            "memory",
+            "-host",
+            "127.0.0.1",
+            "-port",
+            &port.to_string(),
+            "-public-host",
+            &host,
+            "-log-level",
+            "error",
+        ]);
         let server = Server::start(command);
         let url = format!("http://{host}");
         server.wait_until("fake-gcs-server", || answers(&format!("{url}/storage/v1/b")));
@@ -190,11 +212,7 @@ impl FakeGcs {
     pub fn put(&self, client: &Client, bucket: &str, key: &str, bytes: Vec<u8>) {
         let mut url = url::Url::parse(&format!("{}/upload/storage/v1/b/{bucket}/o", self.url)).unwrap();
         url.query_pairs_mut().append_pair("uploadType", "media").append_pair("name", key);
-        let response = client
-            .post(url)
-            .body(bytes)
-            .send()
-            .unwrap();
+        let response = client.post(url).body(bytes).send().unwrap();
         assert!(response.status().is_success(), "uploading {key}: {}", response.status());
     }
 }
@@ -210,7 +228,16 @@ impl Azurite {
     pub fn start() -> Azurite {
         let port = free_port();
         let mut command = Command::new(installed(servers_dir().join("node_modules/.bin/azurite-blob")));
-        command.args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string(), "--inMemoryPersistence", "--disableTelemetry", "--silent", "--loose"]);
+        command.args([
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            &port.to_string(),
+            "--inMemoryPersistence",
+            "--disableTelemetry",
+            "--silent",
+            "--loose",
+        ]);
         let server = Server::start(command);
         let url = format!("http://127.0.0.1:{port}/{AZURITE_ACCOUNT}");
         server.wait_until("azurite", || answers(&url));
@@ -218,12 +245,22 @@ impl Azurite {
     }
 
     /// Sends a request signed with the development account's shared key.
-    fn signed(&self, client: &Client, method: http::Method, url: &str, headers: &[(&str, String)], body: Vec<u8>) -> reqwest::blocking::Response {
-        let mut request = object_store::client::HttpRequest::new(object_store::client::HttpRequestBody::from(body.clone()));
+    fn signed(
+        &self,
+        client: &Client,
+        method: http::Method,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> reqwest::blocking::Response {
+        let mut request =
+            object_store::client::HttpRequest::new(object_store::client::HttpRequestBody::from(body.clone()));
         *request.method_mut() = method;
         *request.uri_mut() = url.parse().unwrap();
         for (name, value) in headers {
-            request.headers_mut().insert(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
+            request
+                .headers_mut()
+                .insert(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
         }
         let credential = AzureCredential::AccessKey(AzureAccessKey::try_new(AZURITE_KEY).unwrap());
         AzureAuthorizer::new(&credential, AZURITE_ACCOUNT).try_authorize(&mut request).unwrap();
@@ -233,7 +270,13 @@ impl Azurite {
 
     pub fn create_container(&self, container: &str) {
         let client = Client::new();
-        let response = self.signed(&client, http::Method::PUT, &format!("{}/{container}?restype=container", self.url), &[("content-length", "0".into())], Vec::new());
+        let response = self.signed(
+            &client,
+            http::Method::PUT,
+            &format!("{}/{container}?restype=container", self.url),
+            &[("content-length", "0".into())],
+            Vec::new(),
+        );
         assert!(response.status().is_success(), "creating container {container}: {}", response.status());
     }
 
@@ -243,7 +286,12 @@ impl Azurite {
         let url = format!("{}/{container}/{encoded}", self.url);
         let headers = [("x-ms-blob-type", "BlockBlob".to_string()), ("content-length", bytes.len().to_string())];
         let response = self.signed(client, http::Method::PUT, &url, &headers, bytes);
-        assert!(response.status().is_success(), "uploading {name}: {} {}", response.status(), response.text().unwrap_or_default());
+        assert!(
+            response.status().is_success(),
+            "uploading {name}: {} {}",
+            response.status(),
+            response.text().unwrap_or_default()
+        );
     }
 
     pub fn env(&self) -> Vec<(&'static str, String)> {
@@ -253,7 +301,13 @@ impl Azurite {
 
 fn percent_encode(part: &str) -> String {
     part.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 

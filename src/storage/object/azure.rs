@@ -14,7 +14,7 @@ use object_store::azure::{AzureAuthorizer, AzureConfigKey, AzureCredential, Micr
 use serde::Deserialize;
 use url::Url;
 
-use super::{listing_text, encode_key_path, found, http_client, http_request, md5_from_base64, send, to_reqwest};
+use super::{encode_key_path, found, http_client, http_request, listing_text, md5_from_base64, send, to_reqwest};
 use super::{ListPage, ListRequest, ListedObject, ObjectOptions, StorageError};
 
 /// The REST version asked for: the one `object_store` signs with.
@@ -51,11 +51,17 @@ impl Azure {
             builder = builder.with_allow_http(true);
         }
         let container_url = format!("{}/{container}", endpoint.trim_end_matches('/'));
-        let container_url = Url::parse(&container_url).map_err(|e| StorageError::Config(format!("Azure endpoint {endpoint:?}: {e}")))?;
+        let container_url = Url::parse(&container_url)
+            .map_err(|e| StorageError::Config(format!("Azure endpoint {endpoint:?}: {e}")))?;
         let store = if options.anonymous {
             None
         } else {
-            Some(builder.with_endpoint(endpoint.clone()).build().map_err(|e| StorageError::Config(format!("Azure: {e}")))?)
+            Some(
+                builder
+                    .with_endpoint(endpoint.clone())
+                    .build()
+                    .map_err(|e| StorageError::Config(format!("Azure: {e}")))?,
+            )
         };
         Ok(Azure { client: http_client(options)?, container_url, account, store })
     }
@@ -63,7 +69,12 @@ impl Azure {
     async fn credential(&self) -> Result<Option<Arc<AzureCredential>>, StorageError> {
         match &self.store {
             None => Ok(None),
-            Some(store) => store.credentials().get_credential().await.map(Some).map_err(|e| StorageError::Credentials(e.to_string())),
+            Some(store) => store
+                .credentials()
+                .get_credential()
+                .await
+                .map(Some)
+                .map_err(|e| StorageError::Credentials(e.to_string())),
         }
     }
 
@@ -102,7 +113,11 @@ impl Azure {
         }
         let response = send("list", request.prefix, || self.signed_get(&url)).await?;
         let body = listing_text(request.prefix, response).await?;
-        let mut page = parse_list(&body).map_err(|message| StorageError::Parse { operation: "list", target: request.prefix.to_string(), message })?;
+        let mut page = parse_list(&body).map_err(|message| StorageError::Parse {
+            operation: "list",
+            target: request.prefix.to_string(),
+            message,
+        })?;
         if request.page_token.is_none() {
             if let Some(start) = request.start_after {
                 page.objects.retain(|o| o.key != start);

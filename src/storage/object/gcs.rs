@@ -29,7 +29,8 @@ impl Gcs {
         let endpoint = options.endpoint.clone().or(emulator.clone()).unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
         let endpoint = if endpoint.contains("://") { endpoint } else { format!("http://{endpoint}") };
         let objects_url = format!("{}/storage/v1/b/{bucket}/o", endpoint.trim_end_matches('/'));
-        let objects_url = Url::parse(&objects_url).map_err(|e| StorageError::Config(format!("GCS endpoint {endpoint:?}: {e}")))?;
+        let objects_url =
+            Url::parse(&objects_url).map_err(|e| StorageError::Config(format!("GCS endpoint {endpoint:?}: {e}")))?;
         let store = if options.anonymous || emulator.is_some() {
             None
         } else {
@@ -42,7 +43,8 @@ impl Gcs {
     async fn authorized_get(&self, url: &Url) -> Result<reqwest::RequestBuilder, StorageError> {
         let request = self.client.get(url.clone());
         let Some(store) = &self.store else { return Ok(request) };
-        let credential = store.credentials().get_credential().await.map_err(|e| StorageError::Credentials(e.to_string()))?;
+        let credential =
+            store.credentials().get_credential().await.map_err(|e| StorageError::Credentials(e.to_string()))?;
         Ok(if credential.bearer.is_empty() { request } else { request.bearer_auth(&credential.bearer) })
     }
 

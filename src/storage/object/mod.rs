@@ -141,7 +141,9 @@ impl ObjectBackend {
             message: "the answer has no Content-Length".to_string(),
         })?;
         let target = key.to_string();
-        let stream = response.bytes_stream().map(move |chunk| chunk.map_err(|e| std::io::Error::other(format!("reading {target}: {}", crate::net::describe_error(&e)))));
+        let stream = response.bytes_stream().map(move |chunk| {
+            chunk.map_err(|e| std::io::Error::other(format!("reading {target}: {}", crate::net::describe_error(&e))))
+        });
         Ok(Some((size, Box::pin(stream))))
     }
 
@@ -158,7 +160,11 @@ impl ObjectBackend {
 /// Sends a request built (and signed) afresh by `build` for each attempt, retrying transient failures
 /// (connection errors, 429, 5xx) with backoff. `target` names what is asked for in errors (a key or
 /// prefix; never a URL with a query, which could carry a SAS token).
-pub(crate) async fn send<F, Fut>(operation: &'static str, target: &str, build: F) -> Result<reqwest::Response, StorageError>
+pub(crate) async fn send<F, Fut>(
+    operation: &'static str,
+    target: &str,
+    build: F,
+) -> Result<reqwest::Response, StorageError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<reqwest::RequestBuilder, StorageError>>,
@@ -174,11 +180,19 @@ where
             Ok(response) => return Ok(response),
             Err(error) if crate::net::is_transient_error(&error) => {
                 if !backoff.wait(None).await {
-                    return Err(StorageError::Transport { operation, target: target.to_string(), message: crate::net::describe_error(&error) });
+                    return Err(StorageError::Transport {
+                        operation,
+                        target: target.to_string(),
+                        message: crate::net::describe_error(&error),
+                    });
                 }
             }
             Err(error) => {
-                return Err(StorageError::Transport { operation, target: target.to_string(), message: crate::net::describe_error(&error) })
+                return Err(StorageError::Transport {
+                    operation,
+                    target: target.to_string(),
+                    message: crate::net::describe_error(&error),
+                })
             }
         }
     }
@@ -204,7 +218,10 @@ where
 pub type ByteStream = std::pin::Pin<Box<dyn futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send>>;
 
 /// A GET's answer: `None` for 404, an error for any other failure.
-pub(crate) async fn found(target: &str, response: reqwest::Response) -> Result<Option<reqwest::Response>, StorageError> {
+pub(crate) async fn found(
+    target: &str,
+    response: reqwest::Response,
+) -> Result<Option<reqwest::Response>, StorageError> {
     if response.status() == reqwest::StatusCode::NOT_FOUND {
         return Ok(None);
     }
@@ -212,7 +229,11 @@ pub(crate) async fn found(target: &str, response: reqwest::Response) -> Result<O
 }
 
 /// Turns a non-success answer into an error carrying its status and the start of its body.
-pub(crate) async fn check_status(operation: &'static str, target: &str, response: reqwest::Response) -> Result<reqwest::Response, StorageError> {
+pub(crate) async fn check_status(
+    operation: &'static str,
+    target: &str,
+    response: reqwest::Response,
+) -> Result<reqwest::Response, StorageError> {
     if response.status().is_success() {
         return Ok(response);
     }
@@ -225,20 +246,25 @@ pub(crate) async fn check_status(operation: &'static str, target: &str, response
 /// The body of a listing's answer, as text; an error for a failed listing.
 pub(crate) async fn listing_text(prefix: &str, response: reqwest::Response) -> Result<String, StorageError> {
     let response = check_status("list", prefix, response).await?;
-    response
-        .text()
-        .await
-        .map_err(|e| StorageError::Interrupted { operation: "list", target: prefix.to_string(), message: crate::net::describe_error(&e) })
+    response.text().await.map_err(|e| StorageError::Interrupted {
+        operation: "list",
+        target: prefix.to_string(),
+        message: crate::net::describe_error(&e),
+    })
 }
 
 /// Reads the body of a successful answer to a small-object read, refusing more than `max_len` bytes.
-pub(crate) async fn small_body(target: &str, mut response: reqwest::Response, max_len: usize) -> Result<Vec<u8>, StorageError> {
+pub(crate) async fn small_body(
+    target: &str,
+    mut response: reqwest::Response,
+    max_len: usize,
+) -> Result<Vec<u8>, StorageError> {
     let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|error| StorageError::Interrupted { operation: "read", target: target.to_string(), message: crate::net::describe_error(&error) })?
-    {
+    while let Some(chunk) = response.chunk().await.map_err(|error| StorageError::Interrupted {
+        operation: "read",
+        target: target.to_string(),
+        message: crate::net::describe_error(&error),
+    })? {
         body.extend_from_slice(&chunk);
         if body.len() > max_len {
             body.truncate(max_len + 1);
@@ -280,7 +306,10 @@ pub(crate) fn http_request(method: http::Method, url: &url::Url) -> object_store
 }
 
 /// Turns a signed `http::Request` (no body) back into a reqwest request.
-pub(crate) fn to_reqwest(client: &reqwest::Client, request: object_store::client::HttpRequest) -> reqwest::RequestBuilder {
+pub(crate) fn to_reqwest(
+    client: &reqwest::Client,
+    request: object_store::client::HttpRequest,
+) -> reqwest::RequestBuilder {
     let (parts, _) = request.into_parts();
     client.request(parts.method, parts.uri.to_string()).headers(parts.headers)
 }
@@ -313,6 +342,9 @@ mod tests {
     #[test]
     fn keys_are_encoded_as_paths() {
         assert_eq!(encode_key_path("/docker/a b/c+d"), "/docker/a%20b/c%2Bd");
-        assert_eq!(encode_key_path("x/_manifests/tags/v1.0-rc_1/current/link"), "x/_manifests/tags/v1.0-rc_1/current/link");
+        assert_eq!(
+            encode_key_path("x/_manifests/tags/v1.0-rc_1/current/link"),
+            "x/_manifests/tags/v1.0-rc_1/current/link"
+        );
     }
 }

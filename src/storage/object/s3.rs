@@ -12,7 +12,7 @@ use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, AwsAuthori
 use serde::Deserialize;
 use url::Url;
 
-use super::{listing_text, encode_key_path, found, http_client, http_request, md5_from_hex_etag, send, to_reqwest};
+use super::{encode_key_path, found, http_client, http_request, listing_text, md5_from_hex_etag, send, to_reqwest};
 use super::{ListPage, ListRequest, ListedObject, ObjectOptions, StorageError};
 
 pub struct S3 {
@@ -40,21 +40,24 @@ impl S3 {
             (None, true) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
             (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
         };
-        let bucket_url = Url::parse(&bucket_url).map_err(|e| StorageError::Config(format!("S3 endpoint {bucket_url:?}: {e}")))?;
+        let bucket_url =
+            Url::parse(&bucket_url).map_err(|e| StorageError::Config(format!("S3 endpoint {bucket_url:?}: {e}")))?;
         // Plain HTTP is allowed exactly when the endpoint says `http://`.
         builder = builder.with_allow_http(bucket_url.scheme() == "http");
-        let store = if anonymous {
-            None
-        } else {
-            Some(builder.build().map_err(|e| StorageError::Config(format!("S3: {e}")))?)
-        };
+        let store =
+            if anonymous { None } else { Some(builder.build().map_err(|e| StorageError::Config(format!("S3: {e}")))?) };
         Ok(S3 { client: http_client(options)?, bucket_url, region, store })
     }
 
     async fn credential(&self) -> Result<Option<Arc<AwsCredential>>, StorageError> {
         match &self.store {
             None => Ok(None),
-            Some(store) => store.credentials().get_credential().await.map(Some).map_err(|e| StorageError::Credentials(e.to_string())),
+            Some(store) => store
+                .credentials()
+                .get_credential()
+                .await
+                .map(Some)
+                .map_err(|e| StorageError::Credentials(e.to_string())),
         }
     }
 
@@ -89,7 +92,11 @@ impl S3 {
         }
         let response = send("list", request.prefix, || self.signed_get(&url)).await?;
         let body = listing_text(request.prefix, response).await?;
-        parse_list(&body).map_err(|message| StorageError::Parse { operation: "list", target: request.prefix.to_string(), message })
+        parse_list(&body).map_err(|message| StorageError::Parse {
+            operation: "list",
+            target: request.prefix.to_string(),
+            message,
+        })
     }
 
     /// GETs an object; `None` when it does not exist.
