@@ -31,15 +31,22 @@ fn skopeo_all(source: &Registry, target: &Registry, truth: &[TruthRecord], paral
     let (from, to) = (source.url.trim_start_matches("http://"), target.url.trim_start_matches("http://"));
     std::thread::scope(|scope| {
         for _ in 0..parallel {
-            scope.spawn(|| loop {
-                let Some(record) = truth.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
-                let output = Command::new("skopeo")
-                    .args(["copy", "--all", "--preserve-digests", "--src-tls-verify=false", "--dest-tls-verify=false"])
-                    .arg(format!("docker://{from}/{}:{}", record.repository, record.tag))
-                    .arg(format!("docker://{to}/{}:{}", record.repository, record.tag))
-                    .output()
-                    .unwrap();
-                assert!(output.status.success(), "skopeo: {}", String::from_utf8_lossy(&output.stderr));
+            scope.spawn(|| {
+                while let Some(record) = truth.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let output = Command::new("skopeo")
+                        .args([
+                            "copy",
+                            "--all",
+                            "--preserve-digests",
+                            "--src-tls-verify=false",
+                            "--dest-tls-verify=false",
+                        ])
+                        .arg(format!("docker://{from}/{}:{}", record.repository, record.tag))
+                        .arg(format!("docker://{to}/{}:{}", record.repository, record.tag))
+                        .output()
+                        .unwrap();
+                    assert!(output.status.success(), "skopeo: {}", String::from_utf8_lossy(&output.stderr));
+                }
             });
         }
     });

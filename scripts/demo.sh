@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/install-servers.sh
+bash scripts/install-servers.sh --registry-only
 cargo build --release --locked --quiet --bins --example demo_servers
 bin=target/release
 

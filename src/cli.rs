@@ -1,4 +1,4 @@
-//! The command line: clap definitions, turned into the plans that `pipeline` runs.
+//! The command line: clap definitions, turned into the plans that `run::scan` and `sync` run.
 
 use std::path::PathBuf;
 
@@ -10,12 +10,14 @@ use crate::copy::DEFAULT_CHUNK_SIZE;
 use crate::filter::{Glob, NameFilter, NameMapping};
 use crate::inventory::Format;
 use crate::log::LogFormat;
-use crate::pipeline::{self, Outcome, Reporting, ScanPlan, Selection, SyncMode, SyncPlan};
 use crate::registry::credentials::{self, CredentialSources};
+use crate::run::scan::{run_scan, ScanPlan};
+use crate::run::{Outcome, Reporting};
 use crate::scan::{DiscoveryMode, ScanOptions};
 use crate::shard::Shard;
 use crate::storage::object::ObjectOptions;
 use crate::storage::Source;
+use crate::sync::{run_sync, Selection, SyncMode, SyncPlan};
 
 #[derive(Debug, Parser)]
 #[command(name = "rehydrate", version, about = "Rebuild a registry's contents from its storage, without the catalog")]
@@ -274,7 +276,7 @@ impl ScanArgs {
     fn run(self) -> anyhow::Result<Outcome> {
         let (source, options) = self.source.resolve(self.untagged)?;
         let reporting = self.source.reporting()?;
-        pipeline::run_scan(ScanPlan { source, options, output: self.output, format: self.format, reporting })
+        run_scan(ScanPlan { source, options, output: self.output, format: self.format, reporting })
     }
 }
 
@@ -327,7 +329,7 @@ impl SyncArgs {
             tags: NameFilter { include: globs(&self.include_tag)?, exclude: globs(&self.exclude_tag)? },
             mapping: NameMapping::new(&self.dest_namespace, self.flatten)?,
         };
-        pipeline::run_sync(SyncPlan {
+        run_sync(SyncPlan {
             mode,
             source,
             options,

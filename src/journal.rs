@@ -47,7 +47,7 @@ impl Table {
 /// The journal's page cache.
 const JOURNAL_CACHE: usize = 16 << 20;
 /// How often pending records are committed while a run goes on.
-pub const FLUSH_EVERY: Duration = Duration::from_millis(250);
+const FLUSH_EVERY: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Error)]
 #[error("journal {path}: {message}")]
@@ -155,6 +155,21 @@ impl Journal {
             }
         }
         write.commit().map_err(|e| self.fail(e))
+    }
+
+    /// Commits pending records every `FLUSH_EVERY` until the returned task is aborted.
+    pub fn start_flushing(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let journal = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(FLUSH_EVERY).await;
+                let journal = journal.clone();
+                let flushed = tokio::task::spawn_blocking(move || journal.flush()).await;
+                if let Err(error) = flushed.expect("journal flush panicked") {
+                    crate::log::warn(error);
+                }
+            }
+        })
     }
 
     fn count(&self, table: Table) -> Result<u64, JournalError> {

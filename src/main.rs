@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use rehydrate::cli::Cli;
-use rehydrate::pipeline::Outcome;
+use rehydrate::run::Outcome;
 
 /// Exit codes, also listed in the README.
 const EXIT_FATAL: u8 = 1;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::copy::CopyCounts;
 use crate::inventory::{human_bytes, human_duration};
+use crate::metrics::write_metric;
 use crate::scan::RequestCounts;
 
 /// Counts of a run, as they grow.
@@ -140,10 +141,14 @@ impl Live {
 
     /// The run's counters in Prometheus' text format.
     pub fn write_metrics(&self, out: &mut String) {
-        use crate::metrics::write_metric;
-        let r = &self.run;
-        let c = &self.copy;
-        let requests = &self.requests;
+        self.write_listing_metrics(out);
+        self.write_tag_metrics(out);
+        self.write_copy_metrics(out);
+    }
+
+    /// What the listing found and what it cost.
+    fn write_listing_metrics(&self, out: &mut String) {
+        let (r, requests) = (&self.run, &self.requests);
         write_metric(
             out,
             "rehydrate_repositories_total",
@@ -165,6 +170,11 @@ impl Live {
             "Storage listings and link reads made by the scan.",
             &[(&[("kind", "list")], get(&requests.lists)), (&[("kind", "read")], get(&requests.reads))],
         );
+    }
+
+    /// What became of the tags, and the problems met on the way.
+    fn write_tag_metrics(&self, out: &mut String) {
+        let r = &self.run;
         write_metric(
             out,
             "rehydrate_tags_total",
@@ -180,6 +190,25 @@ impl Live {
                 (&[("outcome", "failed")], get(&r.failed)),
             ],
         );
+        write_metric(
+            out,
+            "rehydrate_errors_total",
+            "counter",
+            "Items that failed: unreadable source items and failed tags.",
+            &[(&[("kind", "source")], get(&r.source_errors)), (&[("kind", "tag")], get(&r.failed))],
+        );
+        write_metric(
+            out,
+            "rehydrate_warnings_total",
+            "counter",
+            "Items skipped with a warning.",
+            &[(&[], get(&r.warnings))],
+        );
+    }
+
+    /// What was put on the target, and the retries it took.
+    fn write_copy_metrics(&self, out: &mut String) {
+        let c = &self.copy;
         write_metric(
             out,
             "rehydrate_blobs_total",
@@ -211,20 +240,6 @@ impl Live {
             "counter",
             "Requests tried again (storage and target).",
             &[(&[], crate::net::retries())],
-        );
-        write_metric(
-            out,
-            "rehydrate_errors_total",
-            "counter",
-            "Items that failed: unreadable source items and failed tags.",
-            &[(&[("kind", "source")], get(&r.source_errors)), (&[("kind", "tag")], get(&r.failed))],
-        );
-        write_metric(
-            out,
-            "rehydrate_warnings_total",
-            "counter",
-            "Items skipped with a warning.",
-            &[(&[], get(&r.warnings))],
         );
     }
 }

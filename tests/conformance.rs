@@ -128,6 +128,19 @@ fn every_backend_produces_the_identical_inventory() {
         assert!(lists <= 2 + 1 + FIXTURE_REPOSITORIES as u64, "azure {container}: {lists} listings");
     }
 
+    // The ecosystem's own ways to point at Azurite, without --endpoint: object_store's
+    // AZURITE_BLOB_STORAGE_URL beside AZURE_STORAGE_USE_EMULATOR, and a connection string as the Azure
+    // CLI takes it (account, key, blob endpoint).
+    let base = azurite.url.trim_end_matches(&format!("/{AZURITE_ACCOUNT}")).to_string();
+    let emulator_env = [("AZURE_STORAGE_USE_EMULATOR", "true".to_string()), ("AZURITE_BLOB_STORAGE_URL", base)];
+    check_backend("azure AZURITE_BLOB_STORAGE_URL", "az://registry", &[], &emulator_env, &tags, &facts.untagged);
+    let connection = format!(
+        "DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};BlobEndpoint={};",
+        azurite.url
+    );
+    let connection_env = [("AZURE_STORAGE_CONNECTION_STRING", connection)];
+    check_backend("azure connection string", "az://legacy", &[], &connection_env, &tags, &facts.untagged);
+
     // The copy reads manifests and blobs by their raw names: 2.8's leading `/` on Azure, a root on GCS.
     for (source, env) in
         [("az://legacy".to_string(), azurite.env()), ("gs://registry/some/root".to_string(), gcs_env.to_vec())]

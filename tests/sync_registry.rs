@@ -179,7 +179,7 @@ fn corrupt_or_missing_source_data_never_reaches_the_target() {
     assert!(stderr.contains(&format!("{} pushed, 0 already there, 2 failed", FIXTURE_TAGS - 2)), "{stderr}");
     assert_eq!(target.head_manifest("team-a/web.app", "v1"), None);
     assert!(!target.blob_exists("team-a/web.app", &layer), "the corrupt blob never landed");
-    assert_eq!(target.head_manifest("team-a/web.app", "stable").is_some(), true, "the rest of the repository did");
+    assert!(target.head_manifest("team-a/web.app", "stable").is_some(), "the rest of the repository did");
 }
 
 #[test]

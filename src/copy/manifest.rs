@@ -97,7 +97,7 @@ impl RawDescriptor {
 
     /// Foreign layers (with `urls` and a non-distributable type) live elsewhere and are not pushed.
     fn is_distributable(&self) -> bool {
-        !(NON_DISTRIBUTABLE.contains(&self.media_type.as_str()) && !self.urls.is_empty())
+        self.urls.is_empty() || !NON_DISTRIBUTABLE.contains(&self.media_type.as_str())
     }
 }
 

@@ -90,6 +90,8 @@ pub struct CopyCounts {
 }
 
 type Once = Arc<OnceCell<Result<(), CopyError>>>;
+/// The one upload of a blob: the target repository that holds it once done.
+type BlobHome = Arc<OnceCell<Result<String, CopyError>>>;
 
 /// The state shared by all copies into one target.
 pub struct Copier {
@@ -101,7 +103,7 @@ pub struct Copier {
     done: Mutex<HashMap<(String, Digest), Once>>,
     /// Per blob: the one upload of its bytes to the target, and the repository it went to. Every other
     /// repository that needs the blob waits for it, then mounts from there: bytes cross once.
-    uploads: Mutex<HashMap<Digest, Arc<OnceCell<Result<String, CopyError>>>>>,
+    uploads: Mutex<HashMap<Digest, BlobHome>>,
     /// Rehydrating a target that serves the source's own storage: manifests first, blobs only on demand.
     in_place: bool,
     /// Where blobs known on the target are remembered beyond the in-memory maps.

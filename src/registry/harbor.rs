@@ -30,8 +30,11 @@ pub struct Harbor {
     api: Url,
     http: reqwest::Client,
     credentials: Option<Credentials>,
-    projects: Mutex<HashMap<String, Arc<OnceCell<Result<(), HarborError>>>>>,
+    projects: Mutex<HashMap<String, ProjectReady>>,
 }
+
+/// The one creation (or check) of a project, shared by every tag that needs it.
+type ProjectReady = Arc<OnceCell<Result<(), HarborError>>>;
 
 #[derive(Deserialize)]
 struct SystemInfo {

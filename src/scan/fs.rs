@@ -80,13 +80,12 @@ impl FsScanner<'_> {
         }
         let folder_key = key_below_repositories(&format!("{prefix}/"));
         RequestCounts::add(&self.counts.lists, 1);
-        let entries = match list_dir(self.root.repositories(), prefix) {
+        let mut entries = match list_dir(self.root.repositories(), prefix) {
             Ok(entries) => entries,
             Err(error) => return self.error(ItemError::new(folder_key, describe(&error))),
         };
         let mut is_repository = false;
-        let mut entries = entries;
-        while let Some(entry) = entries.next() {
+        for entry in entries.by_ref() {
             RequestCounts::add(&self.counts.entries, 1);
             let entry = match entry {
                 Ok(entry) => entry,

@@ -179,7 +179,7 @@ where
         let Ok((stream, _)) = listener.accept().await else { continue };
         let handler = handler.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| handler(request));
+            let service = hyper::service::service_fn(handler);
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .await;

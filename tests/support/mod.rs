@@ -331,13 +331,21 @@ pub fn rehydrate(args: &[&str]) -> Output {
     rehydrate_with_env(args, &[])
 }
 
+/// The `rehydrate` binary cargo built for this test or benchmark. Examples that share this support code
+/// do not run rehydrate, and cargo sets no path for them (hence no `env!`, which would not compile there).
+fn rehydrate_binary() -> &'static str {
+    match option_env!("CARGO_BIN_EXE_rehydrate") {
+        Some(path) => path,
+        None => panic!("only tests and benchmarks run rehydrate"),
+    }
+}
+
 /// Runs the `rehydrate` binary with `args` in a clean environment holding only `env` (and PATH), so
 /// that no cloud variable of the machine leaks into a test.
 pub fn rehydrate_with_env(args: &[&str], env: &[(&str, String)]) -> Output {
-    // Set by cargo for tests and benchmarks; examples that share this support code do not run rehydrate.
     // Journals of test runs go to a folder of this test process, never into the user's state folder.
     let state = std::env::temp_dir().join(format!("rehydrate-test-state-{}", std::process::id()));
-    Command::new(option_env!("CARGO_BIN_EXE_rehydrate").expect("only tests and benchmarks run rehydrate"))
+    Command::new(rehydrate_binary())
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -18,11 +18,11 @@ pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
 pub const AZURITE_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
-fn servers_dir() -> PathBuf {
+pub fn servers_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".test-servers")
 }
 
-fn installed(path: PathBuf) -> PathBuf {
+pub fn installed(path: PathBuf) -> PathBuf {
     assert!(path.exists(), "{} is missing: run scripts/test.sh (or scripts/install-servers.sh)", path.display());
     path
 }
@@ -282,7 +282,7 @@ impl Azurite {
 
     /// Uploads a block blob under its raw name (a leading `/` is kept, as distribution 2.8 wrote it).
     pub fn put(&self, client: &Client, container: &str, name: &str, bytes: Vec<u8>) {
-        let encoded: String = name.split('/').map(|part| percent_encode(part)).collect::<Vec<_>>().join("/");
+        let encoded: String = name.split('/').map(percent_encode).collect::<Vec<_>>().join("/");
         let url = format!("{}/{container}/{encoded}", self.url);
         let headers = [("x-ms-blob-type", "BlockBlob".to_string()), ("content-length", bytes.len().to_string())];
         let response = self.signed(client, http::Method::PUT, &url, &headers, bytes);

@@ -4,9 +4,11 @@
 //!
 //! Credentials through `object_store`'s builder: `AZURE_STORAGE_ACCOUNT_NAME` with
 //! `AZURE_STORAGE_ACCOUNT_KEY`, a SAS (`AZURE_STORAGE_SAS_KEY`), or Entra ID (client secret, workload
-//! identity, managed identity). `AZURE_STORAGE_USE_EMULATOR=true` selects Azurite's well-known account.
-//! The endpoint is `https://<account>.blob.core.windows.net` unless `--endpoint` (or
-//! `AZURE_STORAGE_ENDPOINT`) gives the account URL, e.g. `http://127.0.0.1:10000/devstoreaccount1`.
+//! identity, managed identity); or `AZURE_STORAGE_CONNECTION_STRING` as the Azure CLI reads it (account,
+//! key or SAS, endpoint). `AZURE_STORAGE_USE_EMULATOR=true` selects Azurite's well-known account at
+//! `AZURITE_BLOB_STORAGE_URL` (default `http://127.0.0.1:10000`). Otherwise the endpoint is
+//! `https://<account>.blob.core.windows.net`, unless `--endpoint` (or `AZURE_STORAGE_ENDPOINT`, or the
+//! connection string) gives the account URL, e.g. `http://127.0.0.1:10000/devstoreaccount1`.
 
 use std::sync::Arc;
 
@@ -33,6 +35,13 @@ pub struct Azure {
 impl Azure {
     pub fn connect(container: &str, options: &ObjectOptions) -> Result<Azure, StorageError> {
         let mut builder = MicrosoftAzureBuilder::from_env().with_container_name(container);
+        let connection = match std::env::var("AZURE_STORAGE_CONNECTION_STRING") {
+            Ok(text) if !text.trim().is_empty() => Some(ConnectionString::parse(&text)?),
+            _ => None,
+        };
+        if let Some(connection) = &connection {
+            builder = connection.configure(builder);
+        }
         let use_emulator = builder.get_config_value(&AzureConfigKey::UseEmulator).is_some_and(|v| v == "true");
         let account = builder
             .get_config_value(&AzureConfigKey::AccountName)
@@ -41,11 +50,14 @@ impl Azure {
         let endpoint = options
             .endpoint
             .clone()
+            .or_else(|| connection.as_ref().and_then(|c| c.blob_endpoint.clone()))
             .or_else(|| builder.get_config_value(&AzureConfigKey::Endpoint))
-            .or_else(|| use_emulator.then(|| format!("http://127.0.0.1:10000/{EMULATOR_ACCOUNT}")))
+            .or_else(|| use_emulator.then(emulator_endpoint))
             .unwrap_or_else(|| format!("https://{account}.blob.core.windows.net"));
         if account.is_empty() && !endpoint.contains(".blob.") && !options.anonymous {
-            return Err(StorageError::Config("Azure: set AZURE_STORAGE_ACCOUNT_NAME (or use --anonymous)".into()));
+            return Err(StorageError::Config(
+                "Azure: set AZURE_STORAGE_ACCOUNT_NAME or AZURE_STORAGE_CONNECTION_STRING (or use --anonymous)".into(),
+            ));
         }
         if endpoint.starts_with("http://") {
             builder = builder.with_allow_http(true);
@@ -56,12 +68,8 @@ impl Azure {
         let store = if options.anonymous {
             None
         } else {
-            Some(
-                builder
-                    .with_endpoint(endpoint.clone())
-                    .build()
-                    .map_err(|e| StorageError::Config(format!("Azure: {e}")))?,
-            )
+            let built = builder.with_endpoint(endpoint.clone()).build();
+            Some(built.map_err(|e| StorageError::Config(format!("Azure: {e}")))?)
         };
         Ok(Azure { client: http_client(options)?, container_url, account, store })
     }
@@ -137,6 +145,84 @@ impl Azure {
     }
 }
 
+/// Azurite's account URL: `AZURITE_BLOB_STORAGE_URL` (object_store's variable for it, e.g.
+/// `http://127.0.0.1:10000`) or Azurite's default address, with the development account.
+fn emulator_endpoint() -> String {
+    let base = std::env::var("AZURITE_BLOB_STORAGE_URL").ok().filter(|url| !url.is_empty());
+    let base = base.unwrap_or_else(|| "http://127.0.0.1:10000".to_string());
+    format!("{}/{EMULATOR_ACCOUNT}", base.trim_end_matches('/'))
+}
+
+/// An Azure Storage connection string (`AZURE_STORAGE_CONNECTION_STRING`), as the Azure CLI and SDKs
+/// read it: `AccountName`, `AccountKey` or `SharedAccessSignature`, and the blob endpoint
+/// (`BlobEndpoint`, or `DefaultEndpointsProtocol` with `EndpointSuffix`); `UseDevelopmentStorage=true`
+/// means Azurite. Its secrets go to the credential builder only, never into messages.
+#[derive(Default, PartialEq, Eq)]
+struct ConnectionString {
+    account: Option<String>,
+    key: Option<String>,
+    sas: Option<String>,
+    blob_endpoint: Option<String>,
+    development: bool,
+}
+
+impl std::fmt::Debug for ConnectionString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionString")
+            .field("account", &self.account)
+            .field("blob_endpoint", &self.blob_endpoint)
+            .field("development", &self.development)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnectionString {
+    fn parse(text: &str) -> Result<ConnectionString, StorageError> {
+        let mut fields = std::collections::HashMap::new();
+        for part in text.split(';').map(str::trim).filter(|part| !part.is_empty()) {
+            // Values (keys, signatures) may hold `=`: split at the first one only.
+            let (name, value) = part.split_once('=').ok_or_else(|| {
+                StorageError::Config(
+                    "AZURE_STORAGE_CONNECTION_STRING: a part has no `=` (expected Name=value;...)".into(),
+                )
+            })?;
+            fields.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
+        }
+        let field = |name: &str| fields.get(name).filter(|v| !v.is_empty()).cloned();
+        let development = field("usedevelopmentstorage").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let account = field("accountname");
+        let blob_endpoint = field("blobendpoint").or_else(|| {
+            let (account, suffix) = (account.as_ref()?, field("endpointsuffix")?);
+            let protocol = field("defaultendpointsprotocol").unwrap_or_else(|| "https".into());
+            Some(format!("{protocol}://{account}.blob.{suffix}"))
+        });
+        let sas = field("sharedaccesssignature").map(|sas| sas.trim_start_matches('?').to_string());
+        let parsed = ConnectionString { account, key: field("accountkey"), sas, blob_endpoint, development };
+        if !parsed.development && parsed.account.is_none() && parsed.blob_endpoint.is_none() {
+            return Err(StorageError::Config(
+                "AZURE_STORAGE_CONNECTION_STRING names neither AccountName nor BlobEndpoint".into(),
+            ));
+        }
+        Ok(parsed)
+    }
+
+    fn configure(&self, mut builder: MicrosoftAzureBuilder) -> MicrosoftAzureBuilder {
+        if self.development {
+            builder = builder.with_use_emulator(true);
+        }
+        if let Some(account) = &self.account {
+            builder = builder.with_account(account);
+        }
+        if let Some(key) = &self.key {
+            builder = builder.with_access_key(key);
+        }
+        if let Some(sas) = &self.sas {
+            builder = builder.with_config(AzureConfigKey::SasKey, sas);
+        }
+        builder
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct EnumerationResults {
@@ -190,6 +276,29 @@ fn parse_list(body: &str) -> Result<ListPage, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_strings_are_read_as_the_azure_cli_reads_them() {
+        let azurite = ConnectionString::parse(
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5==;\
+             BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;",
+        )
+        .unwrap();
+        assert_eq!(azurite.account.as_deref(), Some("devstoreaccount1"));
+        assert_eq!(azurite.key.as_deref(), Some("a2V5=="), "a key keeps its `=` padding");
+        assert_eq!(azurite.blob_endpoint.as_deref(), Some("http://127.0.0.1:10000/devstoreaccount1"));
+
+        let cloud = ConnectionString::parse(
+            "AccountName=acct;EndpointSuffix=core.windows.net;SharedAccessSignature=?sv=1&sig=x%3D",
+        )
+        .unwrap();
+        assert_eq!(cloud.blob_endpoint.as_deref(), Some("https://acct.blob.core.windows.net"));
+        assert_eq!(cloud.sas.as_deref(), Some("sv=1&sig=x%3D"));
+        assert!(ConnectionString::parse("UseDevelopmentStorage=true").unwrap().development);
+        assert!(ConnectionString::parse("garbage").is_err());
+        assert!(ConnectionString::parse("AccountKey=abc").is_err(), "no account, no endpoint");
+        assert!(!format!("{azurite:?}").contains("a2V5"), "the key never reaches a message");
+    }
 
     #[test]
     fn parses_a_list_blobs_answer_with_interleaved_prefixes() {

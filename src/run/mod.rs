@@ -1,0 +1,89 @@
+//! What every command's run shares: its outcome (for the exit code), how it reports to its operator
+//! (progress, metrics, problems printed as they come), and the storage-requests line of its summary.
+//! The scan command's run is `scan.rs`; the sync and verify runs are `crate::sync`.
+
+pub mod scan;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::progress::{get, Live, Reporter};
+use crate::scan::RequestCounts;
+
+/// How a run ended, for the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every item was handled.
+    Complete,
+    /// The run finished, but some items had errors (each reported, and counted in the summary).
+    Partial,
+}
+
+/// What the run tells its operator while it runs.
+#[derive(Debug, Clone, Default)]
+pub struct Reporting {
+    /// Print only the summary, not each problem.
+    pub quiet: bool,
+    /// Off a terminal: a progress line this often (never when zero).
+    pub progress_interval: Duration,
+    /// Serve Prometheus metrics here.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// Starts the metrics endpoint (when asked) and the progress reporter over `live`.
+pub fn start_reporting(live: &Arc<Live>, reporting: &Reporting) -> anyhow::Result<Reporter> {
+    if let Some(address) = reporting.metrics_addr {
+        let metrics_live = live.clone();
+        let bound = crate::metrics::serve(address, move |out| metrics_live.write_metrics(out))
+            .with_context(|| format!("serving metrics on {address}"))?;
+        crate::log::info(format!("metrics: http://{bound}/metrics"));
+    }
+    Ok(Reporter::start(live.clone(), reporting.progress_interval))
+}
+
+/// How many problems are printed on standard error one by one; past that, they are only in the
+/// inventory and the summary, so that a badly broken registry does not drown the terminal.
+const PROBLEMS_PRINTED: u64 = 100;
+
+/// Prints problems as they come, up to `PROBLEMS_PRINTED`.
+pub struct ProblemPrinter {
+    quiet: bool,
+    pub printed: u64,
+}
+
+impl ProblemPrinter {
+    pub fn new(quiet: bool) -> ProblemPrinter {
+        ProblemPrinter { quiet, printed: 0 }
+    }
+
+    pub fn error(&mut self, message: impl std::fmt::Display) {
+        if self.room() {
+            crate::log::error(message);
+        }
+    }
+
+    pub fn warning(&mut self, message: impl std::fmt::Display) {
+        if self.room() {
+            crate::log::warn(message);
+        }
+    }
+
+    /// Whether one more problem may be printed (and counts it).
+    fn room(&mut self) -> bool {
+        let room = !self.quiet && self.printed < PROBLEMS_PRINTED;
+        self.printed += room as u64;
+        room
+    }
+}
+
+/// The storage requests a run made (scan and sync summaries alike).
+pub fn log_storage_requests(requests: &RequestCounts) {
+    crate::log::info(format!(
+        "storage requests: {} listings, {} link reads; {} entries seen",
+        get(&requests.lists),
+        get(&requests.reads),
+        get(&requests.entries)
+    ));
+}

@@ -1,0 +1,108 @@
+//! `rehydrate scan`: the scan's items are written to the inventory as they arrive, and the run ends
+//! with a summary.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::mpsc::Receiver;
+
+use super::{log_storage_requests, start_reporting, Outcome, ProblemPrinter, Reporting};
+use crate::inventory::{human_duration, Counts, Format, InventoryWriter};
+use crate::progress::Live;
+use crate::scan::{self, RequestCounts, ScanItem, ScanOptions};
+use crate::storage::Source;
+
+/// What `rehydrate scan` does.
+pub struct ScanPlan {
+    pub source: Source,
+    pub options: ScanOptions,
+    /// Where the inventory goes; standard output when `None`.
+    pub output: Option<PathBuf>,
+    pub format: Format,
+    pub reporting: Reporting,
+}
+
+/// Scans the source and writes the inventory as items arrive.
+pub fn run_scan(plan: ScanPlan) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let out: Box<dyn Write> = match &plan.output {
+        Some(path) => Box::new(File::create(path).with_context(|| format!("creating {}", path.display()))?),
+        None => Box::new(io::stdout().lock()),
+    };
+    let mut writer = InventoryWriter::new(BufWriter::with_capacity(64 * 1024, out), plan.format)?;
+    let requests = Arc::new(RequestCounts::default());
+    let live = Arc::new(Live::new("scan", started, requests.clone(), Arc::default()));
+    let reporter = start_reporting(&live, &plan.reporting)?;
+    let (mut items, scan_thread) = scan::start(&plan.source, plan.options.clone(), requests.clone());
+
+    let mut counts = Counts::default();
+    let mut printer = ProblemPrinter::new(plan.reporting.quiet);
+    while let Some(item) = next_flushing(&mut items, &mut writer)? {
+        counts.count(&item);
+        counts.publish(&live.run);
+        match &item {
+            ScanItem::Error(problem) => printer.error(problem),
+            ScanItem::Warning(problem) => printer.warning(problem),
+            _ => {}
+        }
+        writer.write(&item).context("writing the inventory")?;
+    }
+    writer.flush().context("writing the inventory")?;
+    drop(items);
+    scan_thread.join().expect("the scan thread panicked").context("scanning the source")?;
+    live.mark_listing_finished();
+    reporter.stop();
+
+    print_summary(&counts, &requests, started, printer.printed);
+    Ok(if counts.errors > 0 { Outcome::Partial } else { Outcome::Complete })
+}
+
+/// The next item; the inventory is flushed whenever the scan has nothing ready, so that records stream
+/// out as they are found without a system call per record.
+fn next_flushing<W: Write>(
+    items: &mut Receiver<ScanItem>,
+    writer: &mut InventoryWriter<W>,
+) -> anyhow::Result<Option<ScanItem>> {
+    match items.try_recv() {
+        Ok(item) => Ok(Some(item)),
+        Err(TryRecvError::Empty) => {
+            writer.flush().context("writing the inventory")?;
+            Ok(items.blocking_recv())
+        }
+        Err(TryRecvError::Disconnected) => Ok(None),
+    }
+}
+
+fn print_summary(counts: &Counts, requests: &RequestCounts, started: Instant, problems_printed: u64) {
+    let elapsed = human_duration(started.elapsed());
+    crate::log::info_with(
+        format!(
+            "scan finished in {elapsed}: {} repositories, {} tags, {} untagged manifests, {} errors, {} warnings",
+            counts.repositories, counts.tags, counts.untagged, counts.errors, counts.warnings
+        ),
+        &[
+            ("summary", true.into()),
+            ("repositories", counts.repositories.into()),
+            ("tags", counts.tags.into()),
+            ("untagged", counts.untagged.into()),
+            ("errors", counts.errors.into()),
+            ("warnings", counts.warnings.into()),
+        ],
+    );
+    log_storage_requests(requests);
+    let problems = counts.errors + counts.warnings;
+    if problems > problems_printed && problems_printed > 0 {
+        crate::log::info(format!("({} more problems are in the inventory only)", problems - problems_printed));
+    }
+    if counts.errors > 0 {
+        crate::log::info(format!(
+            "the scan is PARTIAL: {} items could not be read (each is an error record in the inventory)",
+            counts.errors
+        ));
+    }
+}

@@ -1,0 +1,106 @@
+//! Copy or verify: each selected tag becomes a task, at most `--push-concurrency` at once; the scan is
+//! held back while they are all busy. Tasks report to the `Record` as they finish.
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::record::{Record, TagReport};
+use super::select::Planned;
+use super::target::Target;
+use super::{Consumer, SyncMode};
+use crate::copy::{Copier, CopyError, TagOutcome};
+use crate::layout::Digest;
+use crate::registry::client::RegistryClient;
+use crate::registry::harbor::Harbor;
+
+/// What every task needs.
+#[derive(Clone)]
+pub struct TaskContext {
+    pub copier: Arc<Copier>,
+    pub target: Target,
+    pub mode: SyncMode,
+    pub override_tags: bool,
+}
+
+/// The tasks in flight, under the push limit.
+pub struct Tasks {
+    context: TaskContext,
+    slots: Arc<Semaphore>,
+    running: JoinSet<TagReport>,
+}
+
+impl Tasks {
+    pub fn new(context: TaskContext, push_concurrency: usize) -> Tasks {
+        Tasks { context, slots: Arc::new(Semaphore::new(push_concurrency)), running: JoinSet::new() }
+    }
+}
+
+impl Consumer for Tasks {
+    fn collect(&mut self, record: &mut Record) {
+        while let Some(done) = self.running.try_join_next() {
+            record.tag_finished(done.expect("a copy task panicked"));
+        }
+    }
+
+    async fn take(&mut self, planned: Planned, record: &mut Record) {
+        record.tag_started(&planned);
+        let permit = self.slots.clone().acquire_owned().await.expect("never closed");
+        let context = self.context.clone();
+        self.running.spawn(async move {
+            let result = run_task(&context, &planned).await;
+            drop(permit);
+            TagReport { planned, result }
+        });
+    }
+
+    async fn finish(mut self, record: &mut Record) {
+        while let Some(done) = self.running.join_next().await {
+            record.tag_finished(done.expect("a copy task panicked"));
+        }
+    }
+}
+
+async fn run_task(context: &TaskContext, planned: &Planned) -> Result<TagOutcome, CopyError> {
+    let (repository, digest) = (&planned.target_repository, &planned.found.digest);
+    match context.mode {
+        SyncMode::Sync => {
+            let harbor = context.target.harbor.as_deref();
+            copy_one(&context.copier, harbor, repository, planned.found.tag.as_deref(), digest, context.override_tags)
+                .await
+        }
+        SyncMode::Verify => verify_one(&context.target.registry, repository, planned.reference(), digest).await,
+    }
+}
+
+async fn copy_one(
+    copier: &Copier,
+    harbor: Option<&Harbor>,
+    repository: &str,
+    tag: Option<&str>,
+    digest: &Digest,
+    override_tags: bool,
+) -> Result<TagOutcome, CopyError> {
+    if let Some(harbor) = harbor {
+        let project = repository.split('/').next().unwrap_or(repository);
+        harbor.ensure_project(project).await.map_err(|e| CopyError::Target(e.to_string()))?;
+    }
+    match tag {
+        Some(tag) => copier.copy_tag(repository, tag, digest, override_tags).await,
+        None => copier.copy_untagged(repository, digest).await,
+    }
+}
+
+async fn verify_one(
+    target: &RegistryClient,
+    repository: &str,
+    reference: &str,
+    digest: &Digest,
+) -> Result<TagOutcome, CopyError> {
+    match target.manifest_digest(repository, reference).await? {
+        Some(found) if &found == digest => Ok(TagOutcome::AlreadyThere),
+        Some(found) => Err(CopyError::Target(format!("the target's tag points at {found}, the source's at {digest}"))),
+        None => Err(CopyError::Target("missing on the target".to_string())),
+    }
+}

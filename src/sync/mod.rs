@@ -1,0 +1,211 @@
+//! `rehydrate sync` and `verify`: the scan's items flow one way through small steps, one file each:
+//!
+//! scan items in -> `select` (filters, name mapping) -> `skip` (the journal) -> `execute` (copy or verify,
+//! tasks under the push limit) -> `record` (journal, counters, problems) -> `summary`.
+//!
+//! `flow` is that chain; what consumes the selected tags is a `Consumer`: the copy tasks (`execute`) or
+//! the dry run (`dry_run`), so a dry run is another reader of the same stream, not a branch of the loop.
+
+mod dry_run;
+mod execute;
+mod record;
+mod select;
+mod skip;
+mod summary;
+mod target;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use tokio::sync::mpsc::Receiver;
+use url::Url;
+
+use crate::copy::Copier;
+use crate::journal::Journal;
+use crate::progress::{get, Live};
+use crate::registry::credentials::Credentials;
+use crate::run::{start_reporting, Outcome, Reporting};
+use crate::scan::{self, FinishedRepositories, RequestCounts, ScanItem, ScanOptions};
+use crate::storage::{BlobStore, Source};
+use record::Record;
+pub use select::{Found, Planned, Selected, Selection};
+pub use target::Target;
+
+/// What `rehydrate sync` or `verify` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Copy every selected tag.
+    Sync,
+    /// Check that every selected tag resolves to the same digest on the target.
+    Verify,
+}
+
+pub struct SyncPlan {
+    pub mode: SyncMode,
+    pub source: Source,
+    pub options: ScanOptions,
+    pub target: Url,
+    pub credentials: Option<Credentials>,
+    pub selection: Selection,
+    pub override_tags: bool,
+    pub dry_run: bool,
+    pub push_concurrency: usize,
+    pub chunk_size: u64,
+    pub reporting: Reporting,
+    /// The target serves the source's own storage (disaster recovery): manifests first, blobs on demand.
+    pub in_place: bool,
+    /// Also copy every manifest no tag points at, by digest.
+    pub untagged: bool,
+    /// Extra CA certificates (PEM) to trust for the target.
+    pub ca_cert: Option<PathBuf>,
+    /// Where finished tags are recorded (and found again after a crash); `None`: no journal.
+    pub journal: Option<PathBuf>,
+}
+
+/// What consumes the selected tags.
+trait Consumer {
+    /// Records what finished since the last call, without waiting.
+    fn collect(&mut self, _record: &mut Record) {}
+    /// Takes one selected tag (and may wait for room).
+    async fn take(&mut self, planned: Planned, record: &mut Record);
+    /// Waits for everything taken, and records it.
+    async fn finish(self, record: &mut Record);
+}
+
+/// Copies (or verifies) every selected tag as the scan finds it.
+pub fn run_sync(plan: SyncPlan) -> anyhow::Result<Outcome> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(sync(plan))
+}
+
+async fn sync(plan: SyncPlan) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let target = Target::connect(&plan).await?;
+    let blobs = BlobStore::connect(&plan.source, &plan.options.object).await.context("opening the source storage")?;
+    let journal = open_journal(&plan)?;
+    let copier = Copier::new(Arc::new(blobs), target.registry.clone(), plan.chunk_size, plan.in_place);
+    let copier = Arc::new(copier.with_journal(journal.clone()));
+    let flusher = journal.as_ref().map(Journal::start_flushing);
+
+    let requests = Arc::new(RequestCounts::default());
+    let what = if plan.mode == SyncMode::Sync { "sync" } else { "verify" };
+    let live = Arc::new(Live::new(what, started, requests.clone(), copier.counts.clone()));
+    let reporter = start_reporting(&live, &plan.reporting)?;
+    let selection = plan.selection.fingerprint(&format!("{} {} {}", plan.override_tags, plan.untagged, plan.in_place));
+    let scan_options = scan_options(&plan, journal.as_ref(), &selection);
+    let (items, scan_thread) = scan::start(&plan.source, scan_options, requests);
+    let mut record = Record::new(live.clone(), plan.mode, journal.clone(), selection, plan.reporting.quiet);
+
+    if plan.dry_run {
+        flow(items, &plan.selection, &mut record, dry_run::DryRun::new(copier, target)).await?;
+    } else {
+        let context = execute::TaskContext { copier, target, mode: plan.mode, override_tags: plan.override_tags };
+        flow(items, &plan.selection, &mut record, execute::Tasks::new(context, plan.push_concurrency)).await?;
+    }
+    if let Some(flusher) = flusher {
+        flusher.abort();
+    }
+    if let Some(journal) = &journal {
+        close_journal(journal)?;
+    }
+    scan_thread.join().expect("the scan thread panicked").context("scanning the source")?;
+    reporter.stop();
+    note_tagless_storage(&plan, &live);
+    summary::print(&plan, &live, started);
+    Ok(outcome(&live))
+}
+
+/// The data flow of a run: every scan item is either bookkeeping (repositories, problems), or a tag
+/// that is selected, skipped when the journal has it, and otherwise handed to the consumer.
+async fn flow<C: Consumer>(
+    mut items: Receiver<ScanItem>,
+    selection: &Selection,
+    record: &mut Record,
+    mut consumer: C,
+) -> anyhow::Result<()> {
+    while let Some(item) = items.recv().await {
+        consumer.collect(record);
+        let found = match Found::from_item(item) {
+            Ok(found) => found,
+            Err(other) => {
+                record.bookkeeping(other);
+                continue;
+            }
+        };
+        record.tag_seen(&found);
+        let planned = match selection.select(found) {
+            Selected::Planned(planned) => planned,
+            Selected::Filtered => {
+                record.filtered();
+                continue;
+            }
+            Selected::Unmappable { repository, message } => {
+                record.unmappable(&repository, message);
+                continue;
+            }
+        };
+        if skip::is_journaled(record.journal.as_deref(), &planned)? {
+            record.journaled();
+            continue;
+        }
+        consumer.take(planned, record).await;
+    }
+    record.live.mark_listing_finished();
+    consumer.finish(record).await;
+    Ok(())
+}
+
+/// The journal of a real sync (a dry run and a verify write none).
+fn open_journal(plan: &SyncPlan) -> anyhow::Result<Option<Arc<Journal>>> {
+    match (&plan.journal, plan.mode, plan.dry_run) {
+        (Some(path), SyncMode::Sync, false) => Ok(Some(Journal::open(path)?)),
+        _ => Ok(None),
+    }
+}
+
+/// The scan's options, with the repositories the journal holds as finished under this selection.
+fn scan_options(plan: &SyncPlan, journal: Option<&Arc<Journal>>, selection: &str) -> ScanOptions {
+    let mut options = plan.options.clone();
+    if let Some(journal) = journal {
+        let (journal, selection) = (journal.clone(), selection.to_string());
+        options.finished = Some(FinishedRepositories(Arc::new(move |repository| {
+            journal.is_repository_done(repository, &selection).unwrap_or(false)
+        })));
+    }
+    options
+}
+
+/// Commits the journal's last records, and says what it holds.
+fn close_journal(journal: &Journal) -> anyhow::Result<()> {
+    journal.flush()?;
+    crate::log::info(format!(
+        "journal: {} ({} finished tags, {} finished repositories, {} blobs known on the target)",
+        journal.path().display(),
+        journal.finished_tags()?,
+        journal.finished_repositories()?,
+        journal.blobs_on_target()?
+    ));
+    Ok(())
+}
+
+/// With `--untagged` on storage holding no tag at all (as Harbor 2.15 writes it), says that tag names
+/// could not be recovered.
+fn note_tagless_storage(plan: &SyncPlan, live: &Live) {
+    let seen = get(&live.run.tags_seen);
+    if plan.untagged && seen > 0 && get(&live.run.untagged) == seen {
+        crate::log::info(
+            "note: the storage holds no tags at all (as buckets written by Harbor 2.15 or later): every manifest \
+             was restored by digest; tag names cannot be recovered from it",
+        );
+    }
+}
+
+fn outcome(live: &Live) -> Outcome {
+    if get(&live.run.failed) > 0 || get(&live.run.source_errors) > 0 {
+        Outcome::Partial
+    } else {
+        Outcome::Complete
+    }
+}

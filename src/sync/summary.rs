@@ -1,0 +1,97 @@
+//! Summarise: the closing lines of a sync or verify run (as text, or JSON fields with `--log-format json`).
+
+use std::time::Instant;
+
+use super::{SyncMode, SyncPlan};
+use crate::inventory::{human_bytes, human_duration};
+use crate::progress::{get, Live};
+use crate::run::log_storage_requests;
+
+pub fn print(plan: &SyncPlan, live: &Live, started: Instant) {
+    let elapsed = human_duration(started.elapsed());
+    match plan.mode {
+        SyncMode::Sync => {
+            crate::log::info_with(format!("sync finished in {elapsed}: {}", sync_totals(live)), &live.fields())
+        }
+        SyncMode::Verify => {
+            crate::log::info_with(format!("verify finished in {elapsed}: {}", verify_totals(live)), &live.fields())
+        }
+    }
+    log_storage_requests(&live.requests);
+    let resumed = get(&live.run.repositories_resumed);
+    if resumed > 0 {
+        crate::log::info(format!(
+            "{resumed} repositories were finished by an earlier run (from the journal): their tags were not listed again"
+        ));
+    }
+    print_timeline(plan.mode, live, started);
+    let counts = &live.run;
+    if get(&counts.failed) > 0 || get(&counts.source_errors) > 0 {
+        crate::log::info(format!(
+            "the run is PARTIAL: {} tags failed, {} source items could not be read",
+            get(&counts.failed),
+            get(&counts.source_errors)
+        ));
+    }
+}
+
+fn sync_totals(live: &Live) -> String {
+    let (counts, copy) = (&live.run, &live.copy);
+    let resumed = match get(&counts.repositories_resumed) {
+        0 => String::new(),
+        resumed => format!(" ({resumed} finished by an earlier run)"),
+    };
+    format!(
+        "{} repositories{resumed}, {} tags selected ({} filtered out): {} pushed, {} already there, {} failed \
+         ({} known finished from the journal); blobs: {} uploaded ({}), {} mounted, {} already on the target; \
+         {} manifests pushed; {} source errors, {} warnings; {} retries",
+        get(&counts.repositories) + get(&counts.repositories_resumed),
+        selected(live),
+        get(&counts.filtered),
+        get(&counts.pushed),
+        get(&counts.already_there) + get(&counts.journaled),
+        get(&counts.failed),
+        get(&counts.journaled),
+        get(&copy.blobs_uploaded),
+        human_bytes(get(&copy.bytes_uploaded)),
+        get(&copy.blobs_mounted),
+        get(&copy.blobs_present),
+        get(&copy.manifests_pushed),
+        get(&counts.source_errors),
+        get(&counts.warnings),
+        crate::net::retries(),
+    )
+}
+
+fn verify_totals(live: &Live) -> String {
+    let counts = &live.run;
+    format!(
+        "{} tags selected ({} filtered out): {} match, {} do not; {} source errors",
+        selected(live),
+        get(&counts.filtered),
+        get(&counts.verified),
+        get(&counts.failed),
+        get(&counts.source_errors)
+    )
+}
+
+fn selected(live: &Live) -> u64 {
+    get(&live.run.tags_seen) - get(&live.run.filtered)
+}
+
+fn print_timeline(mode: SyncMode, live: &Live, started: Instant) {
+    let (Some(first), Some(listed)) = (live.first_done.get(), live.listing_finished.get()) else { return };
+    crate::log::info_with(
+        format!(
+            "timeline: first tag {} after {}; listing finished after {}",
+            if mode == SyncMode::Sync { "pushed" } else { "verified" },
+            human_duration(*first),
+            human_duration(*listed)
+        ),
+        &[
+            ("first_done_seconds", first.as_secs_f64().into()),
+            ("listing_finished_seconds", listed.as_secs_f64().into()),
+            ("total_seconds", started.elapsed().as_secs_f64().into()),
+        ],
+    );
+}
