@@ -169,6 +169,11 @@ struct SyncArgs {
     /// Print what would be created and pushed, and push nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Delete from the target the tags gone from the source since rehydrate pushed them: only tags the
+    /// journal says rehydrate pushed, and only while they still hold the digest it pushed (without it,
+    /// such tags are reported and kept).
+    #[arg(long, conflicts_with = "no_journal")]
+    delete: bool,
     /// At most this many blob bytes per second copied into the target: 50M, 1G (powers of 1024).
     #[arg(long, value_name = "RATE")]
     max_bandwidth: Option<String>,
@@ -205,21 +210,40 @@ impl Cli {
             Command::Scan(args) => args.run(),
             Command::Sync(args) => args.run(SyncMode::Sync),
             Command::Verify(args) => args.run(SyncMode::Verify),
-            Command::Status(args) => {
-                if !args.journal.exists() {
-                    anyhow::bail!("no journal at {}", args.journal.display());
-                }
-                let journal = crate::journal::Journal::open(&args.journal)?;
-                println!(
-                    "{}: {} tags finished on the target, {} source repositories finished, {} blobs known on the target",
-                    journal.path().display(),
-                    journal.finished_tags()?,
-                    journal.finished_repositories()?,
-                    journal.blobs_on_target()?
-                );
-                Ok(Outcome::Complete)
-            }
+            Command::Status(args) => args.run(),
         }
+    }
+}
+
+impl StatusArgs {
+    fn run(self) -> anyhow::Result<Outcome> {
+        if !self.journal.exists() {
+            anyhow::bail!("no journal at {}", self.journal.display());
+        }
+        let journal = crate::journal::Journal::open(&self.journal)?;
+        println!(
+            "{}: {} tags finished on the target, {} source repositories finished in this pass, {} blobs known on the \
+             target",
+            journal.path().display(),
+            journal.finished_tags()?,
+            journal.finished_repositories()?,
+            journal.blobs_on_target()?
+        );
+        println!(
+            "{}",
+            match journal.last_pass()? {
+                None => "no run yet: the next run is the first pass".to_string(),
+                Some((pass, true)) => format!(
+                    "pass {pass} finished: the next run catches up (lists every repository again; tags unchanged at \
+                     the source are skipped without a request)"
+                ),
+                Some((pass, false)) => format!(
+                    "pass {pass} was stopped part-way: the next run resumes it (repositories it finished are not \
+                     listed again)"
+                ),
+            }
+        );
+        Ok(Outcome::Complete)
     }
 }
 
@@ -343,6 +367,7 @@ impl SyncArgs {
             reporting,
             in_place: self.in_place,
             untagged: self.untagged,
+            delete: self.delete,
             ca_cert: self.ca_cert,
             journal: if self.no_journal {
                 None

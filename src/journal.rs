@@ -1,10 +1,17 @@
 //! The journal: an embedded database (redb) of what is finished on the target, so that a run stopped
-//! part-way (crash, kill, Ctrl-C) carries on where it was:
+//! part-way (crash, kill, Ctrl-C) carries on where it was, and a later run catches up with a source that
+//! kept changing:
 //!
-//! - tags finished (target repository, reference -> digest): not fetched, checked or pushed again;
-//! - repositories finished (every selected tag done, none failed), under the selection they were made
-//!   with: their tags are not even listed again, so the listing resumes near where it stopped (only the
-//!   repository discovery, one request per thousand repositories on an object store, is repeated);
+//! - tags finished (target repository, reference -> digest, and whether rehydrate pushed it or found it
+//!   there): not fetched, checked or pushed again while the source has the same digest; a tag rehydrate
+//!   set may follow the source to a new digest; only a tag rehydrate pushed may be deleted;
+//! - runs, as passes: a run that reaches its end finishes its pass. The next run starts a new pass (a
+//!   catch-up: every repository is listed again); a run started after one that was stopped part-way
+//!   carries on the same pass;
+//! - repositories finished in this pass (every selected tag done, none failed), under the selection they
+//!   were made with: a resumed run does not even list their tags again;
+//! - target repositories seen, with the last pass that saw them in the source: one not seen by a whole
+//!   pass is gone from the source;
 //! - blobs known to be on the target, with the repository holding them: later repositories mount them
 //!   from there, and the copy engine's memory need not remember every blob of the registry.
 //!
@@ -17,33 +24,103 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use thiserror::Error;
 
-/// `target repository \0 reference` -> digest.
+/// `target repository \0 reference` -> digest, followed by ` found` when rehydrate found it there.
 const TAGS: TableDefinition<&str, &str> = TableDefinition::new("tags_done");
-/// Source repository -> the selection it was finished under.
+/// Source repository -> the selection it was finished under, in the current pass.
 const REPOSITORIES: TableDefinition<&str, &str> = TableDefinition::new("repositories_done");
 /// Blob digest -> a target repository that holds it.
 const BLOBS: TableDefinition<&str, &str> = TableDefinition::new("blobs_on_target");
+/// Target repository -> the last pass whose listing saw it in the source.
+const SEEN: TableDefinition<&str, &str> = TableDefinition::new("repositories_seen");
+/// `pass` -> the current pass number; `state` -> `running` or `finished`; `scope` -> what it lists.
+const RUNS: TableDefinition<&str, &str> = TableDefinition::new("runs");
 
 /// The tables a record goes to.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Table {
     Tags,
     Repositories,
     Blobs,
+    Seen,
+    Runs,
 }
 
 impl Table {
+    const ALL: [Table; 5] = [Table::Tags, Table::Repositories, Table::Blobs, Table::Seen, Table::Runs];
+
     fn definition(self) -> TableDefinition<'static, &'static str, &'static str> {
         match self {
             Table::Tags => TAGS,
             Table::Repositories => REPOSITORIES,
             Table::Blobs => BLOBS,
+            Table::Seen => SEEN,
+            Table::Runs => RUNS,
         }
     }
 }
+
+/// One change waiting for the next commit.
+enum Change {
+    Put(Table, String, String),
+    Remove(Table, String),
+}
+
+impl Change {
+    fn table(&self) -> Table {
+        match self {
+            Change::Put(table, ..) | Change::Remove(table, _) => *table,
+        }
+    }
+}
+
+/// What the journal holds of a tag on the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagRecord {
+    pub digest: String,
+    /// Rehydrate pushed it (rather than finding it there with the same digest).
+    pub pushed: bool,
+}
+
+impl TagRecord {
+    fn parse(value: &str) -> TagRecord {
+        match value.strip_suffix(" found") {
+            Some(digest) => TagRecord { digest: digest.to_string(), pushed: false },
+            None => TagRecord { digest: value.to_string(), pushed: true },
+        }
+    }
+
+    fn encode(digest: &str, pushed: bool) -> String {
+        if pushed {
+            digest.to_string()
+        } else {
+            format!("{digest} found")
+        }
+    }
+}
+
+/// How a run starts, from what the journal says of the run before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStart {
+    /// A new journal: the first pass.
+    First,
+    /// The run before was stopped part-way: this one carries on its pass.
+    Resume { pass: u64 },
+    /// The run before finished: a new pass lists every repository again.
+    CatchUp { pass: u64 },
+}
+
+impl RunStart {
+    pub fn pass(self) -> u64 {
+        match self {
+            RunStart::First => 1,
+            RunStart::Resume { pass } | RunStart::CatchUp { pass } => pass,
+        }
+    }
+}
+
 /// The journal's page cache.
 const JOURNAL_CACHE: usize = 16 << 20;
 /// How often pending records are committed while a run goes on.
@@ -59,7 +136,7 @@ pub struct JournalError {
 pub struct Journal {
     path: PathBuf,
     db: Database,
-    pending: Mutex<Vec<(Table, String, String)>>,
+    pending: Mutex<Vec<Change>>,
 }
 
 fn key(repository: &str, reference: &str) -> String {
@@ -89,49 +166,144 @@ impl Journal {
         JournalError { path: self.path.clone(), message: error.to_string() }
     }
 
-    fn lookup(&self, table: Table, key: &str) -> Result<Option<String>, JournalError> {
-        let read = self.db.begin_read().map_err(|e| self.fail(e))?;
-        let table = match read.open_table(table.definition()) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(error) => return Err(self.fail(error)),
-        };
-        let found = table.get(key).map_err(|e| self.fail(e))?;
-        Ok(found.map(|value| value.value().to_string()))
+    /// Runs `read` on a table; a table never written yet reads as `empty`.
+    fn read<T>(
+        &self,
+        table: Table,
+        empty: T,
+        read: impl FnOnce(redb::ReadOnlyTable<&'static str, &'static str>) -> Result<T, redb::StorageError>,
+    ) -> Result<T, JournalError> {
+        let transaction = self.db.begin_read().map_err(|e| self.fail(e))?;
+        match transaction.open_table(table.definition()) {
+            Ok(opened) => read(opened).map_err(|e| self.fail(e)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(empty),
+            Err(error) => Err(self.fail(error)),
+        }
     }
 
-    fn note(&self, table: Table, key: String, value: String) {
-        self.pending.lock().expect("journal poisoned").push((table, key, value));
+    fn lookup(&self, table: Table, key: &str) -> Result<Option<String>, JournalError> {
+        self.read(table, None, |opened| Ok(opened.get(key)?.map(|value| value.value().to_string())))
+    }
+
+    fn note(&self, change: Change) {
+        self.pending.lock().expect("journal poisoned").push(change);
+    }
+
+    /// What the journal holds of this tag on the target.
+    pub fn tag(&self, repository: &str, reference: &str) -> Result<Option<TagRecord>, JournalError> {
+        Ok(self.lookup(Table::Tags, &key(repository, reference))?.map(|value| TagRecord::parse(&value)))
     }
 
     /// True when this tag was finished on the target with this digest by an earlier (or this) run.
     pub fn is_done(&self, repository: &str, reference: &str, digest: &str) -> Result<bool, JournalError> {
-        Ok(self.lookup(Table::Tags, &key(repository, reference))?.is_some_and(|found| found == digest))
+        Ok(self.tag(repository, reference)?.is_some_and(|found| found.digest == digest))
     }
 
-    /// Notes a finished tag; it reaches the disk with the next flush.
-    pub fn record(&self, repository: &str, reference: &str, digest: &str) {
-        self.note(Table::Tags, key(repository, reference), digest.to_string());
+    /// Notes a finished tag (`pushed`: rehydrate put it there); it reaches the disk with the next flush.
+    pub fn record(&self, repository: &str, reference: &str, digest: &str, pushed: bool) {
+        self.note(Change::Put(Table::Tags, key(repository, reference), TagRecord::encode(digest, pushed)));
     }
 
-    /// True when an earlier run finished this source repository under the same selection.
+    /// Forgets a tag: deleted from the target, or no longer rehydrate's there.
+    pub fn forget_tag(&self, repository: &str, reference: &str) {
+        self.note(Change::Remove(Table::Tags, key(repository, reference)));
+    }
+
+    /// Every tag the journal holds in one target repository: (reference, record).
+    pub fn tags_of(&self, repository: &str) -> Result<Vec<(String, TagRecord)>, JournalError> {
+        let (start, end) = (format!("{repository}\0"), format!("{repository}\u{1}"));
+        self.read(Table::Tags, Vec::new(), |opened| {
+            let mut tags = Vec::new();
+            for entry in opened.range(start.as_str()..end.as_str())? {
+                let (reference, value) = entry?;
+                let reference = reference.value()[start.len()..].to_string();
+                tags.push((reference, TagRecord::parse(value.value())));
+            }
+            Ok(tags)
+        })
+    }
+
+    /// True when this pass finished this source repository under the same selection.
     pub fn is_repository_done(&self, repository: &str, selection: &str) -> Result<bool, JournalError> {
         Ok(self.lookup(Table::Repositories, repository)?.is_some_and(|found| found == selection))
     }
 
     /// Notes a source repository whose every selected tag is finished.
     pub fn record_repository(&self, repository: &str, selection: &str) {
-        self.note(Table::Repositories, repository.to_string(), selection.to_string());
+        self.note(Change::Put(Table::Repositories, repository.to_string(), selection.to_string()));
     }
 
-    /// A target repository known to hold this blob.
+    /// Notes that this pass's listing saw a target repository in the source.
+    pub fn record_seen(&self, repository: &str, pass: u64) {
+        self.note(Change::Put(Table::Seen, repository.to_string(), pass.to_string()));
+    }
+
+    /// Forgets a target repository gone from the source whose tags are all settled.
+    pub fn forget_seen(&self, repository: &str) {
+        self.note(Change::Remove(Table::Seen, repository.to_string()));
+    }
+
+    /// Target repositories an earlier pass saw in the source and this pass did not.
+    pub fn unseen_since(&self, pass: u64) -> Result<Vec<String>, JournalError> {
+        self.read(Table::Seen, Vec::new(), |opened| {
+            let mut unseen = Vec::new();
+            for entry in opened.iter()? {
+                let (repository, seen) = entry?;
+                if seen.value().parse::<u64>().unwrap_or(0) < pass {
+                    unseen.push(repository.value().to_string());
+                }
+            }
+            Ok(unseen)
+        })
+    }
+
+    /// A target repository the journal knows to hold this blob.
     pub fn blob_home(&self, digest: &str) -> Result<Option<String>, JournalError> {
         self.lookup(Table::Blobs, digest)
     }
 
     /// Notes a blob now on the target, in `repository`.
     pub fn record_blob(&self, digest: &str, repository: &str) {
-        self.note(Table::Blobs, digest.to_string(), repository.to_string());
+        self.note(Change::Put(Table::Blobs, digest.to_string(), repository.to_string()));
+    }
+
+    /// The last pass and whether it finished; `None` for a journal no run has started in.
+    pub fn last_pass(&self) -> Result<Option<(u64, bool)>, JournalError> {
+        let Some(pass) = self.lookup(Table::Runs, "pass")? else { return Ok(None) };
+        let finished = self.lookup(Table::Runs, "state")?.as_deref() == Some("finished");
+        Ok(Some((pass.parse().unwrap_or(1), finished)))
+    }
+
+    /// Starts a run over `scope` (what it lists: source and shard): carries on the last pass if it was
+    /// stopped part-way, or starts a new one (whose finished repositories start empty, so that every
+    /// repository is listed again). Committed at once, so that a run killed from here on is known as
+    /// stopped part-way. Also says whether the pass before listed the same scope: only then does a
+    /// repository it saw and this one does not mean a repository gone from the source.
+    pub fn begin_run(&self, scope: &str) -> Result<(RunStart, bool), JournalError> {
+        let same_scope = self.lookup(Table::Runs, "scope")?.is_none_or(|last| last == scope);
+        let start = match self.last_pass()? {
+            None => RunStart::First,
+            Some((pass, false)) => RunStart::Resume { pass },
+            Some((pass, true)) => RunStart::CatchUp { pass: pass + 1 },
+        };
+        let mut transaction = self.db.begin_write().map_err(|e| self.fail(e))?;
+        transaction.set_quick_repair(true);
+        if let RunStart::CatchUp { .. } = start {
+            transaction.delete_table(REPOSITORIES).map_err(|e| self.fail(e))?;
+        }
+        {
+            let mut runs = transaction.open_table(RUNS).map_err(|e| self.fail(e))?;
+            runs.insert("pass", start.pass().to_string().as_str()).map_err(|e| self.fail(e))?;
+            runs.insert("state", "running").map_err(|e| self.fail(e))?;
+            runs.insert("scope", scope).map_err(|e| self.fail(e))?;
+        }
+        transaction.commit().map_err(|e| self.fail(e))?;
+        Ok((start, same_scope))
+    }
+
+    /// Notes that this run reached its end: the next run starts a new pass.
+    pub fn finish_run(&self) {
+        self.note(Change::Put(Table::Runs, "state".into(), "finished".into()));
     }
 
     /// Commits every pending record in one durable transaction.
@@ -143,15 +315,17 @@ impl Journal {
         self.commit(batch)
     }
 
-    fn commit(&self, batch: Vec<(Table, String, String)>) -> Result<(), JournalError> {
+    fn commit(&self, batch: Vec<Change>) -> Result<(), JournalError> {
         let mut write = self.db.begin_write().map_err(|e| self.fail(e))?;
         write.set_quick_repair(true);
-        for table in [Table::Tags, Table::Repositories, Table::Blobs] {
+        for table in Table::ALL {
             let mut open = write.open_table(table.definition()).map_err(|e| self.fail(e))?;
-            for (_, key, value) in
-                batch.iter().filter(|(t, _, _)| std::mem::discriminant(t) == std::mem::discriminant(&table))
-            {
-                open.insert(key.as_str(), value.as_str()).map_err(|e| self.fail(e))?;
+            for change in batch.iter().filter(|change| change.table() == table) {
+                match change {
+                    Change::Put(_, key, value) => open.insert(key.as_str(), value.as_str()).map(drop),
+                    Change::Remove(_, key) => open.remove(key.as_str()).map(drop),
+                }
+                .map_err(|e| self.fail(e))?;
             }
         }
         write.commit().map_err(|e| self.fail(e))
@@ -173,12 +347,7 @@ impl Journal {
     }
 
     fn count(&self, table: Table) -> Result<u64, JournalError> {
-        let read = self.db.begin_read().map_err(|e| self.fail(e))?;
-        match read.open_table(table.definition()) {
-            Ok(table) => table.len().map_err(|e| self.fail(e)),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-            Err(error) => Err(self.fail(error)),
-        }
+        self.read(table, 0, |opened| opened.len())
     }
 
     /// How many tags the journal holds as finished.
@@ -225,7 +394,7 @@ mod tests {
         let path = dir.path().join("state/j.redb");
         {
             let journal = Journal::open(&path).unwrap();
-            journal.record("p/r", "v1", "sha256:aa");
+            journal.record("p/r", "v1", "sha256:aa", true);
             assert!(!journal.is_done("p/r", "v1", "sha256:aa").unwrap(), "not before the flush");
             journal.flush().unwrap();
             assert!(journal.is_done("p/r", "v1", "sha256:aa").unwrap());
@@ -257,6 +426,71 @@ mod tests {
             ),
             (1, 1, 0)
         );
+    }
+
+    #[test]
+    fn a_finished_run_makes_the_next_a_catch_up_and_a_stopped_one_is_resumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.redb");
+        let journal = Journal::open(&path).unwrap();
+        assert_eq!(journal.last_pass().unwrap(), None);
+        assert_eq!(journal.begin_run("s").unwrap().0, RunStart::First);
+        journal.record_repository("a", "sel");
+        journal.flush().unwrap();
+        drop(journal);
+        // Killed before its end: the same pass goes on, with its finished repositories.
+        let journal = Journal::open(&path).unwrap();
+        assert_eq!(journal.last_pass().unwrap(), Some((1, false)));
+        assert_eq!(journal.begin_run("s").unwrap().0, RunStart::Resume { pass: 1 });
+        assert!(journal.is_repository_done("a", "sel").unwrap());
+        journal.finish_run();
+        journal.flush().unwrap();
+        assert_eq!(journal.last_pass().unwrap(), Some((1, true)));
+        // Finished: a new pass lists everything again, and a kill in it resumes that pass.
+        assert_eq!(journal.begin_run("s").unwrap().0, RunStart::CatchUp { pass: 2 });
+        assert!(!journal.is_repository_done("a", "sel").unwrap(), "a new pass lists every repository again");
+        assert_eq!(journal.begin_run("s").unwrap().0, RunStart::Resume { pass: 2 });
+        assert_eq!(journal.begin_run("another shard").unwrap(), (RunStart::Resume { pass: 2 }, false));
+    }
+
+    #[test]
+    fn tags_say_who_put_them_there_and_can_be_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j.redb")).unwrap();
+        journal.record("p/r", "pushed", "sha256:aa", true);
+        journal.record("p/r", "found", "sha256:bb", false);
+        journal.record("p/r/deeper", "other", "sha256:cc", true);
+        journal.record("p/q", "x", "sha256:dd", true);
+        journal.flush().unwrap();
+        let tags = journal.tags_of("p/r").unwrap();
+        assert_eq!(
+            tags,
+            vec![
+                ("found".to_string(), TagRecord { digest: "sha256:bb".into(), pushed: false }),
+                ("pushed".to_string(), TagRecord { digest: "sha256:aa".into(), pushed: true }),
+            ],
+            "only this repository's tags, not a nested one's"
+        );
+        assert!(journal.is_done("p/r", "found", "sha256:bb").unwrap());
+        journal.forget_tag("p/r", "pushed");
+        journal.flush().unwrap();
+        assert_eq!(journal.tag("p/r", "pushed").unwrap(), None);
+        assert_eq!(journal.tags_of("p/r").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn repositories_unseen_by_a_pass_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j.redb")).unwrap();
+        assert!(journal.unseen_since(1).unwrap().is_empty(), "no table yet");
+        journal.record_seen("p/old", 1);
+        journal.record_seen("p/kept", 1);
+        journal.record_seen("p/kept", 2);
+        journal.flush().unwrap();
+        assert_eq!(journal.unseen_since(2).unwrap(), vec!["p/old".to_string()]);
+        journal.forget_seen("p/old");
+        journal.flush().unwrap();
+        assert!(journal.unseen_since(2).unwrap().is_empty());
     }
 
     #[test]

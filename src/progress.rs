@@ -27,6 +27,13 @@ pub struct RunCounters {
     pub verified: AtomicU64,
     /// Tags the journal says an earlier run finished: skipped without a request.
     pub journaled: AtomicU64,
+    /// Pushed tags that rehydrate had set to another digest before (the source moved them).
+    pub moved: AtomicU64,
+    /// Target tags pointing elsewhere, changed by someone else (or never set by rehydrate): not touched.
+    pub left_alone: AtomicU64,
+    /// Tags the journal holds that the source no longer has, and those deleted from the target.
+    pub gone: AtomicU64,
+    pub deleted: AtomicU64,
     pub failed: AtomicU64,
     pub source_errors: AtomicU64,
     pub warnings: AtomicU64,
@@ -78,7 +85,12 @@ impl Live {
     /// Tags handled so far, whatever their outcome.
     fn tags_done(&self) -> u64 {
         let r = &self.run;
-        get(&r.pushed) + get(&r.already_there) + get(&r.verified) + get(&r.journaled) + get(&r.failed)
+        get(&r.pushed)
+            + get(&r.already_there)
+            + get(&r.verified)
+            + get(&r.journaled)
+            + get(&r.failed)
+            + get(&r.left_alone)
     }
 
     /// One line of progress; `rate` is the recent upload rate in bytes per second.
@@ -133,6 +145,12 @@ impl Live {
             ("already_there", (get(&r.already_there) + get(&r.journaled)).into()),
             ("verified", get(&r.verified).into()),
             ("failed", get(&r.failed).into()),
+            ("new", (get(&r.pushed) - get(&r.moved)).into()),
+            ("moved", get(&r.moved).into()),
+            ("unchanged", get(&r.journaled).into()),
+            ("left_alone", get(&r.left_alone).into()),
+            ("gone", get(&r.gone).into()),
+            ("deleted", get(&r.deleted).into()),
             ("source_errors", get(&r.source_errors).into()),
             ("bytes_uploaded", get(&self.copy.bytes_uploaded).into()),
             ("retries", crate::net::retries().into()),
@@ -186,6 +204,10 @@ impl Live {
                 (&[("outcome", "pushed")], get(&r.pushed)),
                 (&[("outcome", "already_there")], get(&r.already_there)),
                 (&[("outcome", "journaled")], get(&r.journaled)),
+                (&[("outcome", "moved")], get(&r.moved)),
+                (&[("outcome", "left_alone")], get(&r.left_alone)),
+                (&[("outcome", "gone")], get(&r.gone)),
+                (&[("outcome", "deleted")], get(&r.deleted)),
                 (&[("outcome", "verified")], get(&r.verified)),
                 (&[("outcome", "failed")], get(&r.failed)),
             ],

@@ -45,7 +45,7 @@ fn kubernetes_manifests_match_the_kubernetes_schemas() {
         .filter(|path| path.extension().is_some_and(|ext| ext == "yaml" || ext == "yml"))
         .collect();
     manifests.sort();
-    assert!(!manifests.is_empty(), "deploy/ holds Kubernetes manifests");
+    assert!(manifests.len() >= 2, "deploy/ holds the Indexed Job and the catch-up CronJob: {manifests:?}");
     for manifest in manifests {
         let (passed, said) = check("kubernetes-validate", &["--strict"], &manifest);
         assert!(passed, "{}: {said}", manifest.display());

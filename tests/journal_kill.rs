@@ -16,7 +16,7 @@ fn write_forever(path: &str) -> ! {
     let start = journal.finished_tags().unwrap() as usize / BATCH;
     for batch in start.. {
         for i in 0..BATCH {
-            journal.record("repo", &format!("{batch}-{i}"), "sha256:aa");
+            journal.record("repo", &format!("{batch}-{i}"), "sha256:aa", true);
             journal.record_blob(&format!("sha256:{batch}-{i}"), "repo");
         }
         journal.flush().unwrap();

@@ -42,15 +42,18 @@ fn sync_creates_projects_pushes_through_tokens_and_verifies() {
     let verify = run(&["verify", root, &harbor.url, "--plain-http"], &admin);
     assert!(verify.status.success(), "{}", stderr_of(&verify));
 
-    // A re-run sends no blob and no manifest: from the journal, it does not even list the repositories
-    // again; without it, each tag's HEAD finds it there.
+    // A re-run sends no blob and no manifest: from the journal (the last run finished, so this is a
+    // catch-up) every tag is unchanged and skipped without a request; without it, each tag's HEAD finds
+    // it there.
     let uploads_before = harbor.count("POST upload") + harbor.count("PUT upload");
+    let heads_before = harbor.count("HEAD manifest");
     let again = run(&["sync", root, &harbor.url, "--plain-http"], &admin);
     assert!(
-        stderr_of(&again).contains(&format!("{FIXTURE_REPOSITORIES} repositories were finished by an earlier run")),
+        stderr_of(&again).contains(&format!("0 new, 0 moved, {FIXTURE_TAGS} unchanged (skipped without a request)")),
         "{}",
         stderr_of(&again)
     );
+    assert_eq!(harbor.count("HEAD manifest"), heads_before, "no tag is even checked on the target");
     let again = run(&["sync", root, &harbor.url, "--plain-http", "--no-journal"], &admin);
     assert!(stderr_of(&again).contains(&format!("0 pushed, {FIXTURE_TAGS} already there")), "{}", stderr_of(&again));
     assert_eq!(harbor.count("POST upload") + harbor.count("PUT upload"), uploads_before);

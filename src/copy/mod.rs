@@ -47,7 +47,10 @@ pub enum CopyError {
     Storage(String),
     #[error("target: {0}")]
     Target(String),
-    #[error("the target's tag points at {existing}, not {wanted}: left alone (use --override to replace it)")]
+    #[error(
+        "the target's tag points at {existing}, not {wanted}: left alone (it was changed on the target, or not \
+         set by rehydrate; use --override to replace it)"
+    )]
     TagDiffers { existing: Digest, wanted: Digest },
 }
 
@@ -67,6 +70,28 @@ impl From<StorageError> for CopyError {
 impl From<RegistryError> for CopyError {
     fn from(error: RegistryError) -> Self {
         CopyError::Target(error.to_string())
+    }
+}
+
+/// When a target tag that points at another digest may be replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replace {
+    /// Never: it is left alone and reported.
+    Never,
+    /// Whatever it points at (`--override`).
+    Any,
+    /// Only while it still points at this digest: the one rehydrate set, which the source has moved on
+    /// from. Someone else's change is left alone.
+    Only(Digest),
+}
+
+impl Replace {
+    pub fn allows(&self, existing: &Digest) -> bool {
+        match self {
+            Replace::Never => false,
+            Replace::Any => true,
+            Replace::Only(set_by_us) => set_by_us == existing,
+        }
     }
 }
 
@@ -161,17 +186,20 @@ impl Copier {
         self.journal.as_ref()?.blob_home(digest.as_str()).ok().flatten()
     }
 
-    /// Copies `digest` into `repository` under `tag`.
+    /// Copies `digest` into `repository` under `tag`. A target tag at another digest is replaced only as
+    /// `replace` allows.
     pub async fn copy_tag(
         &self,
         repository: &str,
         tag: &str,
         digest: &Digest,
-        override_tags: bool,
+        replace: &Replace,
     ) -> Result<TagOutcome, CopyError> {
         match self.target.manifest_digest(repository, tag).await? {
             Some(existing) if &existing == digest => return Ok(TagOutcome::AlreadyThere),
-            Some(existing) if !override_tags => return Err(CopyError::TagDiffers { existing, wanted: digest.clone() }),
+            Some(existing) if !replace.allows(&existing) => {
+                return Err(CopyError::TagDiffers { existing, wanted: digest.clone() })
+            }
             _ => {}
         }
         // A cosign-style tag (`sha256-<hex>.sig`, `.att`, `.sbom`) names its subject: the subject goes

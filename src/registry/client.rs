@@ -70,6 +70,13 @@ pub enum Mount {
     Upload(Url),
 }
 
+/// The next page a `Link: <...>; rel="next"` header names, relative to `url`.
+fn next_page(url: &Url, headers: &HeaderMap) -> Option<Url> {
+    let link = headers.get("link")?.to_str().ok()?;
+    let (target, relation) = link.split_once(';')?;
+    relation.contains("rel=\"next\"").then(|| url.join(target.trim().trim_matches(['<', '>']))).and_then(Result::ok)
+}
+
 /// A registry's `/v2/` API, with its authentication.
 pub struct RegistryClient {
     base: Url,
@@ -263,6 +270,46 @@ impl RegistryClient {
         } else {
             Err(Self::fail("PUT manifest", &target, response).await)
         }
+    }
+
+    /// Deletes a manifest by digest (a registry removes every tag pointing at it too).
+    pub async fn delete_manifest(&self, repository: &str, digest: &Digest) -> Result<(), RegistryError> {
+        let target = format!("{repository}@{digest}");
+        let url = self.url(&format!("/v2/{repository}/manifests/{digest}"));
+        let scopes = [repository_scope(repository, "delete")];
+        let response = self.send("DELETE manifest", &target, &scopes, || self.http.delete(url.clone())).await?;
+        match response.status() {
+            status if status.is_success() => Ok(()),
+            _ => Err(Self::fail("DELETE manifest", &target, response).await),
+        }
+    }
+
+    /// Every tag of a repository (`tags/list`, page by page); none for an unknown repository.
+    pub async fn tags(&self, repository: &str) -> Result<Vec<String>, RegistryError> {
+        #[derive(Deserialize)]
+        struct TagList {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let scopes = [repository_scope(repository, "pull")];
+        let mut tags = Vec::new();
+        let mut next = Some(self.url(&format!("/v2/{repository}/tags/list?n=1000")));
+        while let Some(url) = next.take() {
+            let response = self.send("GET tags", repository, &scopes, || self.http.get(url.clone())).await?;
+            match response.status() {
+                StatusCode::NOT_FOUND => return Ok(tags),
+                status if status.is_success() => {}
+                _ => return Err(Self::fail("GET tags", repository, response).await),
+            }
+            next = next_page(&url, response.headers());
+            let page: TagList = response.json().await.map_err(|e| RegistryError::Protocol {
+                operation: "GET tags",
+                target: repository.to_string(),
+                message: e.to_string(),
+            })?;
+            tags.extend(page.tags.unwrap_or_default());
+        }
+        Ok(tags)
     }
 
     /// HEAD on a blob: true when the registry says it has it in this repository.

@@ -1,6 +1,6 @@
-//! Harbor detection and its projects API (`/api/v2.0`, basic auth): Harbor never creates a project on
-//! push, so each project is created before the first push into it (409: it exists, as Harbor's own
-//! replication treats it).
+//! Harbor detection and its REST API (`/api/v2.0`, basic auth): projects (Harbor never creates a project
+//! on push, so each project is created before the first push into it; 409: it exists, as Harbor's own
+//! replication treats it), and tag deletion for `sync --delete`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use tokio::sync::{Mutex, OnceCell};
 use url::Url;
 
 use super::credentials::Credentials;
+use crate::layout::Digest;
 
 #[derive(Debug, Error, Clone)]
 pub enum HarborError {
@@ -21,6 +22,8 @@ pub enum HarborError {
     NoCredentials,
     #[error("creating project {project:?}: HTTP {status}: {message}")]
     CreateProject { project: String, status: u16, message: String },
+    #[error("{what}: HTTP {status}: {message}")]
+    Refused { what: String, status: u16, message: String },
     #[error("Harbor API {0}")]
     Transport(String),
 }
@@ -98,6 +101,31 @@ impl Harbor {
             StatusCode::UNAUTHORIZED => Err(HarborError::WrongCredentials(credentials.username.clone())),
             // Robot accounts may not read users/current (403) but did authenticate.
             _ => Ok(()),
+        }
+    }
+
+    /// Deletes one tag of an artifact through Harbor's API (the artifact itself stays). Harbor wants the
+    /// repository's name inside its project with each `/` encoded twice (`a%252Fb`).
+    pub async fn delete_tag(&self, repository: &str, digest: &Digest, tag: &str) -> Result<(), HarborError> {
+        let credentials = self.credentials.as_ref().ok_or(HarborError::NoCredentials)?;
+        let (project, name) = repository.split_once('/').unwrap_or((repository, ""));
+        let path =
+            format!("projects/{project}/repositories/{}/artifacts/{digest}/tags/{tag}", name.replace('/', "%252F"));
+        let url = self.api.join(&path).expect("valid path");
+        let response = crate::net::send_with_retries("target", "harbor delete tag", || {
+            self.with_credentials(self.http.delete(url.clone()))
+        })
+        .await
+        .map_err(|e| HarborError::Transport(crate::net::describe_error(&e)))?;
+        match response.status() {
+            // 404: gone already (a retry whose first answer was lost, or someone else).
+            status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
+            StatusCode::UNAUTHORIZED => Err(HarborError::WrongCredentials(credentials.username.clone())),
+            status => Err(HarborError::Refused {
+                what: format!("deleting tag {repository}:{tag}"),
+                status: status.as_u16(),
+                message: response.text().await.unwrap_or_default().chars().take(300).collect(),
+            }),
         }
     }
 

@@ -5,3 +5,4 @@ pub mod auth;
 pub mod client;
 pub mod credentials;
 pub mod harbor;
+pub mod refusal;

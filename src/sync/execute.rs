@@ -6,11 +6,12 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::record::{Record, TagReport};
+use super::gone::{self, GoneTag};
+use super::record::{GoneReport, Record, TagReport};
 use super::select::Planned;
 use super::target::Target;
 use super::{Consumer, SyncMode};
-use crate::copy::{Copier, CopyError, TagOutcome};
+use crate::copy::{Copier, CopyError, Replace, TagOutcome};
 use crate::layout::Digest;
 use crate::registry::client::RegistryClient;
 use crate::registry::harbor::Harbor;
@@ -22,13 +23,30 @@ pub struct TaskContext {
     pub target: Target,
     pub mode: SyncMode,
     pub override_tags: bool,
+    /// Delete tags gone from the source (`--delete`), where that is safe.
+    pub delete: bool,
+}
+
+/// What a task reports.
+pub enum Report {
+    Tag(TagReport),
+    Gone(GoneReport),
+}
+
+impl Record {
+    fn report(&mut self, report: Report) {
+        match report {
+            Report::Tag(report) => self.tag_finished(report),
+            Report::Gone(report) => self.gone_finished(report),
+        }
+    }
 }
 
 /// The tasks in flight, under the push limit.
 pub struct Tasks {
     context: TaskContext,
     slots: Arc<Semaphore>,
-    running: JoinSet<TagReport>,
+    running: JoinSet<Report>,
 }
 
 impl Tasks {
@@ -40,24 +58,38 @@ impl Tasks {
 impl Consumer for Tasks {
     fn collect(&mut self, record: &mut Record) {
         while let Some(done) = self.running.try_join_next() {
-            record.tag_finished(done.expect("a copy task panicked"));
+            record.report(done.expect("a copy task panicked"));
         }
     }
 
     async fn take(&mut self, planned: Planned, record: &mut Record) {
-        record.tag_started(&planned);
+        record.tag_started(&planned.found.repository);
         let permit = self.slots.clone().acquire_owned().await.expect("never closed");
         let context = self.context.clone();
         self.running.spawn(async move {
             let result = run_task(&context, &planned).await;
             drop(permit);
-            TagReport { planned, result }
+            Report::Tag(TagReport { planned, result })
+        });
+    }
+
+    async fn gone(&mut self, gone: GoneTag, record: &mut Record) {
+        if !self.context.delete {
+            return record.gone_kept(&gone);
+        }
+        record.gone_started(&gone);
+        let permit = self.slots.clone().acquire_owned().await.expect("never closed");
+        let target = self.context.target.clone();
+        self.running.spawn(async move {
+            let result = gone::remove(&target, &gone).await;
+            drop(permit);
+            Report::Gone(GoneReport { gone, result })
         });
     }
 
     async fn finish(mut self, record: &mut Record) {
         while let Some(done) = self.running.join_next().await {
-            record.tag_finished(done.expect("a copy task panicked"));
+            record.report(done.expect("a copy task panicked"));
         }
     }
 }
@@ -67,8 +99,12 @@ async fn run_task(context: &TaskContext, planned: &Planned) -> Result<TagOutcome
     match context.mode {
         SyncMode::Sync => {
             let harbor = context.target.harbor.as_deref();
-            copy_one(&context.copier, harbor, repository, planned.found.tag.as_deref(), digest, context.override_tags)
-                .await
+            let replace = match (&planned.previous, context.override_tags) {
+                (_, true) => Replace::Any,
+                (Some(previous), false) => Replace::Only(previous.clone()),
+                (None, false) => Replace::Never,
+            };
+            copy_one(&context.copier, harbor, repository, planned.found.tag.as_deref(), digest, &replace).await
         }
         SyncMode::Verify => verify_one(&context.target.registry, repository, planned.reference(), digest).await,
     }
@@ -80,14 +116,14 @@ async fn copy_one(
     repository: &str,
     tag: Option<&str>,
     digest: &Digest,
-    override_tags: bool,
+    replace: &Replace,
 ) -> Result<TagOutcome, CopyError> {
     if let Some(harbor) = harbor {
         let project = repository.split('/').next().unwrap_or(repository);
         harbor.ensure_project(project).await.map_err(|e| CopyError::Target(e.to_string()))?;
     }
     match tag {
-        Some(tag) => copier.copy_tag(repository, tag, digest, override_tags).await,
+        Some(tag) => copier.copy_tag(repository, tag, digest, replace).await,
         None => copier.copy_untagged(repository, digest).await,
     }
 }

@@ -1,13 +1,15 @@
 //! `rehydrate sync` and `verify`: the scan's items flow one way through small steps, one file each:
 //!
 //! scan items in -> `select` (filters, name mapping) -> `skip` (the journal) -> `execute` (copy or verify,
-//! tasks under the push limit) -> `record` (journal, counters, problems) -> `summary`.
+//! tasks under the push limit) -> `record` (journal, counters, problems) -> `summary`; and, at the end of
+//! each repository's listing and of the whole pass, `gone` (tags the source no longer has).
 //!
 //! `flow` is that chain; what consumes the selected tags is a `Consumer`: the copy tasks (`execute`) or
 //! the dry run (`dry_run`), so a dry run is another reader of the same stream, not a branch of the loop.
 
 mod dry_run;
 mod execute;
+mod gone;
 mod record;
 mod select;
 mod skip;
@@ -23,13 +25,13 @@ use tokio::sync::mpsc::Receiver;
 use url::Url;
 
 use crate::copy::Copier;
-use crate::journal::Journal;
+use crate::journal::{Journal, RunStart};
 use crate::progress::{get, Live};
 use crate::registry::credentials::Credentials;
 use crate::run::{start_reporting, Outcome, Reporting};
 use crate::scan::{self, FinishedRepositories, RequestCounts, ScanItem, ScanOptions};
 use crate::storage::{BlobStore, Source};
-use record::Record;
+use record::{JournalRun, Record};
 pub use select::{Found, Planned, Selected, Selection};
 pub use target::Target;
 
@@ -62,6 +64,9 @@ pub struct SyncPlan {
     pub ca_cert: Option<PathBuf>,
     /// Where finished tags are recorded (and found again after a crash); `None`: no journal.
     pub journal: Option<PathBuf>,
+    /// Delete from the target the tags gone from the source (only those rehydrate pushed, still at the
+    /// digest it pushed).
+    pub delete: bool,
 }
 
 /// What consumes the selected tags.
@@ -70,6 +75,10 @@ trait Consumer {
     fn collect(&mut self, _record: &mut Record) {}
     /// Takes one selected tag (and may wait for room).
     async fn take(&mut self, planned: Planned, record: &mut Record);
+    /// Takes a tag gone from the source; by default it is reported and kept.
+    async fn gone(&mut self, gone: gone::GoneTag, record: &mut Record) {
+        record.gone_kept(&gone);
+    }
     /// Waits for everything taken, and records it.
     async fn finish(self, record: &mut Record);
 }
@@ -86,31 +95,42 @@ async fn sync(plan: SyncPlan) -> anyhow::Result<Outcome> {
     let blobs = BlobStore::connect(&plan.source, &plan.options.object).await.context("opening the source storage")?;
     let journal = open_journal(&plan)?;
     let copier = Copier::new(Arc::new(blobs), target.registry.clone(), plan.chunk_size, plan.in_place);
-    let copier = Arc::new(copier.with_journal(journal.clone()));
-    let flusher = journal.as_ref().map(Journal::start_flushing);
+    let copier = Arc::new(copier.with_journal(journal.as_ref().map(|run| run.journal.clone())));
+    let flusher = journal.as_ref().map(|run| run.journal.start_flushing());
 
     let requests = Arc::new(RequestCounts::default());
     let what = if plan.mode == SyncMode::Sync { "sync" } else { "verify" };
     let live = Arc::new(Live::new(what, started, requests.clone(), copier.counts.clone()));
     let reporter = start_reporting(&live, &plan.reporting)?;
-    let selection = plan.selection.fingerprint(&format!("{} {} {}", plan.override_tags, plan.untagged, plan.in_place));
-    let scan_options = scan_options(&plan, journal.as_ref(), &selection);
+    let scan_options = scan_options(&plan, journal.as_ref());
     let (items, scan_thread) = scan::start(&plan.source, scan_options, requests);
-    let mut record = Record::new(live.clone(), plan.mode, journal.clone(), selection, plan.reporting.quiet);
+    let finished_journal = journal.as_ref().map(|run| run.journal.clone());
+    let mut record =
+        Record::new(live.clone(), plan.mode, journal, plan.selection.mapping.clone(), plan.reporting.quiet);
 
-    if plan.dry_run {
-        flow(items, &plan.selection, &mut record, dry_run::DryRun::new(copier, target)).await?;
+    let flowed = if plan.dry_run {
+        flow(items, scan_thread, &plan.selection, &mut record, dry_run::DryRun::new(copier, target)).await
     } else {
-        let context = execute::TaskContext { copier, target, mode: plan.mode, override_tags: plan.override_tags };
-        flow(items, &plan.selection, &mut record, execute::Tasks::new(context, plan.push_concurrency)).await?;
-    }
+        let context = execute::TaskContext {
+            copier,
+            target,
+            mode: plan.mode,
+            override_tags: plan.override_tags,
+            delete: plan.delete,
+        };
+        let tasks = execute::Tasks::new(context, plan.push_concurrency);
+        flow(items, scan_thread, &plan.selection, &mut record, tasks).await
+    };
     if let Some(flusher) = flusher {
         flusher.abort();
     }
-    if let Some(journal) = &journal {
+    if let Some(journal) = &finished_journal {
+        if flowed.is_ok() {
+            journal.finish_run();
+        }
         close_journal(journal)?;
     }
-    scan_thread.join().expect("the scan thread panicked").context("scanning the source")?;
+    flowed?;
     reporter.stop();
     note_tagless_storage(&plan, &live);
     summary::print(&plan, &live, started);
@@ -118,58 +138,102 @@ async fn sync(plan: SyncPlan) -> anyhow::Result<Outcome> {
 }
 
 /// The data flow of a run: every scan item is either bookkeeping (repositories, problems), or a tag
-/// that is selected, skipped when the journal has it, and otherwise handed to the consumer.
+/// that is selected, skipped when the journal has it, and otherwise handed to the consumer. At the end
+/// of each repository's listing, and once the whole listing is known to be complete, the tags gone from
+/// the source go to the consumer too.
 async fn flow<C: Consumer>(
     mut items: Receiver<ScanItem>,
+    scan_thread: std::thread::JoinHandle<std::io::Result<()>>,
     selection: &Selection,
     record: &mut Record,
     mut consumer: C,
 ) -> anyhow::Result<()> {
     while let Some(item) = items.recv().await {
         consumer.collect(record);
-        let found = match Found::from_item(item) {
-            Ok(found) => found,
-            Err(other) => {
-                record.bookkeeping(other);
-                continue;
+        match Found::from_item(item) {
+            Ok(found) => take_found(found, selection, record, &mut consumer).await?,
+            Err(ScanItem::RepositoryEnd { name }) => {
+                for gone in record.gone_in(&name)? {
+                    consumer.gone(gone, record).await;
+                }
+                record.bookkeeping(ScanItem::RepositoryEnd { name });
             }
-        };
-        record.tag_seen(&found);
-        let planned = match selection.select(found) {
-            Selected::Planned(planned) => planned,
-            Selected::Filtered => {
-                record.filtered();
-                continue;
-            }
-            Selected::Unmappable { repository, message } => {
-                record.unmappable(&repository, message);
-                continue;
-            }
-        };
-        if skip::is_journaled(record.journal.as_deref(), &planned)? {
-            record.journaled();
-            continue;
+            Err(other) => record.bookkeeping(other),
         }
-        consumer.take(planned, record).await;
     }
     record.live.mark_listing_finished();
+    // A listing that failed as a whole says nothing of what is gone.
+    let scanned = tokio::task::spawn_blocking(move || scan_thread.join().expect("the scan thread panicked"))
+        .await
+        .expect("joining the scan thread")
+        .context("scanning the source");
+    if scanned.is_ok() {
+        for gone in record.gone_from_unseen_repositories()? {
+            consumer.gone(gone, record).await;
+        }
+    }
     consumer.finish(record).await;
+    scanned
+}
+
+/// A tag the scan found: selected, skipped when the journal has it, or handed to the consumer.
+async fn take_found<C: Consumer>(
+    found: Found,
+    selection: &Selection,
+    record: &mut Record,
+    consumer: &mut C,
+) -> anyhow::Result<()> {
+    record.tag_seen(&found);
+    let planned = match selection.select(found) {
+        Selected::Planned(planned) => planned,
+        Selected::Filtered => {
+            record.filtered();
+            return Ok(());
+        }
+        Selected::Unmappable { repository, message } => {
+            record.unmappable(&repository, message);
+            return Ok(());
+        }
+    };
+    match skip::unless_journaled(record.journal(), planned)? {
+        Some(planned) => consumer.take(planned, record).await,
+        None => record.journaled(),
+    }
     Ok(())
 }
 
-/// The journal of a real sync (a dry run and a verify write none).
-fn open_journal(plan: &SyncPlan) -> anyhow::Result<Option<Arc<Journal>>> {
-    match (&plan.journal, plan.mode, plan.dry_run) {
-        (Some(path), SyncMode::Sync, false) => Ok(Some(Journal::open(path)?)),
-        _ => Ok(None),
+/// The journal of a real sync (a dry run and a verify write none), with the pass this run starts.
+fn open_journal(plan: &SyncPlan) -> anyhow::Result<Option<JournalRun>> {
+    let (Some(path), SyncMode::Sync, false) = (&plan.journal, plan.mode, plan.dry_run) else { return Ok(None) };
+    let journal = Journal::open(path)?;
+    let scope = format!("{:?} {:?}", plan.source, plan.options.shard);
+    let (start, same_scope) = journal.begin_run(&scope)?;
+    if !same_scope {
+        crate::log::warn(format!(
+            "journal {}: its last pass listed another source or shard: repositories gone from the source are not \
+             looked for in this pass",
+            journal.path().display()
+        ));
     }
+    match start {
+        RunStart::First => {}
+        RunStart::Resume { pass } => crate::log::info(format!(
+            "journal: resuming pass {pass}, which was stopped part-way: repositories it finished are not listed again"
+        )),
+        RunStart::CatchUp { pass } => crate::log::info(format!(
+            "journal: the last run finished; pass {pass} catches up: every repository is listed again, and tags \
+             unchanged since are skipped without a request"
+        )),
+    }
+    let selection = plan.selection.fingerprint(&format!("{} {} {}", plan.override_tags, plan.untagged, plan.in_place));
+    Ok(Some(JournalRun { journal, pass: start.pass(), selection, look_for_unseen: same_scope }))
 }
 
-/// The scan's options, with the repositories the journal holds as finished under this selection.
-fn scan_options(plan: &SyncPlan, journal: Option<&Arc<Journal>>, selection: &str) -> ScanOptions {
+/// The scan's options, with the repositories this pass of the journal holds as finished.
+fn scan_options(plan: &SyncPlan, journal: Option<&JournalRun>) -> ScanOptions {
     let mut options = plan.options.clone();
-    if let Some(journal) = journal {
-        let (journal, selection) = (journal.clone(), selection.to_string());
+    if let Some(run) = journal {
+        let (journal, selection) = (run.journal.clone(), run.selection.clone());
         options.finished = Some(FinishedRepositories(Arc::new(move |repository| {
             journal.is_repository_done(repository, &selection).unwrap_or(false)
         })));
@@ -203,7 +267,8 @@ fn note_tagless_storage(plan: &SyncPlan, live: &Live) {
 }
 
 fn outcome(live: &Live) -> Outcome {
-    if get(&live.run.failed) > 0 || get(&live.run.source_errors) > 0 {
+    let run = &live.run;
+    if get(&run.failed) > 0 || get(&run.source_errors) > 0 || get(&run.left_alone) > 0 {
         Outcome::Partial
     } else {
         Outcome::Complete

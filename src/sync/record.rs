@@ -1,14 +1,17 @@
 //! Record: every outcome lands here: the run's counters, the problems printed, the journal (finished
-//! tags, and repositories once their listing and their last tag are done).
+//! tags, repositories once their listing and their last tag are done, repositories seen), and the tags
+//! gone from the source.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use super::gone::{self, GoneTag, Removal};
 use super::select::{Found, Planned};
 use super::SyncMode;
 use crate::copy::{CopyError, TagOutcome};
-use crate::journal::Journal;
-use crate::progress::{bump, Live};
+use crate::filter::NameMapping;
+use crate::journal::{Journal, JournalError};
+use crate::progress::{bump, get, Live};
 use crate::run::ProblemPrinter;
 use crate::scan::{ItemError, ScanItem};
 
@@ -18,33 +21,46 @@ pub struct TagReport {
     pub result: Result<TagOutcome, CopyError>,
 }
 
+/// What a task deleting a gone tag reports back.
+pub struct GoneReport {
+    pub gone: GoneTag,
+    pub result: Result<Removal, CopyError>,
+}
+
+/// The journal of a run, and the pass the run is in.
+pub struct JournalRun {
+    pub journal: Arc<Journal>,
+    pub pass: u64,
+    /// Repositories finished in this pass are recorded under this selection.
+    pub selection: String,
+    /// The pass before listed the same source and shard: repositories it saw and this pass does not
+    /// are gone from the source.
+    pub look_for_unseen: bool,
+}
+
 /// Where a sync run keeps its accounts.
 pub struct Record {
     pub live: Arc<Live>,
-    pub journal: Option<Arc<Journal>>,
+    journal: Option<JournalRun>,
+    mapping: NameMapping,
     mode: SyncMode,
     printer: ProblemPrinter,
     open: OpenRepositories,
-    /// The selection repositories are finished under (see `Journal::is_repository_done`).
-    selection: String,
 }
 
 impl Record {
     pub fn new(
         live: Arc<Live>,
         mode: SyncMode,
-        journal: Option<Arc<Journal>>,
-        selection: String,
+        journal: Option<JournalRun>,
+        mapping: NameMapping,
         quiet: bool,
     ) -> Record {
-        Record {
-            live,
-            journal,
-            mode,
-            printer: ProblemPrinter::new(quiet),
-            open: OpenRepositories::default(),
-            selection,
-        }
+        Record { live, journal, mapping, mode, printer: ProblemPrinter::new(quiet), open: OpenRepositories::default() }
+    }
+
+    pub fn journal(&self) -> Option<&Journal> {
+        self.journal.as_ref().map(|run| run.journal.as_ref())
     }
 
     /// Counts an item that is not a tag: repositories opening and ending, problems of the source.
@@ -53,35 +69,58 @@ impl Record {
         match item {
             ScanItem::Repository { name } => {
                 bump(&counts.repositories);
+                self.seen(&name);
                 self.open.opened(&name);
             }
             ScanItem::RepositoryEnd { name } => {
                 let clean = self.open.listed(&name);
                 self.finished(&name, clean);
             }
-            ScanItem::Resumed { .. } => bump(&counts.repositories_resumed),
+            ScanItem::Resumed { name } => {
+                bump(&counts.repositories_resumed);
+                self.seen(&name);
+            }
             ScanItem::Error(problem) => self.source_error(problem),
             ScanItem::Warning(problem) => {
                 bump(&counts.warnings);
+                self.still_listed(&problem);
                 self.printer.warning(problem);
             }
             ScanItem::Tag { .. } | ScanItem::Untagged { .. } => unreachable!("tags are selected, not kept"),
         }
     }
 
+    /// Notes in the journal that this pass saw the repository in the source.
+    fn seen(&self, repository: &str) {
+        if let (Some(run), Ok(target)) = (&self.journal, self.mapping.map(repository)) {
+            run.journal.record_seen(&target, run.pass);
+        }
+    }
+
     fn source_error(&mut self, problem: ItemError) {
         bump(&self.live.run.source_errors);
         if let Some(repository) = &problem.repository {
-            self.open.failed(repository);
+            self.open.source_problem(repository);
         }
+        self.still_listed(&problem);
         self.printer.error(problem);
     }
 
-    /// Counts a found tag, and an untagged manifest as such.
-    pub fn tag_seen(&self, found: &Found) {
+    /// A tag the listing saw but could not resolve (a bad or missing link) is broken, not gone.
+    fn still_listed(&mut self, problem: &ItemError) {
+        if let (Some(repository), Some(tag), true) = (&problem.repository, &problem.tag, self.journal.is_some()) {
+            self.open.listed_tag(repository, tag);
+        }
+    }
+
+    /// Counts a found tag (and an untagged manifest as such), and remembers that its repository still
+    /// lists it, to tell which of the journal's tags are gone.
+    pub fn tag_seen(&mut self, found: &Found) {
         bump(&self.live.run.tags_seen);
-        if found.tag.is_none() {
-            bump(&self.live.run.untagged);
+        match &found.tag {
+            Some(tag) if self.journal.is_some() => self.open.listed_tag(&found.repository, tag),
+            Some(_) => {}
+            None => bump(&self.live.run.untagged),
         }
     }
 
@@ -102,18 +141,19 @@ impl Record {
     }
 
     /// A tag handed to a task: its repository is not finished before the task reports.
-    pub fn tag_started(&mut self, planned: &Planned) {
-        self.open.tag_started(&planned.found.repository);
+    pub fn tag_started(&mut self, repository: &str) {
+        self.open.tag_started(repository);
     }
 
     /// A task's report: journal, counters, problems, and the repository when it was its last tag.
     pub fn tag_finished(&mut self, report: TagReport) {
+        let planned = &report.planned;
         let ok = report.result.is_ok();
-        if let (Some(journal), true) = (&self.journal, ok) {
-            let planned = &report.planned;
-            journal.record(&planned.target_repository, planned.reference(), planned.found.digest.as_str());
+        if let (Some(journal), Ok(outcome)) = (self.journal(), &report.result) {
+            let pushed = *outcome == TagOutcome::Pushed;
+            journal.record(&planned.target_repository, planned.reference(), planned.found.digest.as_str(), pushed);
         }
-        self.count(report.result, &report.planned);
+        self.count(report.result, planned);
         let repository = &report.planned.found.repository;
         let clean = self.open.tag_finished(repository, ok);
         self.finished(repository, clean);
@@ -124,12 +164,19 @@ impl Record {
         match (result, self.mode) {
             (Ok(TagOutcome::Pushed), _) => {
                 self.live.mark_done();
-                bump(&counts.pushed)
+                bump(&counts.pushed);
+                if planned.previous.is_some() {
+                    bump(&counts.moved);
+                }
             }
             (Ok(TagOutcome::AlreadyThere), SyncMode::Sync) => bump(&counts.already_there),
             (Ok(TagOutcome::AlreadyThere), SyncMode::Verify) => {
                 self.live.mark_done();
                 bump(&counts.verified)
+            }
+            (Err(error @ CopyError::TagDiffers { .. }), _) => {
+                bump(&counts.left_alone);
+                self.printer.error(format!("{}: {error}", planned.label()));
             }
             (Err(error), _) => {
                 bump(&counts.failed);
@@ -141,14 +188,91 @@ impl Record {
     /// A repository whose listing and tags are all done: journaled when clean, so that a resumed run
     /// does not list it again.
     fn finished(&self, repository: &str, clean: Option<bool>) {
-        if let (Some(journal), Some(true)) = (&self.journal, clean) {
-            journal.record_repository(repository, &self.selection);
+        if let (Some(run), Some(true)) = (&self.journal, clean) {
+            run.journal.record_repository(repository, &run.selection);
         }
     }
 
     pub fn problem(&mut self, message: impl std::fmt::Display) {
         self.printer.error(message);
     }
+
+    /// The journal's tags of this repository that its listing, now ended, no longer has. None when the
+    /// listing met a problem: a tag it could not read is not gone.
+    pub fn gone_in(&self, repository: &str) -> Result<Vec<GoneTag>, JournalError> {
+        let (Some(journal), Some(open)) = (self.journal(), self.open.0.get(repository)) else { return Ok(Vec::new()) };
+        let Ok(target) = self.mapping.map(repository) else { return Ok(Vec::new()) };
+        if open.source_problem {
+            return Ok(Vec::new());
+        }
+        gone::in_repository(journal, Some(repository), &target, &open.listed_tags)
+    }
+
+    /// At the end of a pass whose listing was whole: the tags of target repositories it did not see.
+    pub fn gone_from_unseen_repositories(&self) -> Result<Vec<GoneTag>, JournalError> {
+        let Some(run) = self.journal.as_ref().filter(|run| run.look_for_unseen) else { return Ok(Vec::new()) };
+        if get(&self.live.run.source_errors) > 0 {
+            crate::log::warn("repositories gone from the source are not looked for: the listing had errors");
+            return Ok(Vec::new());
+        }
+        // What this pass saw must be committed before it is compared: a repository seen since the last
+        // commit would otherwise look gone.
+        run.journal.flush()?;
+        gone::in_unseen_repositories(&run.journal, run.pass)
+    }
+
+    /// A gone tag kept on the target (no `--delete`): counted and reported, one line (or JSON object)
+    /// each, and kept in the journal so that later runs report it too.
+    pub fn gone_kept(&mut self, gone: &GoneTag) {
+        bump(&self.live.run.gone);
+        report_gone(gone, "kept on the target (sync --delete deletes it)", "kept");
+    }
+
+    /// A task deleting a gone tag was started: its repository is not finished before it reports.
+    pub fn gone_started(&mut self, gone: &GoneTag) {
+        if let Some(repository) = &gone.source_repository {
+            self.open.tag_started(repository);
+        }
+    }
+
+    pub fn gone_finished(&mut self, report: GoneReport) {
+        bump(&self.live.run.gone);
+        let gone = &report.gone;
+        let ok = report.result.is_ok();
+        match &report.result {
+            Ok(removal) => {
+                if *removal == Removal::Deleted {
+                    bump(&self.live.run.deleted);
+                }
+                if let (Some(journal), true) = (self.journal(), removal.settles_the_tag()) {
+                    journal.forget_tag(&gone.target_repository, &gone.tag);
+                }
+                report_gone(gone, &removal.to_string(), if *removal == Removal::Deleted { "deleted" } else { "kept" });
+            }
+            Err(error) => {
+                bump(&self.live.run.failed);
+                self.printer.error(format!("gone at the source: {}: deleting it failed: {error}", gone.label()));
+            }
+        }
+        if let Some(repository) = &gone.source_repository {
+            let clean = self.open.tag_finished(repository, ok);
+            self.finished(repository, clean);
+        }
+    }
+}
+
+/// One line per gone tag (a JSON object with `--log-format json`).
+fn report_gone(gone: &GoneTag, what: &str, action: &str) {
+    crate::log::info_with(
+        format!("gone at the source: {}: {what}", gone.label()),
+        &[
+            ("gone", true.into()),
+            ("repository", gone.target_repository.clone().into()),
+            ("tag", gone.tag.clone().into()),
+            ("digest", gone.record.digest.clone().into()),
+            ("action", action.into()),
+        ],
+    );
 }
 
 /// Repositories whose listing or tags are still in flight. A repository is finished once its listing
@@ -163,6 +287,10 @@ struct OpenRepository {
     pending: u64,
     failed: bool,
     listed: bool,
+    /// The source named a problem in this repository: its listing may be incomplete.
+    source_problem: bool,
+    /// Tags the listing found (only while a journal is kept, to tell which of its tags are gone).
+    listed_tags: HashSet<String>,
 }
 
 impl OpenRepositories {
@@ -177,6 +305,19 @@ impl OpenRepositories {
     fn failed(&mut self, repository: &str) {
         if let Some(open) = self.0.get_mut(repository) {
             open.failed = true;
+        }
+    }
+
+    fn source_problem(&mut self, repository: &str) {
+        if let Some(open) = self.0.get_mut(repository) {
+            open.failed = true;
+            open.source_problem = true;
+        }
+    }
+
+    fn listed_tag(&mut self, repository: &str, tag: &str) {
+        if let Some(open) = self.0.get_mut(repository) {
+            open.listed_tags.insert(tag.to_string());
         }
     }
 
@@ -222,7 +363,7 @@ mod tests {
         assert_eq!(open.listed("b"), Some(false), "a failed tag keeps it from the journal");
 
         open.opened("c");
-        open.failed("c");
+        open.source_problem("c");
         assert_eq!(open.listed("c"), Some(false), "a source error too");
         open.opened("d");
         assert_eq!(open.listed("d"), Some(true), "a repository with nothing selected is finished");

@@ -45,6 +45,9 @@ impl Found {
 pub struct Planned {
     pub found: Found,
     pub target_repository: String,
+    /// The digest rehydrate set this target tag to in an earlier run, when the source has moved on
+    /// from it (the journal says so): the tag may follow the source if the target still holds it.
+    pub previous: Option<Digest>,
 }
 
 impl Planned {
@@ -79,7 +82,7 @@ impl Selection {
             return Selected::Filtered;
         }
         match self.mapping.map(&found.repository) {
-            Ok(target_repository) => Selected::Planned(Planned { found, target_repository }),
+            Ok(target_repository) => Selected::Planned(Planned { found, target_repository, previous: None }),
             Err(error) => {
                 Selected::Unmappable { message: format!("{}: {error}", found.label()), repository: found.repository }
             }

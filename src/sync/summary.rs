@@ -17,6 +17,9 @@ pub fn print(plan: &SyncPlan, live: &Live, started: Instant) {
             crate::log::info_with(format!("verify finished in {elapsed}: {}", verify_totals(live)), &live.fields())
         }
     }
+    if plan.mode == SyncMode::Sync && plan.journal.is_some() {
+        print_catch_up(live);
+    }
     log_storage_requests(&live.requests);
     let resumed = get(&live.run.repositories_resumed);
     if resumed > 0 {
@@ -26,13 +29,28 @@ pub fn print(plan: &SyncPlan, live: &Live, started: Instant) {
     }
     print_timeline(plan.mode, live, started);
     let counts = &live.run;
-    if get(&counts.failed) > 0 || get(&counts.source_errors) > 0 {
+    if get(&counts.failed) > 0 || get(&counts.source_errors) > 0 || get(&counts.left_alone) > 0 {
         crate::log::info(format!(
-            "the run is PARTIAL: {} tags failed, {} source items could not be read",
+            "the run is PARTIAL: {} tags failed, {} left alone, {} source items could not be read",
             get(&counts.failed),
+            get(&counts.left_alone),
             get(&counts.source_errors)
         ));
     }
+}
+
+/// What changed since the journal's last run: the figures an operator repeating a sync watches.
+fn print_catch_up(live: &Live) {
+    let counts = &live.run;
+    let (moved, gone) = (get(&counts.moved), get(&counts.gone));
+    crate::log::info(format!(
+        "since the journal's last run: {} new, {moved} moved, {} unchanged (skipped without a request), {} left alone \
+         (changed on the target), {gone} gone at the source, {} deleted",
+        get(&counts.pushed) - moved,
+        get(&counts.journaled),
+        get(&counts.left_alone),
+        get(&counts.deleted)
+    ));
 }
 
 fn sync_totals(live: &Live) -> String {
@@ -42,8 +60,8 @@ fn sync_totals(live: &Live) -> String {
         resumed => format!(" ({resumed} finished by an earlier run)"),
     };
     format!(
-        "{} repositories{resumed}, {} tags selected ({} filtered out): {} pushed, {} already there, {} failed \
-         ({} known finished from the journal); blobs: {} uploaded ({}), {} mounted, {} already on the target; \
+        "{} repositories{resumed}, {} tags selected ({} filtered out): {} pushed, {} already there, {} failed, \
+         {} left alone ({} known finished from the journal); blobs: {} uploaded ({}), {} mounted, {} already on the target; \
          {} manifests pushed; {} source errors, {} warnings; {} retries",
         get(&counts.repositories) + get(&counts.repositories_resumed),
         selected(live),
@@ -51,6 +69,7 @@ fn sync_totals(live: &Live) -> String {
         get(&counts.pushed),
         get(&counts.already_there) + get(&counts.journaled),
         get(&counts.failed),
+        get(&counts.left_alone),
         get(&counts.journaled),
         get(&copy.blobs_uploaded),
         human_bytes(get(&copy.bytes_uploaded)),

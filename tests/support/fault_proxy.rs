@@ -78,6 +78,12 @@ pub struct FaultState {
     pub large_body_reset_every: u64,
     /// Faults injected, by name.
     pub injected: BTreeMap<String, u64>,
+    /// Every request seen, faulted or not.
+    pub requests: u64,
+    /// Requests seen by "METHOD path", when a test asks for them (`Some`).
+    pub paths: Option<BTreeMap<String, u64>>,
+    /// Each request is held back this long before it is forwarded: a simulated round trip.
+    pub delay: Duration,
     matching_requests: u64,
     /// Faults taken from the plan so far (the next one is `plan[plan_faults % len]`).
     plan_faults: u64,
@@ -147,6 +153,9 @@ impl FaultProxy {
             path_prefix: path_prefix.to_string(),
             large_body_reset_every: 0,
             injected: BTreeMap::new(),
+            requests: 0,
+            paths: None,
+            delay: Duration::ZERO,
             matching_requests: 0,
             plan_faults: 0,
             large_bodies: 0,
@@ -197,7 +206,17 @@ pub fn registry_error(status: StatusCode, code: &str, message: &str) -> Response
 }
 
 async fn handle(shared: &Shared, request: Request<Incoming>) -> Result<Response<Body>, std::io::Error> {
-    let fault = shared.state.lock().unwrap().next_fault(request.uri().path());
+    let (fault, delay) = {
+        let mut state = shared.state.lock().unwrap();
+        state.requests += 1;
+        if let Some(paths) = &mut state.paths {
+            *paths.entry(format!("{} {}", request.method(), request.uri().path())).or_default() += 1;
+        }
+        (state.next_fault(request.uri().path()), state.delay)
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let reset = || std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset");
     match fault {
         None if body_length(&request) >= LARGE_BODY && shared.state.lock().unwrap().cut_large_body("reset mid-upload") => {

@@ -5,7 +5,9 @@
 //!
 //! - `GET /api/v2.0/systeminfo` (to anyone; `harbor_version` only to logged-in callers), `GET /ping`,
 //!   `GET /users/current` (basic auth), `POST /projects` (201, 409 when it exists, 400 for a bad name,
-//!   401, 403 for project-level robots), `HEAD /projects?project_name=`;
+//!   401, 403 for project-level robots), `HEAD /projects?project_name=`, `DELETE .../repositories/
+//!   {repository_name}/artifacts/{reference}/tags/{tag_name}` (the repository name encoded twice, as the
+//!   spec says; the tag leaves Harbor's database, the artifact stays; 404 for a tag not on that artifact);
 //! - the token service `/service/token`: RS256 JWTs with `x5c`, every asked scope in one token, no
 //!   rights on a project that does not exist, an anonymous token (not a 401) for a wrong password when a
 //!   scope is asked, 401 for a wrong password without scope;
@@ -17,8 +19,21 @@
 //!   recorded artifact of the same repository (404 NOT_FOUND "artifact R@digest not found" otherwise);
 //!   after a manifest PUT, every blob it references is recorded.
 //!
+//! Harbor's policies on the push path, as v2.15.2's middlewares apply them (set by tests through `State`):
+//! read-only mode (403 for every write, project creation included, before anything else); robots scoped
+//! to projects (a token without rights elsewhere, then 401 "unauthorized to access repository"; project
+//! robots may not create projects); proxy-cache projects (403 on upload POSTs and manifest PUTs,
+//! `registry_id` in the project API); content trust (412 `PROJECTPOLICYVIOLATION` on manifest GET and
+//! HEAD of an existing artifact); storage quotas with Harbor's accounting (each blob once per project:
+//! a mount, a final upload PUT by its length or, empty, by its PATCHes, a manifest PUT by its size and
+//! its blobs not yet in the project; 403 with Harbor's message, before the registry is asked); immutable
+//! tag rules (412 `PRECONDITION` on a PUT by tag onto an existing tag a rule matches, even at the same
+//! digest). The REST API answers `GET /projects/{name}`, `/projects/{name}/summary` (quota hard and
+//! used) and `/projects/{p}/repositories/{r}/artifacts/{reference}` (its digest).
+//!
 //! Everything else is proxied to the real registry, whose own token validation, storage and digest
-//! checks do the rest. Request counts (by method and path kind) are kept for tests.
+//! checks do the rest. Request counts (by method and path kind, and by path) are kept for tests, and
+//! every refusal by policy (by class and path).
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -43,6 +58,12 @@ pub const ADMIN: &str = "admin";
 pub const ADMIN_PASSWORD: &str = "Harbor12345-emulated";
 pub const ROBOT: &str = "robot$rehydrate";
 pub const ROBOT_PASSWORD: &str = "robot-secret-emulated";
+/// A system robot whose rights cover only the projects listed in `State::limited_robot_projects`.
+pub const LIMITED_ROBOT: &str = "robot$migrator";
+pub const LIMITED_ROBOT_PASSWORD: &str = "migrator-secret-emulated";
+/// A project robot of project `team`: rights there only, and no project creation.
+pub const PROJECT_ROBOT: &str = "robot$team+pusher";
+pub const PROJECT_ROBOT_PASSWORD: &str = "pusher-secret-emulated";
 
 /// What the emulator keeps, as Harbor's database would.
 #[derive(Default)]
@@ -55,8 +76,40 @@ pub struct State {
     pub tags: HashMap<(String, String), String>,
     /// Requests seen, by "METHOD kind" (kind: manifest, blob, upload, token, api, other).
     pub requests: HashMap<String, u64>,
+    /// Requests seen, by "METHOD path" (no query).
+    pub paths: HashMap<String, u64>,
     /// Manifest PUTs the registry accepted (201), by (repository, reference).
     pub manifests_accepted: HashMap<(String, String), u64>,
+    /// Tags deleted through the API, by (repository, tag).
+    pub tags_deleted: HashMap<(String, String), u64>,
+    /// Read-only mode: every write refused.
+    pub read_only: bool,
+    /// Storage quota per project, in bytes (absent: unlimited).
+    pub quotas: HashMap<String, u64>,
+    /// What each project holds, as Harbor's quota counts it: blob (and manifest) digest -> size.
+    pub project_blobs: HashMap<String, HashMap<String, u64>>,
+    /// Bytes sent by PATCH into each upload session (by its path), for an empty final PUT.
+    pub session_bytes: HashMap<String, u64>,
+    /// Immutable tag rules: project -> tag patterns (`*` matches any run of characters).
+    pub immutable: HashMap<String, Vec<String>>,
+    pub proxy_cache: HashSet<String>,
+    pub content_trust: HashSet<String>,
+    /// The projects `LIMITED_ROBOT` may act on.
+    pub limited_robot_projects: HashSet<String>,
+    /// Refusals by policy answered, by "class METHOD path".
+    pub refusals: HashMap<String, u64>,
+}
+
+impl State {
+    /// Storage used by a project, as its quota counts it.
+    pub fn usage(&self, project: &str) -> u64 {
+        self.project_blobs.get(project).map(|blobs| blobs.values().sum()).unwrap_or(0)
+    }
+
+    /// Refusals answered of one class.
+    pub fn refused(&self, class: &str) -> u64 {
+        self.refusals.iter().filter(|(key, _)| key.starts_with(&format!("{class} "))).map(|(_, n)| n).sum()
+    }
 }
 
 pub struct HarborEmulator {
@@ -133,7 +186,13 @@ fn basic_user(request: &Request<Incoming>) -> Option<Option<String>> {
     let encoded = header.strip_prefix("Basic ")?;
     let decoded = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded).ok()?).ok()?;
     let (user, password) = decoded.split_once(':')?;
-    let valid = (user == ADMIN && password == ADMIN_PASSWORD) || (user == ROBOT && password == ROBOT_PASSWORD);
+    let valid = [
+        (ADMIN, ADMIN_PASSWORD),
+        (ROBOT, ROBOT_PASSWORD),
+        (LIMITED_ROBOT, LIMITED_ROBOT_PASSWORD),
+        (PROJECT_ROBOT, PROJECT_ROBOT_PASSWORD),
+    ]
+    .contains(&(user, password));
     valid.then(|| Some(user.to_string()))
 }
 
@@ -162,6 +221,12 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
     {
         let mut state = shared.state.lock().unwrap();
         *state.requests.entry(format!("{} {kind}", request.method())).or_default() += 1;
+        *state.paths.entry(format!("{} {path}", request.method())).or_default() += 1;
+    }
+    let writes = ![Method::GET, Method::HEAD, Method::OPTIONS].contains(request.method());
+    if writes && kind != "token" && shared.state.lock().unwrap().read_only {
+        let message = "The system is in read only mode. Any modification is prohibited.";
+        return refuse(shared, "read_only", request.method(), &path, StatusCode::FORBIDDEN, "DENIED", message);
     }
     match kind {
         "token" => token(shared, &request),
@@ -178,7 +243,10 @@ fn token(shared: &Shared, request: &Request<Incoming>) -> Response<Body> {
         None if !scopes.is_empty() => None,
         None => return registry_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "wrong user name or password"),
     };
-    let projects = shared.state.lock().unwrap().projects.clone();
+    let (projects, limited) = {
+        let state = shared.state.lock().unwrap();
+        (state.projects.clone(), state.limited_robot_projects.clone())
+    };
     let mut access = Vec::new();
     for scope in &scopes {
         let mut parts = scope.split(':');
@@ -186,8 +254,9 @@ fn token(shared: &Shared, request: &Request<Incoming>) -> Response<Body> {
             continue;
         };
         let project = name.split('/').next().unwrap_or_default();
-        // A token grants the caller's full rights on an existing project; nothing on a missing one.
-        if user.is_some() && projects.contains(project) {
+        // A token grants the caller's full rights on an existing project; nothing on a missing one, nor
+        // on a project the caller (a scoped robot) has no rights in.
+        if user.as_deref().is_some_and(|user| may_act_on(user, project, &limited)) && projects.contains(project) {
             access.push(serde_json::json!({"type": "repository", "name": name, "actions": ["pull", "push", "delete"]}));
         }
     }
@@ -237,10 +306,15 @@ async fn api(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
                 _ => return registry_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "unauthorized"),
             };
             if user.contains('+') {
-                return registry_error(
+                let message = "Only system level robot can create project";
+                return refuse(
+                    shared,
+                    "permission",
+                    &Method::POST,
+                    "/api/v2.0/projects",
                     StatusCode::FORBIDDEN,
                     "FORBIDDEN",
-                    "project-level robots may not create projects",
+                    message,
                 );
             }
             let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
@@ -266,8 +340,187 @@ async fn api(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
             }
             full(StatusCode::CREATED, "")
         }
+        (Method::GET, _) if path.starts_with("/projects/") => match user {
+            Some(Some(_)) => project_api(shared, &path),
+            _ => registry_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "unauthorized"),
+        },
+        (Method::DELETE, _) if path.contains("/tags/") => match user {
+            Some(Some(_)) => delete_tag(shared, &path),
+            _ => registry_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "unauthorized"),
+        },
         _ => registry_error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such API in the emulator"),
     }
+}
+
+/// `GET /projects/{name}` (with `registry_id` set for a proxy-cache project), `/projects/{name}/summary`
+/// (the quota's hard limit, -1 when unlimited, and its usage) and
+/// `/projects/{p}/repositories/{r, encoded twice}/artifacts/{reference}` (the artifact's digest).
+fn project_api(shared: &Shared, path: &str) -> Response<Body> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let state = shared.state.lock().unwrap();
+    let project = parts.get(1).copied().unwrap_or_default();
+    if !state.projects.contains(project) {
+        return registry_error(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("project {project} not found"));
+    }
+    let decode = |text: &str| percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned();
+    match parts[..] {
+        ["projects", _] => {
+            let mut ids: Vec<&String> = state.projects.iter().collect();
+            ids.sort();
+            let id = ids.iter().position(|p| *p == project).unwrap_or(0) + 1;
+            let registry_id = state.proxy_cache.contains(project).then_some(1);
+            let trust = state.content_trust.contains(project).to_string();
+            let body = serde_json::json!({"project_id": id, "name": project, "registry_id": registry_id,
+                "metadata": {"public": "false", "enable_content_trust_cosign": trust}});
+            full(StatusCode::OK, body.to_string())
+        }
+        ["projects", _, "summary"] => {
+            let hard = state.quotas.get(project).map(|q| *q as i64).unwrap_or(-1);
+            let repositories = state
+                .tags
+                .keys()
+                .filter(|(r, _)| r.split('/').next() == Some(project))
+                .map(|(r, _)| r)
+                .collect::<HashSet<_>>()
+                .len();
+            let body = serde_json::json!({"repo_count": repositories,
+                "quota": {"hard": {"storage": hard}, "used": {"storage": state.usage(project)}}});
+            full(StatusCode::OK, body.to_string())
+        }
+        ["projects", _, "repositories", name, "artifacts", reference] => {
+            let repository = format!("{project}/{}", decode(&decode(name)));
+            let reference = decode(reference);
+            let digest = if reference.starts_with("sha256:") {
+                state.artifacts.contains(&(repository.clone(), reference.clone())).then(|| reference.clone())
+            } else {
+                state.tags.get(&(repository.clone(), reference.clone())).cloned()
+            };
+            match digest {
+                Some(digest) => full(StatusCode::OK, serde_json::json!({"digest": digest}).to_string()),
+                None => registry_error(
+                    StatusCode::NOT_FOUND,
+                    "NOT_FOUND",
+                    &format!("artifact {repository}:{reference} not found"),
+                ),
+            }
+        }
+        _ => registry_error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such API in the emulator"),
+    }
+}
+
+/// `/projects/{p}/repositories/{r, encoded twice}/artifacts/{reference}/tags/{tag}`: the tag leaves
+/// Harbor's database (tags live there only since 2.15); the artifact and the registry's storage stay.
+fn delete_tag(shared: &Shared, path: &str) -> Response<Body> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let ["projects", project, "repositories", name, "artifacts", reference, "tags", tag] = parts[..] else {
+        return registry_error(StatusCode::NOT_FOUND, "NOT_FOUND", "no such API in the emulator");
+    };
+    let decode = |text: &str| percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned();
+    let repository = format!("{project}/{}", decode(&decode(name)));
+    let (reference, tag) = (decode(reference), decode(tag));
+    let mut state = shared.state.lock().unwrap();
+    let key = (repository.clone(), tag.clone());
+    if state.tags.get(&key) != Some(&reference) {
+        return registry_error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            &format!("tag {tag} not found on {repository}@{reference}"),
+        );
+    }
+    state.tags.remove(&key);
+    *state.tags_deleted.entry(key).or_default() += 1;
+    full(StatusCode::OK, "")
+}
+
+/// Whether `user` has rights in `project`: robots are scoped (a project robot to its project, the
+/// limited system robot to the listed projects); the administrator and the other robot to every one.
+fn may_act_on(user: &str, project: &str, limited: &HashSet<String>) -> bool {
+    match user {
+        LIMITED_ROBOT => limited.contains(project),
+        PROJECT_ROBOT => project == "team",
+        _ => true,
+    }
+}
+
+/// The user a bearer token was issued to (its `sub`), read without checking it: the registry checks.
+fn bearer_subject(request: &Request<Incoming>) -> Option<String> {
+    let header = request.headers().get("authorization")?.to_str().ok()?;
+    let payload = header.strip_prefix("Bearer ")?.split('.').nth(1)?;
+    let claims: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    claims["sub"].as_str().map(str::to_string)
+}
+
+/// Answers a refusal by policy, and counts it.
+fn refuse(
+    shared: &Shared,
+    class: &str,
+    method: &Method,
+    path: &str,
+    status: StatusCode,
+    code: &str,
+    message: &str,
+) -> Response<Body> {
+    *shared.state.lock().unwrap().refusals.entry(format!("{class} {method} {path}")).or_default() += 1;
+    registry_error(status, code, message)
+}
+
+/// Harbor's quota message for `adding` bytes on top of `used`, over `limit`.
+fn quota_message(adding: u64, used: u64, limit: u64) -> String {
+    let mib = |bytes: u64| format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0));
+    format!(
+        "adding {} of storage resource, which when updated to current usage of {} will exceed the configured upper limit of {}.",
+        mib(adding),
+        mib(used),
+        mib(limit)
+    )
+}
+
+/// The blobs among `blobs` the project does not hold yet, and their total size.
+fn not_yet_in(state: &State, project: &str, blobs: &[(String, u64)]) -> (Vec<(String, u64)>, u64) {
+    let held = state.project_blobs.get(project);
+    let mut new: Vec<(String, u64)> = Vec::new();
+    for (digest, size) in blobs {
+        if !held.is_some_and(|h| h.contains_key(digest)) && !new.iter().any(|(d, _)| d == digest) {
+            new.push((digest.clone(), *size));
+        }
+    }
+    let total = new.iter().map(|(_, size)| size).sum();
+    (new, total)
+}
+
+/// Harbor's quota check before a request that adds `blobs` to a project: the quota message when they do
+/// not fit.
+fn over_quota(state: &State, project: &str, blobs: &[(String, u64)]) -> Option<String> {
+    let limit = *state.quotas.get(project)?;
+    let (_, adding) = not_yet_in(state, project, blobs);
+    let used = state.usage(project);
+    (adding > 0 && used + adding > limit).then(|| quota_message(adding, used, limit))
+}
+
+/// Records blobs as held by a project (once each).
+fn charge(state: &mut State, project: &str, blobs: &[(String, u64)]) {
+    let held = state.project_blobs.entry(project.to_string()).or_default();
+    for (digest, size) in blobs {
+        held.entry(digest.clone()).or_insert(*size);
+    }
+}
+
+/// Whether an immutable rule of `project` matches `tag` (`*` matches any run of characters).
+fn immutable(state: &State, project: &str, tag: &str) -> bool {
+    let matches = |pattern: &str| {
+        let parts: Vec<&str> = pattern.split('*').collect();
+        let mut rest = tag;
+        for (i, part) in parts.iter().enumerate() {
+            match rest.find(part) {
+                Some(0) if i == 0 => rest = &rest[part.len()..],
+                Some(at) if i > 0 => rest = &rest[at + part.len()..],
+                _ => return false,
+            }
+        }
+        parts.last().is_some_and(|last| last.is_empty()) || rest.is_empty()
+    };
+    state.immutable.get(project).is_some_and(|patterns| patterns.iter().any(|p| matches(p)))
 }
 
 /// `^[a-z0-9]+(?:[._-][a-z0-9]+)*$`, 1 to 255 characters.
@@ -304,6 +557,9 @@ async fn registry_api(shared: &Shared, request: Request<Incoming>) -> Response<B
         return registry_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", &format!("project {project} not found"));
     }
     let method = request.method().clone();
+    if let Some(refused) = refused_by_policy(shared, &request, &repository, &project, kind) {
+        return refused;
+    }
     match (kind, &method) {
         ("blobs", &Method::HEAD) => {
             // Harbor's HeadBlobMiddleware: a blob its database does not know is 404 without asking
@@ -317,24 +573,47 @@ async fn registry_api(shared: &Shared, request: Request<Incoming>) -> Response<B
         }
         ("uploads", &Method::POST) => {
             let mount = query_values(&request, "mount").pop();
+            // A mount of a blob Harbor knows is charged to the project (once).
+            let known = mount.as_ref().and_then(|d| shared.state.lock().unwrap().blobs.get(d).map(|s| (d.clone(), *s)));
+            if let Some(blob) = &known {
+                if let Some(message) = over_quota(&shared.state.lock().unwrap(), &project, std::slice::from_ref(blob)) {
+                    return refuse(shared, "quota", &method, &path, StatusCode::FORBIDDEN, "DENIED", &message);
+                }
+            }
             let response = proxy(shared, request).await;
-            match mount {
-                Some(digest)
-                    if response.status() == StatusCode::CREATED
-                        && !shared.state.lock().unwrap().blobs.contains_key(&digest) =>
-                {
+            match (mount, known) {
+                (Some(_), Some(blob)) if response.status() == StatusCode::CREATED => {
+                    charge(&mut shared.state.lock().unwrap(), &project, &[blob]);
+                    response
+                }
+                (Some(digest), None) if response.status() == StatusCode::CREATED => {
                     // The registry below linked it, but Harbor's database does not know the blob.
                     registry_error(StatusCode::NOT_FOUND, "NOT_FOUND", &format!("blob {digest} not found"))
                 }
                 _ => response,
             }
         }
+        ("uploads", &Method::PATCH) => {
+            let length = content_length(&request);
+            *shared.state.lock().unwrap().session_bytes.entry(path.clone()).or_default() += length;
+            proxy(shared, request).await
+        }
         ("uploads", &Method::PUT) => {
-            let digest = query_values(&request, "digest").pop();
+            let digest = query_values(&request, "digest").pop().unwrap_or_default();
+            // Harbor charges a final PUT by its length, or, when it is empty, by what the PATCHes sent.
+            let length = match content_length(&request) {
+                0 => shared.state.lock().unwrap().session_bytes.get(&path).copied().unwrap_or(0),
+                length => length,
+            };
+            let blob = (digest.clone(), length);
+            if let Some(message) = over_quota(&shared.state.lock().unwrap(), &project, std::slice::from_ref(&blob)) {
+                return refuse(shared, "quota", &method, &path, StatusCode::FORBIDDEN, "DENIED", &message);
+            }
             let response = proxy(shared, request).await;
-            if let (StatusCode::CREATED, Some(digest)) = (response.status(), digest) {
-                let size = blob_size(&response);
-                shared.state.lock().unwrap().blobs.insert(digest, size);
+            if response.status() == StatusCode::CREATED {
+                let mut state = shared.state.lock().unwrap();
+                state.blobs.insert(digest, length);
+                charge(&mut state, &project, &[blob]);
             }
             response
         }
@@ -361,8 +640,67 @@ async fn registry_api(shared: &Shared, request: Request<Incoming>) -> Response<B
     }
 }
 
-fn blob_size(response: &Response<Body>) -> u64 {
-    response.headers().get("content-length").and_then(|h| h.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
+fn content_length(request: &Request<Incoming>) -> u64 {
+    request.headers().get("content-length").and_then(|h| h.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// Harbor's policy middlewares in their order, for a `/v2/` request into `project`: the caller's rights
+/// (a scoped robot), proxy-cache projects, content trust. Quotas and immutable rules are checked where
+/// the request's size and tag are known.
+fn refused_by_policy(
+    shared: &Shared,
+    request: &Request<Incoming>,
+    repository: &str,
+    project: &str,
+    kind: &str,
+) -> Option<Response<Body>> {
+    let (method, path) = (request.method(), request.uri().path());
+    let state = shared.state.lock().unwrap();
+    if let Some(user) = bearer_subject(request) {
+        if !user.is_empty() && !may_act_on(&user, project, &state.limited_robot_projects) {
+            drop(state);
+            let action = if [Method::GET, Method::HEAD].contains(method) { "pull" } else { "push" };
+            let message = format!("unauthorized to access repository: {repository}, action: {action}: unauthorized to access repository: {repository}, action: {action}");
+            return Some(refuse(
+                shared,
+                "permission",
+                method,
+                path,
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                &message,
+            ));
+        }
+    }
+    let pushes = (kind == "uploads" && method == Method::POST) || (kind == "manifests" && method == Method::PUT);
+    if pushes && state.proxy_cache.contains(project) {
+        drop(state);
+        let message = format!("can not push artifact to a proxy project: {project}");
+        return Some(refuse(shared, "proxy_cache", method, path, StatusCode::FORBIDDEN, "DENIED", &message));
+    }
+    let reads_manifest = kind == "manifests" && [Method::GET, Method::HEAD].contains(method);
+    if reads_manifest && state.content_trust.contains(project) {
+        let reference = path.rsplit('/').next().unwrap_or_default().to_string();
+        let exists = if reference.starts_with("sha256:") {
+            state.artifacts.contains(&(repository.to_string(), reference))
+        } else {
+            state.tags.contains_key(&(repository.to_string(), reference))
+        };
+        if exists {
+            drop(state);
+            let message = "The image is not signed by cosign.";
+            return Some(refuse(
+                shared,
+                "policy",
+                method,
+                path,
+                StatusCode::PRECONDITION_FAILED,
+                "PROJECTPOLICYVIOLATION",
+                message,
+            ));
+        }
+    }
+    None
 }
 
 async fn put_manifest(
@@ -375,6 +713,41 @@ async fn put_manifest(
     let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
     let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)));
+    let project = repository.split('/').next().unwrap_or_default().to_string();
+    let path = parts.uri.path().to_string();
+    // The manifest itself and its blobs, each once per project.
+    let mut charged = vec![(digest.clone(), bytes.len() as u64)];
+    let referenced = manifest["layers"].as_array().into_iter().flatten().chain(std::iter::once(&manifest["config"]));
+    for descriptor in referenced {
+        if let (Some(d), Some(size)) = (descriptor["digest"].as_str(), descriptor["size"].as_u64()) {
+            charged.push((d.to_string(), size));
+        }
+    }
+    {
+        let state = shared.state.lock().unwrap();
+        let is_tag = !reference.starts_with("sha256:");
+        if is_tag
+            && immutable(&state, &project, &reference)
+            && state.tags.contains_key(&(repository.clone(), reference.clone()))
+        {
+            drop(state);
+            let message =
+                format!("Failed to process request due to '{repository}:{reference}' configured as immutable.");
+            return refuse(
+                shared,
+                "immutable",
+                &Method::PUT,
+                &path,
+                StatusCode::PRECONDITION_FAILED,
+                "PRECONDITION",
+                &message,
+            );
+        }
+        if let Some(message) = over_quota(&state, &project, &charged) {
+            drop(state);
+            return refuse(shared, "quota", &Method::PUT, &path, StatusCode::FORBIDDEN, "DENIED", &message);
+        }
+    }
     if let Some(children) = manifest["manifests"].as_array() {
         let state = shared.state.lock().unwrap();
         for child in children {
@@ -404,13 +777,10 @@ async fn put_manifest(
         if !reference.starts_with("sha256:") {
             state.tags.insert((repository, reference), digest);
         }
-        let referenced =
-            manifest["layers"].as_array().into_iter().flatten().chain(std::iter::once(&manifest["config"]));
-        for descriptor in referenced {
-            if let (Some(d), Some(size)) = (descriptor["digest"].as_str(), descriptor["size"].as_u64()) {
-                state.blobs.insert(d.to_string(), size);
-            }
+        for (blob, size) in &charged[1..] {
+            state.blobs.insert(blob.clone(), *size);
         }
+        charge(&mut state, &project, &charged);
     }
     response
 }

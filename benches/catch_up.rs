@@ -1,0 +1,335 @@
+//! Catching up with a live source (run by hand): a synthetic layout of `REHYDRATE_BENCH_CATCHUP_REPOS`
+//! repositories (default 100,000, one tag each) is synced into the real registry (Debian
+//! `docker-registry`) with a journal; then 1% of the tags change in storage (new, moved and deleted in
+//! equal parts, written as the registry writes them), and the catch-up runs side by side with:
+//!
+//!   (a) the same catch-up with a fresh journal (what a new journal costs: a HEAD per tag);
+//!   (b) a peer-style re-check, as regsync and skopeo sync do it: `_catalog` pages, `tags/list` per
+//!       repository and a manifest HEAD per tag on the source registry serving the tree, then a HEAD per
+//!       tag on the target (the re-check alone; copying what changed would come on top);
+//!   and the plain `rehydrate scan` of the same tree.
+//!
+//! The target sits behind a counting proxy (`REHYDRATE_BENCH_TARGET_RTT_MS` adds a simulated round trip
+//! per target request, default 0), which also records the paths, so that requests for unchanged tags are
+//! counted. (a) gets its own copy of the target, taken after the first sync, so that both catch-ups
+//! start from the same state. `cargo bench --bench catch_up`.
+
+#[allow(dead_code)] // each benchmark uses what it needs of the shared helpers
+mod common;
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{bench_dir, wait_with_peak_rss};
+use rehydrate::layout;
+use rehydrate::synth::{generate, SynthSpec, TruthRecord};
+use serde_json::Value;
+use support::fault_proxy::FaultProxy;
+use support::Registry;
+
+/// What one run cost.
+struct Row {
+    name: String,
+    wall: Duration,
+    listings: Option<u64>,
+    reads: Option<u64>,
+    target_requests: u64,
+    unchanged_requests: Option<u64>,
+    note: String,
+}
+
+fn write_link(root: &Path, key: &str, digest: &str) {
+    let path = root.join(key);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, digest).unwrap();
+}
+
+/// Links `digest` into `repository` as the registry does on a push: its revision, its blobs in `_layers`.
+fn link_manifest(root: &Path, repository: &str, digest: &str) {
+    let digest_value = layout::Digest::parse(digest).unwrap();
+    write_link(root, &layout::revision_link_key(repository, &digest_value), digest);
+    let hex = digest.trim_start_matches("sha256:");
+    let manifest_path = root.join(format!("docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]));
+    let manifest: Value = serde_json::from_slice(&std::fs::read(manifest_path).unwrap()).unwrap();
+    let blobs = manifest["layers"].as_array().unwrap().iter().chain(std::iter::once(&manifest["config"]));
+    for blob in blobs {
+        let blob = blob["digest"].as_str().unwrap();
+        let key = format!("{}{repository}/_layers/sha256/{}/link", layout::repositories_prefix(), &blob[7..]);
+        write_link(root, &key, blob);
+    }
+}
+
+/// Points `repository:tag` at `digest`, as a push by tag writes it.
+fn tag(root: &Path, repository: &str, tag: &str, digest: &str) {
+    link_manifest(root, repository, digest);
+    let index = format!(
+        "{}{repository}/_manifests/tags/{tag}/index/sha256/{}/link",
+        layout::repositories_prefix(),
+        &digest[7..]
+    );
+    write_link(root, &index, digest);
+    let current = layout::tag_current_link_key(repository, tag);
+    write_link(root, &current, digest);
+}
+
+/// Changes 1% of the tags: every 100th repository, new, moved and deleted in turn. Returns the
+/// repositories changed.
+fn change_one_percent(root: &Path, truth: &[TruthRecord]) -> BTreeSet<String> {
+    let digests: Vec<&str> = truth.iter().map(|t| t.digest.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
+    let mut changed = BTreeSet::new();
+    for (n, record) in truth.iter().step_by(100).enumerate() {
+        let other = digests.iter().find(|d| **d != record.digest).unwrap();
+        match n % 3 {
+            0 => tag(root, &record.repository, "new", other),
+            1 => tag(root, &record.repository, &record.tag, other),
+            _ => {
+                let key = layout::tag_current_link_key(&record.repository, &record.tag);
+                let tag_dir = root.join(key).parent().unwrap().parent().unwrap().to_path_buf();
+                std::fs::remove_dir_all(tag_dir).unwrap();
+            }
+        }
+        changed.insert(record.repository.clone());
+    }
+    changed
+}
+
+/// (listings, link reads) from a summary's "storage requests" line.
+fn storage_requests(stderr: &str) -> (u64, u64) {
+    let line = stderr.lines().find(|l| l.contains("storage requests:")).expect("a storage requests line");
+    let numbers: Vec<u64> =
+        line.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect();
+    (numbers[0], numbers[1])
+}
+
+fn summary_fields(stderr: &str) -> BTreeMap<String, u64> {
+    let summary: Value = stderr
+        .lines()
+        .rev()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line.get("new").is_some())
+        .expect("a JSON summary");
+    ["new", "moved", "unchanged", "gone", "left_alone", "failed"]
+        .iter()
+        .map(|key| (key.to_string(), summary[key].as_u64().unwrap_or(0)))
+        .collect()
+}
+
+/// Runs rehydrate; its wall time, standard error and peak memory (KiB).
+fn rehydrate(args: &[&str]) -> (Duration, String, u64) {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rehydrate"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let peak_kib = wait_with_peak_rss(&mut child);
+    let wall = started.elapsed();
+    let stderr = std::fs::read_to_string(log.path()).unwrap();
+    assert!(child.wait().unwrap().code().unwrap_or(1) != 1, "rehydrate {args:?} failed: {stderr}");
+    (wall, stderr, peak_kib)
+}
+
+/// Requests the proxy recorded for manifests of repositories that did not change.
+fn unchanged_manifest_requests(proxy: &FaultProxy, changed: &BTreeSet<String>) -> u64 {
+    let state = proxy.state.lock().unwrap();
+    let paths = state.paths.as_ref().unwrap();
+    paths
+        .iter()
+        .filter_map(|(path, n)| {
+            let rest = path.split_once(" /v2/")?.1;
+            let (repository, _) = rest.split_once("/manifests/")?;
+            (!changed.contains(repository)).then_some(*n)
+        })
+        .sum()
+}
+
+fn catch_up_row(
+    name: &str,
+    proxy: &FaultProxy,
+    args: &[&str],
+    changed: &BTreeSet<String>,
+) -> (Row, BTreeMap<String, u64>) {
+    {
+        let mut state = proxy.state.lock().unwrap();
+        state.requests = 0;
+        state.paths = Some(BTreeMap::new());
+    }
+    let (wall, stderr, peak_kib) = rehydrate(args);
+    let (listings, reads) = storage_requests(&stderr);
+    let fields = summary_fields(&stderr);
+    let target_requests = proxy.state.lock().unwrap().requests;
+    let row = Row {
+        name: name.to_string(),
+        wall,
+        listings: Some(listings),
+        reads: Some(reads),
+        target_requests,
+        unchanged_requests: Some(unchanged_manifest_requests(proxy, changed)),
+        note: format!(
+            "{} new, {} moved, {} unchanged from the journal, {} gone; peak {:.1} MiB",
+            fields["new"],
+            fields["moved"],
+            fields["unchanged"],
+            fields["gone"],
+            peak_kib as f64 / 1024.0
+        ),
+    };
+    (row, fields)
+}
+
+/// The peer: catalog, tags/list and a HEAD per tag on the source registry, then a HEAD per tag on the
+/// target, `concurrency` at once.
+fn peer_recheck(source_root: &Path, target: &Registry, concurrency: usize) -> Row {
+    let source = Registry::start(source_root);
+    let started = Instant::now();
+    let (found, _) = source.enumerate(1000, concurrency);
+    let found: Vec<_> = found.into_iter().collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..concurrency {
+            scope.spawn(|| {
+                while let Some((repository, tag, _)) =
+                    found.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                {
+                    target.head_manifest(repository, tag);
+                }
+            });
+        }
+    });
+    let repositories = found.iter().map(|(r, _, _)| r).collect::<BTreeSet<_>>().len();
+    Row {
+        name: "(b) peer re-check: catalog + tags/list + HEAD per tag, then HEAD per tag on the target".into(),
+        wall: started.elapsed(),
+        listings: None,
+        reads: None,
+        target_requests: found.len() as u64,
+        unchanged_requests: None,
+        note: format!(
+            "{} source requests ({} repositories, {} tags); copies not included",
+            found.len() + repositories + repositories / 1000 + 1,
+            repositories,
+            found.len()
+        ),
+    }
+}
+
+fn main() {
+    let repositories: usize =
+        std::env::var("REHYDRATE_BENCH_CATCHUP_REPOS").ok().map(|v| v.parse().unwrap()).unwrap_or(100_000);
+    let rtt_ms: u64 = std::env::var("REHYDRATE_BENCH_TARGET_RTT_MS").ok().map(|v| v.parse().unwrap()).unwrap_or(0);
+    let work = bench_dir().join(format!("catch-up-{repositories}"));
+    let _ = std::fs::remove_dir_all(&work);
+    let (source_root, target_root, copy_root) = (work.join("source"), work.join("target"), work.join("target-copy"));
+    for dir in [&source_root, &target_root, &copy_root] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    eprintln!("generating {repositories} repositories ...");
+    let spec = SynthSpec { repositories, tags_per_repository: 1, images: 64, ..SynthSpec::default() };
+    let truth = generate(&source_root, &spec, 2).unwrap();
+    let source = source_root.to_str().unwrap();
+
+    let target = Registry::start(&target_root);
+    let proxy = FaultProxy::start(&target.url, "/", 0, Vec::new());
+    proxy.state.lock().unwrap().delay = Duration::from_millis(rtt_ms);
+    let journal = work.join("journal.redb");
+    let journal = journal.to_str().unwrap();
+    let sync_args = |target: &str, journal: &str| -> Vec<String> {
+        [
+            "sync",
+            source,
+            target,
+            "--plain-http",
+            "--journal",
+            journal,
+            "--log-format",
+            "json",
+            "--push-concurrency",
+            "16",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    eprintln!("the first, full sync ...");
+    let args = sync_args(&proxy.url, journal);
+    let (first, _, _) = rehydrate(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    eprintln!("full sync: {:.1} s", first.as_secs_f64());
+    drop(target);
+    let copied = Command::new("cp").args(["-a", "--reflink=auto"]).arg(target_root.join(".")).arg(&copy_root).status();
+    assert!(copied.unwrap().success(), "copying the target for (a)");
+    let target = Registry::start(&target_root);
+    let proxy = FaultProxy::start(&target.url, "/", 0, Vec::new());
+    proxy.state.lock().unwrap().delay = Duration::from_millis(rtt_ms);
+
+    let changed = change_one_percent(&source_root, &truth);
+    eprintln!("{} tags changed; catching up ...", changed.len());
+    let args = sync_args(&proxy.url, journal);
+    let (catch_up, fields) = catch_up_row(
+        "catch-up (the same journal)",
+        &proxy,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &changed,
+    );
+    assert_eq!(fields["failed"], 0, "the catch-up failed tags");
+
+    let (scan_wall, scan_stderr, _) = rehydrate(&["scan", source, "--output", "/dev/null"]);
+    let (scan_listings, scan_reads) = storage_requests(&scan_stderr);
+    let scan = Row {
+        name: "plain scan of the same tree".into(),
+        wall: scan_wall,
+        listings: Some(scan_listings),
+        reads: Some(scan_reads),
+        target_requests: 0,
+        unchanged_requests: None,
+        note: String::new(),
+    };
+
+    let copy_target = Registry::start(&copy_root);
+    let copy_proxy = FaultProxy::start(&copy_target.url, "/", 0, Vec::new());
+    copy_proxy.state.lock().unwrap().delay = Duration::from_millis(rtt_ms);
+    let fresh = work.join("fresh-journal.redb");
+    let args = sync_args(&copy_proxy.url, fresh.to_str().unwrap());
+    let (fresh_row, _) = catch_up_row(
+        "(a) the same catch-up with a fresh journal",
+        &copy_proxy,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &changed,
+    );
+    let peer = peer_recheck(&source_root, &copy_target, 8);
+
+    println!(
+        "\n{repositories} repositories, {} tags; {} changed (new, moved, deleted in equal parts); target: the real \
+         registry, {rtt_ms} ms added per target request; first full sync {:.1} s\n",
+        truth.len(),
+        changed.len(),
+        first.as_secs_f64()
+    );
+    println!("| run | wall time | storage listings | link reads | target requests | of them for unchanged tags | |");
+    println!("|---|---|---|---|---|---|---|");
+    let show = |value: Option<u64>| value.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+    for row in [&catch_up, &scan, &fresh_row, &peer] {
+        println!(
+            "| {} | {:.2} s | {} | {} | {} | {} | {} |",
+            row.name,
+            row.wall.as_secs_f64(),
+            show(row.listings),
+            show(row.reads),
+            row.target_requests,
+            show(row.unchanged_requests),
+            row.note
+        );
+    }
+    println!(
+        "\ncatch-up / plain scan: {:.2}x; (a) / catch-up: {:.1}x; (b) / catch-up: {:.1}x",
+        catch_up.wall.as_secs_f64() / scan.wall.as_secs_f64(),
+        fresh_row.wall.as_secs_f64() / catch_up.wall.as_secs_f64(),
+        peer.wall.as_secs_f64() / catch_up.wall.as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(PathBuf::from(&work));
+}
