@@ -17,7 +17,7 @@ use crate::scan::{DiscoveryMode, ScanOptions};
 use crate::shard::Shard;
 use crate::storage::object::ObjectOptions;
 use crate::storage::Source;
-use crate::sync::{run_sync, Selection, SyncMode, SyncPlan};
+use crate::sync::{run_plan, run_sync, PlanFormat, Selection, SyncMode, SyncPlan};
 
 #[derive(Debug, Parser)]
 #[command(name = "rehydrate", version, about = "Rebuild a registry's contents from its storage, without the catalog")]
@@ -36,6 +36,9 @@ enum Command {
     Verify(SyncArgs),
     /// Print what a sync's journal records as finished.
     Status(StatusArgs),
+    /// Plan a sync without writing anything: per target project, what it would hold (repositories, tags,
+    /// bytes as Harbor's quota counts them) and whether it fits; names Harbor would refuse, collisions.
+    Plan(PlanArgs),
 }
 
 #[derive(Debug, Args)]
@@ -114,22 +117,14 @@ struct ScanArgs {
     untagged: bool,
 }
 
+/// The target registry and how to reach it (shared by `sync`, `verify` and `plan`).
 #[derive(Debug, Args)]
-struct SyncArgs {
-    #[command(flatten)]
-    source: SourceArgs,
+struct TargetArgs {
     /// The target registry: https://harbor.example.com (a bare host means https).
     target: String,
     /// Allow a plain-HTTP target (http://...). Without it, only HTTPS is spoken.
     #[arg(long)]
     plain_http: bool,
-    /// The journal of finished tags [default: under $XDG_STATE_HOME/rehydrate, one per source, target
-    /// and shard]. After a crash or a kill, the same command carries on from it.
-    #[arg(long, value_name = "FILE")]
-    journal: Option<PathBuf>,
-    /// Keep no journal.
-    #[arg(long, conflicts_with = "journal")]
-    no_journal: bool,
     /// Trust the CA certificate(s) in this PEM file for the target's HTTPS, beside the system's. The
     /// target's certificate is always verified.
     #[arg(long, value_name = "FILE")]
@@ -144,6 +139,12 @@ struct SyncArgs {
     /// Read the target password from the first line of standard input.
     #[arg(long)]
     password_stdin: bool,
+}
+
+/// Which repositories and tags are taken, and their names on the target (shared by `sync`, `verify`
+/// and `plan`).
+#[derive(Debug, Args)]
+struct SelectionArgs {
     /// Copy only repositories matching this doublestar glob (repeatable): `library/**`, `{a,b}/*`.
     #[arg(long = "include", value_name = "GLOB")]
     include: Vec<String>,
@@ -163,6 +164,27 @@ struct SyncArgs {
     /// components (Harbor's dest_namespace_replace_count).
     #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
     flatten: i32,
+    /// Also take every manifest no tag points at, by digest (buckets written by Harbor 2.15 or later
+    /// hold no tags at all).
+    #[arg(long)]
+    untagged: bool,
+}
+
+#[derive(Debug, Args)]
+struct SyncArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    #[command(flatten)]
+    target: TargetArgs,
+    #[command(flatten)]
+    selection: SelectionArgs,
+    /// The journal of finished tags [default: under $XDG_STATE_HOME/rehydrate, one per source, target
+    /// and shard]. After a crash or a kill, the same command carries on from it.
+    #[arg(long, value_name = "FILE")]
+    journal: Option<PathBuf>,
+    /// Keep no journal.
+    #[arg(long, conflicts_with = "journal")]
+    no_journal: bool,
     /// Replace target tags that point at another digest (by default they are left alone and reported).
     #[arg(long = "override")]
     override_tags: bool,
@@ -188,10 +210,19 @@ struct SyncArgs {
     /// answers MANIFEST_BLOB_UNKNOWN.
     #[arg(long)]
     in_place: bool,
-    /// Also copy every manifest no tag points at, by digest (buckets written by Harbor 2.15 or later
-    /// hold no tags at all).
-    #[arg(long)]
-    untagged: bool,
+}
+
+#[derive(Debug, Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    #[command(flatten)]
+    target: TargetArgs,
+    #[command(flatten)]
+    selection: SelectionArgs,
+    /// How the plan is written on standard output.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
+    format: PlanFormat,
 }
 
 /// Folder reads are short system calls that mostly wait on the disk (or a network filesystem): a few per
@@ -211,6 +242,7 @@ impl Cli {
             Command::Sync(args) => args.run(SyncMode::Sync),
             Command::Verify(args) => args.run(SyncMode::Verify),
             Command::Status(args) => args.run(),
+            Command::Plan(args) => args.run(),
         }
     }
 }
@@ -324,17 +356,10 @@ fn globs(patterns: &[String]) -> anyhow::Result<Vec<Glob>> {
     patterns.iter().map(|p| Glob::new(p).map_err(anyhow::Error::from)).collect()
 }
 
-impl SyncArgs {
-    fn run(self, mode: SyncMode) -> anyhow::Result<Outcome> {
-        let reporting = self.source.reporting()?;
-        if let Some(rate) = &self.max_bandwidth {
-            let bytes_per_second =
-                crate::limit::parse_bytes_per_second(rate).map_err(|e| anyhow::anyhow!("--max-bandwidth {e}"))?;
-            crate::limit::init(None, Some(bytes_per_second));
-        }
-        let (source, options) = self.source.resolve(self.untagged)?;
+impl TargetArgs {
+    /// The target's URL and the credentials for it.
+    fn resolve(&self) -> anyhow::Result<(Url, Option<crate::registry::credentials::Credentials>)> {
         let target = target_url(&self.target, self.plain_http)?;
-        let target_text = target.to_string();
         let host = match target.port() {
             Some(port) => format!("{}:{port}", target.host_str().unwrap_or_default()),
             None => target.host_str().unwrap_or_default().to_string(),
@@ -345,42 +370,82 @@ impl SyncArgs {
             password_stdin: self.password_stdin,
             registry_host: host,
         })?;
-        if self.push_concurrency == 0 {
-            anyhow::bail!("--push-concurrency must be at least 1");
-        }
-        let selection = Selection {
+        Ok((target, credentials))
+    }
+}
+
+impl SelectionArgs {
+    fn resolve(&self) -> anyhow::Result<Selection> {
+        Ok(Selection {
             repositories: NameFilter { include: globs(&self.include)?, exclude: globs(&self.exclude)? },
             tags: NameFilter { include: globs(&self.include_tag)?, exclude: globs(&self.exclude_tag)? },
             mapping: NameMapping::new(&self.dest_namespace, self.flatten)?,
-        };
-        run_sync(SyncPlan {
-            mode,
-            source,
-            options,
-            target,
-            credentials,
-            selection,
-            override_tags: self.override_tags,
-            dry_run: self.dry_run,
-            push_concurrency: self.push_concurrency,
-            chunk_size: self.chunk_size.max(1024 * 1024),
-            reporting,
-            in_place: self.in_place,
-            untagged: self.untagged,
-            delete: self.delete,
-            ca_cert: self.ca_cert,
-            journal: if self.no_journal {
-                None
-            } else {
-                Some(self.journal.clone().unwrap_or_else(|| {
-                    crate::journal::default_path(
-                        &self.source.source,
-                        target_text.as_str(),
-                        self.source.shard.as_deref().unwrap_or("all"),
-                    )
-                }))
-            },
         })
+    }
+}
+
+/// A plan of a run against `target` that pushes nothing (the fields a plan does not use keep their
+/// defaults).
+fn read_only_plan(
+    mode: SyncMode,
+    source: &SourceArgs,
+    target: &TargetArgs,
+    selection: &SelectionArgs,
+) -> anyhow::Result<SyncPlan> {
+    let reporting = source.reporting()?;
+    let (source_location, options) = source.resolve(selection.untagged)?;
+    let (target_url, credentials) = target.resolve()?;
+    Ok(SyncPlan {
+        mode,
+        source: source_location,
+        options,
+        target: target_url,
+        credentials,
+        selection: selection.resolve()?,
+        override_tags: false,
+        dry_run: false,
+        push_concurrency: 8,
+        chunk_size: DEFAULT_CHUNK_SIZE,
+        reporting,
+        in_place: false,
+        untagged: selection.untagged,
+        delete: false,
+        ca_cert: target.ca_cert.clone(),
+        journal: None,
+    })
+}
+
+impl SyncArgs {
+    fn run(self, mode: SyncMode) -> anyhow::Result<Outcome> {
+        let mut plan = read_only_plan(mode, &self.source, &self.target, &self.selection)?;
+        if let Some(rate) = &self.max_bandwidth {
+            let bytes_per_second =
+                crate::limit::parse_bytes_per_second(rate).map_err(|e| anyhow::anyhow!("--max-bandwidth {e}"))?;
+            crate::limit::init(None, Some(bytes_per_second));
+        }
+        if self.push_concurrency == 0 {
+            anyhow::bail!("--push-concurrency must be at least 1");
+        }
+        let shard = self.source.shard.as_deref().unwrap_or("all");
+        plan.journal = match (self.no_journal, &self.journal) {
+            (true, _) => None,
+            (false, Some(path)) => Some(path.clone()),
+            (false, None) => Some(crate::journal::default_path(&self.source.source, plan.target.as_str(), shard)),
+        };
+        plan.override_tags = self.override_tags;
+        plan.dry_run = self.dry_run;
+        plan.push_concurrency = self.push_concurrency;
+        plan.chunk_size = self.chunk_size.max(1024 * 1024);
+        plan.in_place = self.in_place;
+        plan.delete = self.delete;
+        run_sync(plan)
+    }
+}
+
+impl PlanArgs {
+    fn run(self) -> anyhow::Result<Outcome> {
+        let plan = read_only_plan(SyncMode::Sync, &self.source, &self.target, &self.selection)?;
+        run_plan(plan, self.format)
     }
 }
 

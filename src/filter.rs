@@ -245,6 +245,16 @@ impl NameMapping {
     }
 }
 
+/// Harbor's rule for project names: `^[a-z0-9]+(?:[._-][a-z0-9]+)*$`, 1 to 255 characters. The
+/// registry's own grammar also allows `__` and runs of `-`: valid source names Harbor refuses as projects.
+pub fn is_harbor_project_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name
+            .split(['.', '_', '-'])
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

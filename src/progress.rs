@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crate::copy::CopyCounts;
 use crate::inventory::{human_bytes, human_duration};
 use crate::metrics::write_metric;
+use crate::registry::refusal::RefusalClass;
 use crate::scan::RequestCounts;
 
 /// Counts of a run, as they grow.
@@ -34,9 +35,26 @@ pub struct RunCounters {
     /// Tags the journal holds that the source no longer has, and those deleted from the target.
     pub gone: AtomicU64,
     pub deleted: AtomicU64,
+    /// Tags refused by Harbor's policies, by class (in `RefusalClass::ALL`'s order).
+    pub refusals: [AtomicU64; 5],
+    /// Tags present with the right digest whose pulls a Harbor policy blocks.
+    pub pull_blocked: AtomicU64,
     pub failed: AtomicU64,
     pub source_errors: AtomicU64,
     pub warnings: AtomicU64,
+}
+
+impl RunCounters {
+    /// The counter of one refusal class.
+    pub fn refusals_of(&self, class: RefusalClass) -> &AtomicU64 {
+        let index = RefusalClass::ALL.iter().position(|c| *c == class).expect("every class is listed");
+        &self.refusals[index]
+    }
+
+    /// Tags refused by any policy.
+    pub fn refused(&self) -> u64 {
+        self.refusals.iter().map(get).sum()
+    }
 }
 
 pub fn get(counter: &AtomicU64) -> u64 {
@@ -91,6 +109,8 @@ impl Live {
             + get(&r.journaled)
             + get(&r.failed)
             + get(&r.left_alone)
+            + r.refused()
+            + get(&r.pull_blocked)
     }
 
     /// One line of progress; `rate` is the recent upload rate in bytes per second.
@@ -151,10 +171,20 @@ impl Live {
             ("left_alone", get(&r.left_alone).into()),
             ("gone", get(&r.gone).into()),
             ("deleted", get(&r.deleted).into()),
+            ("refused", r.refused().into()),
+            ("refusals", self.refusal_fields()),
+            ("pull_blocked", get(&r.pull_blocked).into()),
             ("source_errors", get(&r.source_errors).into()),
             ("bytes_uploaded", get(&self.copy.bytes_uploaded).into()),
             ("retries", crate::net::retries().into()),
         ]
+    }
+
+    /// Refusals by class, as a JSON object.
+    fn refusal_fields(&self) -> serde_json::Value {
+        let by_class =
+            RefusalClass::ALL.iter().map(|class| (class.name().to_string(), get(self.run.refusals_of(*class)).into()));
+        serde_json::Value::Object(by_class.collect())
     }
 
     /// The run's counters in Prometheus' text format.
@@ -218,6 +248,16 @@ impl Live {
             "counter",
             "Items that failed: unreadable source items and failed tags.",
             &[(&[("kind", "source")], get(&r.source_errors)), (&[("kind", "tag")], get(&r.failed))],
+        );
+        let labels: Vec<[(&str, &str); 1]> = RefusalClass::ALL.iter().map(|c| [("class", c.name())]).collect();
+        let samples: Vec<(&[(&str, &str)], u64)> =
+            labels.iter().zip(RefusalClass::ALL).map(|(labels, c)| (&labels[..], get(r.refusals_of(c)))).collect();
+        write_metric(
+            out,
+            "rehydrate_refusals_total",
+            "counter",
+            "Tags refused by Harbor's policies, by class.",
+            &samples,
         );
         write_metric(
             out,

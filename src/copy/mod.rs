@@ -24,6 +24,8 @@ use tokio::sync::{Mutex, OnceCell};
 use crate::journal::Journal;
 use crate::layout::Digest;
 use crate::registry::client::{Mount, RegistryClient, RegistryError};
+use crate::registry::harbor::{Harbor, HarborError};
+use crate::registry::refusal::RefusalClass;
 use crate::storage::object::{ByteStream, StorageError};
 use crate::storage::BlobStore;
 use manifest::{parse_manifest, Descriptor, Manifest, ManifestError, MAX_MANIFEST_SIZE};
@@ -47,6 +49,9 @@ pub enum CopyError {
     Storage(String),
     #[error("target: {0}")]
     Target(String),
+    /// Refused by one of Harbor's policies: never tried again.
+    #[error("refused by Harbor ({}): {message}", class.name())]
+    Refused { class: RefusalClass, message: String },
     #[error(
         "the target's tag points at {existing}, not {wanted}: left alone (it was changed on the target, or not \
          set by rehydrate; use --override to replace it)"
@@ -69,7 +74,29 @@ impl From<StorageError> for CopyError {
 
 impl From<RegistryError> for CopyError {
     fn from(error: RegistryError) -> Self {
-        CopyError::Target(error.to_string())
+        match error.refusal() {
+            Some(class) => CopyError::Refused { class, message: error.to_string() },
+            None => CopyError::Target(error.to_string()),
+        }
+    }
+}
+
+impl From<HarborError> for CopyError {
+    fn from(error: HarborError) -> Self {
+        match error {
+            HarborError::Policy { class, message } => CopyError::Refused { class, message },
+            other => CopyError::Target(other.to_string()),
+        }
+    }
+}
+
+impl CopyError {
+    /// The class of Harbor policy that refused this, if one did.
+    pub fn refusal(&self) -> Option<RefusalClass> {
+        match self {
+            CopyError::Refused { class, .. } => Some(*class),
+            _ => None,
+        }
     }
 }
 
@@ -102,6 +129,28 @@ pub enum TagOutcome {
     Pushed,
     /// The target's tag already pointed at the same digest: nothing was sent.
     AlreadyThere,
+    /// Already there with the same digest, but pulls of it are blocked by a Harbor policy (content
+    /// trust, vulnerability prevention): its digest came from Harbor's API.
+    PullBlocked,
+}
+
+/// A target tag (or digest) as the target knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetManifest {
+    pub digest: Digest,
+    /// Found through Harbor's API because a pull-side policy answers the manifest HEAD with 412.
+    pub pull_blocked: bool,
+}
+
+impl TargetManifest {
+    /// What finding the wanted digest there means.
+    fn outcome(&self) -> TagOutcome {
+        if self.pull_blocked {
+            TagOutcome::PullBlocked
+        } else {
+            TagOutcome::AlreadyThere
+        }
+    }
 }
 
 /// Counts of the work done, shared by every copy.
@@ -133,6 +182,8 @@ pub struct Copier {
     in_place: bool,
     /// Where blobs known on the target are remembered beyond the in-memory maps.
     journal: Option<Arc<Journal>>,
+    /// The target's Harbor API, for what its registry API will not tell (a policy-blocked manifest).
+    harbor: Option<Arc<Harbor>>,
 }
 
 /// Finished entries kept in memory per map; past that they are swept (work in flight always stays).
@@ -166,6 +217,48 @@ impl Copier {
             uploads: Mutex::new(HashMap::new()),
             in_place,
             journal: None,
+            harbor: None,
+        }
+    }
+
+    /// The target registry's client.
+    pub fn target(&self) -> &RegistryClient {
+        &self.target
+    }
+
+    /// Asks this Harbor's API where the registry API is blocked by a pull-side policy.
+    pub fn with_harbor(mut self, harbor: Option<Arc<Harbor>>) -> Copier {
+        self.harbor = harbor;
+        self
+    }
+
+    /// What the target holds under `reference`: a manifest HEAD, or, where a pull-side policy answers
+    /// that with 412 (the artifact exists), Harbor's artifact API.
+    pub async fn target_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<TargetManifest>, CopyError> {
+        match self.target.manifest_digest(repository, reference).await {
+            Ok(found) => Ok(found.map(|digest| TargetManifest { digest, pull_blocked: false })),
+            Err(error) if error.is_pull_blocked() => {
+                let Some(harbor) = &self.harbor else { return Err(error.into()) };
+                let digest = harbor.artifact_digest(repository, reference).await?;
+                Ok(digest.map(|digest| TargetManifest { digest, pull_blocked: true }))
+            }
+            // Harbor checked the credentials up front and the project exists: a 401 to a fresh token
+            // (a HEAD carries no error body) means the account has no rights there.
+            Err(error) if error.status() == Some(401) && error.refusal().is_none() && self.harbor.is_some() => {
+                Err(CopyError::Refused {
+                    class: RefusalClass::Permission,
+                    message: format!(
+                        "{} has no rights in project {} ({error}): a robot outside its projects?",
+                        self.target.username().unwrap_or("the anonymous caller"),
+                        repository.split('/').next().unwrap_or(repository)
+                    ),
+                })
+            }
+            Err(error) => Err(error.into()),
         }
     }
 
@@ -195,10 +288,10 @@ impl Copier {
         digest: &Digest,
         replace: &Replace,
     ) -> Result<TagOutcome, CopyError> {
-        match self.target.manifest_digest(repository, tag).await? {
-            Some(existing) if &existing == digest => return Ok(TagOutcome::AlreadyThere),
-            Some(existing) if !replace.allows(&existing) => {
-                return Err(CopyError::TagDiffers { existing, wanted: digest.clone() })
+        match self.target_manifest(repository, tag).await? {
+            Some(existing) if &existing.digest == digest => return Ok(existing.outcome()),
+            Some(existing) if !replace.allows(&existing.digest) => {
+                return Err(CopyError::TagDiffers { existing: existing.digest, wanted: digest.clone() })
             }
             _ => {}
         }
@@ -216,8 +309,8 @@ impl Copier {
     /// Copies a manifest that no tag points at, by its digest (index children, referrers, and every
     /// image of a bucket whose tags are gone).
     pub async fn copy_untagged(&self, repository: &str, digest: &Digest) -> Result<TagOutcome, CopyError> {
-        if self.target.manifest_digest(repository, digest.as_str()).await?.is_some() {
-            return Ok(TagOutcome::AlreadyThere);
+        if let Some(existing) = self.target_manifest(repository, digest.as_str()).await? {
+            return Ok(existing.outcome());
         }
         self.once(repository, digest, self.push_manifest(repository, digest.as_str(), digest)).await?;
         Ok(TagOutcome::Pushed)
@@ -352,8 +445,11 @@ impl Copier {
                 return Ok(());
             }
             Ok(Mount::Upload(location)) => location,
-            // Harbor answers 404 to a mount of a blob its database does not know: upload instead.
-            Err(error) if error.status() == Some(404) => return self.upload_with_retries(repository, blob, None).await,
+            // Harbor answers 404 to a mount of a blob its database does not know, and 401 to one from a
+            // repository the credentials may not pull: upload instead.
+            Err(error) if matches!(error.status(), Some(404 | 401)) && error.refusal().is_none() => {
+                return self.upload_with_retries(repository, blob, None).await
+            }
             Err(error) => return Err(error.into()),
         };
         // The registry opened an upload session instead of mounting: upload into it.

@@ -113,6 +113,13 @@ impl TokenCache {
         self.credentials.as_ref()
     }
 
+    /// Drops every cached token that names a repository of `project`: Harbor ignores a token issued
+    /// before its project was created, so a new project gets new tokens.
+    pub async fn forget_project(&self, project: &str) {
+        let named = format!("repository:{project}/");
+        self.tokens.lock().await.retain(|scopes, _| !scopes.split(' ').any(|scope| scope.starts_with(&named)));
+    }
+
     /// A cached token for exactly these scopes, if still fresh.
     pub async fn cached(&self, scopes: &[String]) -> Option<String> {
         let tokens = self.tokens.lock().await;

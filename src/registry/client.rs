@@ -15,6 +15,7 @@ use url::Url;
 
 use super::auth::{parse_challenge, repository_scope, AuthError, Challenge, TokenCache};
 use super::credentials::Credentials;
+use super::refusal::{self, RefusalClass};
 use crate::layout::Digest;
 
 /// Every manifest media type a copy may meet, for `Accept`.
@@ -58,6 +59,19 @@ impl RegistryError {
             RegistryError::Status { status, .. } => Some(*status),
             _ => None,
         }
+    }
+
+    /// The class of Harbor policy that refused the request, if one did.
+    pub fn refusal(&self) -> Option<RefusalClass> {
+        match self {
+            RegistryError::Status { status, codes, .. } => refusal::classify(*status, codes),
+            _ => None,
+        }
+    }
+
+    /// A manifest GET or HEAD refused by a pull-side policy: the artifact exists.
+    pub fn is_pull_blocked(&self) -> bool {
+        matches!(self, RegistryError::Status { status, codes, .. } if refusal::is_pull_blocked_by_policy(*status, codes))
     }
 }
 
@@ -184,6 +198,16 @@ impl RegistryClient {
             codes
         };
         RegistryError::Status { operation, target: target.to_string(), status, codes }
+    }
+
+    /// The user name the client authenticates as, if any.
+    pub fn username(&self) -> Option<&str> {
+        self.tokens.credentials().map(|c| c.username.as_str())
+    }
+
+    /// Forgets the tokens naming `project` (just created: Harbor ignores tokens issued before).
+    pub async fn forget_tokens_for(&self, project: &str) {
+        self.tokens.forget_project(project).await;
     }
 
     /// `GET /v2/`: reachable, and which authentication it wants. Fails on refused credentials.

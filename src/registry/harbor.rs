@@ -11,7 +11,9 @@ use thiserror::Error;
 use tokio::sync::{Mutex, OnceCell};
 use url::Url;
 
+use super::client::ErrorCode;
 use super::credentials::Credentials;
+use super::refusal::{self, RefusalClass};
 use crate::layout::Digest;
 
 #[derive(Debug, Error, Clone)]
@@ -24,6 +26,9 @@ pub enum HarborError {
     CreateProject { project: String, status: u16, message: String },
     #[error("{what}: HTTP {status}: {message}")]
     Refused { what: String, status: u16, message: String },
+    /// Refused by one of Harbor's policies.
+    #[error("{message}")]
+    Policy { class: RefusalClass, message: String },
     #[error("Harbor API {0}")]
     Transport(String),
 }
@@ -33,11 +38,11 @@ pub struct Harbor {
     api: Url,
     http: reqwest::Client,
     credentials: Option<Credentials>,
-    projects: Mutex<HashMap<String, ProjectReady>>,
+    projects: Mutex<HashMap<String, ProjectCell>>,
 }
 
 /// The one creation (or check) of a project, shared by every tag that needs it.
-type ProjectReady = Arc<OnceCell<Result<(), HarborError>>>;
+type ProjectCell = Arc<OnceCell<Result<ProjectReady, HarborError>>>;
 
 #[derive(Deserialize)]
 struct SystemInfo {
@@ -129,13 +134,25 @@ impl Harbor {
         }
     }
 
-    /// Creates `project` unless it exists; once per project whatever the number of callers.
-    pub async fn ensure_project(&self, project: &str) -> Result<(), HarborError> {
+    /// Creates `project` unless it exists, then checks that it takes pushes; once per project whatever
+    /// the number of callers.
+    pub async fn ensure_project(&self, project: &str) -> Result<ProjectReady, HarborError> {
         let cell = self.projects.lock().await.entry(project.to_string()).or_default().clone();
-        cell.get_or_init(|| self.create_project(project)).await.clone()
+        cell.get_or_init(|| self.prepare_project(project)).await.clone()
     }
 
-    async fn create_project(&self, project: &str) -> Result<(), HarborError> {
+    async fn prepare_project(&self, project: &str) -> Result<ProjectReady, HarborError> {
+        let ready = self.create_project(project).await?;
+        if self.project(project).await?.is_some_and(|info| info.registry_id.is_some()) {
+            return Err(HarborError::Policy {
+                class: RefusalClass::ProxyCache,
+                message: format!("project {project} is a proxy-cache project: Harbor takes no pushes into it"),
+            });
+        }
+        Ok(ready)
+    }
+
+    async fn create_project(&self, project: &str) -> Result<ProjectReady, HarborError> {
         let credentials = self.credentials.as_ref().ok_or(HarborError::NoCredentials)?;
         let body = serde_json::json!({"project_name": project, "metadata": {"public": "false"}});
         let url = self.api.join("projects").expect("valid path");
@@ -145,14 +162,122 @@ impl Harbor {
         })
         .await
         .map_err(|e| HarborError::Transport(crate::net::describe_error(&e)))?;
-        match response.status() {
-            StatusCode::CREATED | StatusCode::CONFLICT => Ok(()),
-            StatusCode::UNAUTHORIZED => Err(HarborError::WrongCredentials(credentials.username.clone())),
-            status => Err(HarborError::CreateProject {
-                project: project.to_string(),
-                status: status.as_u16(),
-                message: response.text().await.unwrap_or_default().chars().take(300).collect(),
+        let status = response.status();
+        match status {
+            StatusCode::CREATED => return Ok(ProjectReady::Created),
+            StatusCode::CONFLICT => return Ok(ProjectReady::Existed),
+            StatusCode::UNAUTHORIZED => return Err(HarborError::WrongCredentials(credentials.username.clone())),
+            _ => {}
+        }
+        let text: String = response.text().await.unwrap_or_default().chars().take(300).collect();
+        let codes = serde_json::from_str::<ErrorBody>(&text).map(|body| body.errors).unwrap_or_default();
+        match refusal::classify(status.as_u16(), &codes) {
+            Some(RefusalClass::Permission) => Err(HarborError::Policy {
+                class: RefusalClass::Permission,
+                message: format!(
+                    "{} may not create project {project} (only system-level robots and administrators may): create \
+                     it first, or use an account that may",
+                    credentials.username
+                ),
+            }),
+            Some(class) => Err(HarborError::Policy { class, message: format!("creating project {project}: {text}") }),
+            None => {
+                Err(HarborError::CreateProject { project: project.to_string(), status: status.as_u16(), message: text })
+            }
+        }
+    }
+
+    /// GETs a JSON document of the API; `None` when it is not there (or the caller may not read it).
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &'static str,
+        path: &str,
+    ) -> Result<Option<T>, HarborError> {
+        let url = self.api.join(path).expect("valid path");
+        let (status, body) =
+            crate::net::fetch_with_retries("target", what, || self.with_credentials(self.http.get(url.clone())))
+                .await
+                .map_err(|e| HarborError::Transport(crate::net::describe_error(&e)))?;
+        match status.as_u16() {
+            200 => serde_json::from_slice(&body)
+                .map(Some)
+                .map_err(|e| HarborError::Transport(format!("{what}: unreadable answer: {e}"))),
+            401 | 403 | 404 => Ok(None),
+            other => Err(HarborError::Refused {
+                what: what.to_string(),
+                status: other,
+                message: String::from_utf8_lossy(&body).chars().take(300).collect(),
             }),
         }
     }
+
+    /// A project as the API shows it; `None` when it does not exist (or may not be read).
+    pub async fn project(&self, project: &str) -> Result<Option<ProjectInfo>, HarborError> {
+        self.get_json("harbor project", &format!("projects/{project}")).await
+    }
+
+    /// A project's storage quota: (hard limit, `None` when unlimited; usage).
+    pub async fn quota(&self, project: &str) -> Result<Option<(Option<u64>, u64)>, HarborError> {
+        let summary: Option<ProjectSummary> =
+            self.get_json("harbor project summary", &format!("projects/{project}/summary")).await?;
+        Ok(summary.and_then(|s| s.quota).map(|q| {
+            let hard = q.hard.storage.filter(|limit| *limit >= 0).map(|limit| limit as u64);
+            (hard, q.used.storage.unwrap_or(0).max(0) as u64)
+        }))
+    }
+
+    /// The digest of an artifact by tag or digest, through the API: what a manifest HEAD cannot tell when
+    /// a pull-side policy (content trust, vulnerability prevention) blocks it.
+    pub async fn artifact_digest(&self, repository: &str, reference: &str) -> Result<Option<Digest>, HarborError> {
+        #[derive(Deserialize)]
+        struct Artifact {
+            digest: String,
+        }
+        let (project, name) = repository.split_once('/').unwrap_or((repository, ""));
+        let path = format!("projects/{project}/repositories/{}/artifacts/{reference}", name.replace('/', "%252F"));
+        let artifact: Option<Artifact> = self.get_json("harbor artifact", &path).await?;
+        Ok(artifact.and_then(|a| Digest::parse(&a.digest).ok()))
+    }
+}
+
+/// What preparing a project found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProjectReady {
+    /// Created now: tokens asked for before do not cover it.
+    Created,
+    Existed,
+}
+
+/// What the project API says of a project that matters here.
+#[derive(Debug, Deserialize)]
+pub struct ProjectInfo {
+    /// Set for a proxy-cache project.
+    #[serde(default)]
+    pub registry_id: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct ProjectSummary {
+    #[serde(default)]
+    quota: Option<SummaryQuota>,
+}
+
+#[derive(Deserialize)]
+struct SummaryQuota {
+    #[serde(default)]
+    hard: ResourceList,
+    #[serde(default)]
+    used: ResourceList,
+}
+
+#[derive(Deserialize, Default)]
+struct ResourceList {
+    #[serde(default)]
+    storage: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    errors: Vec<ErrorCode>,
 }

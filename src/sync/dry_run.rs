@@ -11,6 +11,7 @@ use crate::copy::manifest::Manifest;
 use crate::copy::Copier;
 use crate::inventory::human_bytes;
 use crate::layout::Digest;
+use crate::run::Outcome;
 
 pub struct DryRun {
     copier: Arc<Copier>,
@@ -74,7 +75,7 @@ impl Consumer for DryRun {
         self.count_blobs(digest, &planned, record).await;
     }
 
-    async fn finish(self, _record: &mut Record) {
+    async fn finish(self, _record: &mut Record) -> Outcome {
         let projects = match self.target.harbor {
             Some(_) => format!(
                 "create up to {} projects ({}), ",
@@ -91,5 +92,6 @@ impl Consumer for DryRun {
             human_bytes(self.bytes),
             self.already_there
         );
+        Outcome::Complete
     }
 }

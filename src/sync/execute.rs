@@ -9,12 +9,13 @@ use tokio::task::JoinSet;
 use super::gone::{self, GoneTag};
 use super::record::{GoneReport, Record, TagReport};
 use super::select::Planned;
+use super::stops::{project_of, Stops};
 use super::target::Target;
 use super::{Consumer, SyncMode};
 use crate::copy::{Copier, CopyError, Replace, TagOutcome};
 use crate::layout::Digest;
-use crate::registry::client::RegistryClient;
-use crate::registry::harbor::Harbor;
+use crate::registry::harbor::{Harbor, ProjectReady};
+use crate::run::Outcome;
 
 /// What every task needs.
 #[derive(Clone)]
@@ -25,6 +26,8 @@ pub struct TaskContext {
     pub override_tags: bool,
     /// Delete tags gone from the source (`--delete`), where that is safe.
     pub delete: bool,
+    /// What Harbor's refusals have closed.
+    pub stops: Arc<Stops>,
 }
 
 /// What a task reports.
@@ -87,14 +90,27 @@ impl Consumer for Tasks {
         });
     }
 
-    async fn finish(mut self, record: &mut Record) {
+    async fn finish(mut self, record: &mut Record) -> Outcome {
         while let Some(done) = self.running.join_next().await {
             record.report(done.expect("a copy task panicked"));
         }
+        Outcome::Complete
     }
 }
 
+/// One tag, unless a refusal closed its project or the run; what it meets may close them in turn.
 async fn run_task(context: &TaskContext, planned: &Planned) -> Result<TagOutcome, CopyError> {
+    if let Some(refused) = context.stops.refusal_before(&planned.target_repository) {
+        return Err(refused);
+    }
+    let result = copy_or_verify(context, planned).await;
+    if let Err(error) = &result {
+        context.stops.after(&planned.target_repository, error);
+    }
+    result
+}
+
+async fn copy_or_verify(context: &TaskContext, planned: &Planned) -> Result<TagOutcome, CopyError> {
     let (repository, digest) = (&planned.target_repository, &planned.found.digest);
     match context.mode {
         SyncMode::Sync => {
@@ -106,7 +122,7 @@ async fn run_task(context: &TaskContext, planned: &Planned) -> Result<TagOutcome
             };
             copy_one(&context.copier, harbor, repository, planned.found.tag.as_deref(), digest, &replace).await
         }
-        SyncMode::Verify => verify_one(&context.target.registry, repository, planned.reference(), digest).await,
+        SyncMode::Verify => verify_one(&context.copier, repository, planned.reference(), digest).await,
     }
 }
 
@@ -119,8 +135,11 @@ async fn copy_one(
     replace: &Replace,
 ) -> Result<TagOutcome, CopyError> {
     if let Some(harbor) = harbor {
-        let project = repository.split('/').next().unwrap_or(repository);
-        harbor.ensure_project(project).await.map_err(|e| CopyError::Target(e.to_string()))?;
+        let project = project_of(repository);
+        if harbor.ensure_project(project).await? == ProjectReady::Created {
+            // Harbor ignores a token issued before its project was created.
+            copier.target().forget_tokens_for(project).await;
+        }
     }
     match tag {
         Some(tag) => copier.copy_tag(repository, tag, digest, replace).await,
@@ -129,14 +148,17 @@ async fn copy_one(
 }
 
 async fn verify_one(
-    target: &RegistryClient,
+    copier: &Copier,
     repository: &str,
     reference: &str,
     digest: &Digest,
 ) -> Result<TagOutcome, CopyError> {
-    match target.manifest_digest(repository, reference).await? {
-        Some(found) if &found == digest => Ok(TagOutcome::AlreadyThere),
-        Some(found) => Err(CopyError::Target(format!("the target's tag points at {found}, the source's at {digest}"))),
+    match copier.target_manifest(repository, reference).await? {
+        Some(found) if &found.digest == digest && found.pull_blocked => Ok(TagOutcome::PullBlocked),
+        Some(found) if &found.digest == digest => Ok(TagOutcome::AlreadyThere),
+        Some(found) => {
+            Err(CopyError::Target(format!("the target's tag points at {}, the source's at {digest}", found.digest)))
+        }
         None => Err(CopyError::Target("missing on the target".to_string())),
     }
 }

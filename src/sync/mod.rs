@@ -10,9 +10,11 @@
 mod dry_run;
 mod execute;
 mod gone;
+mod plan;
 mod record;
 mod select;
 mod skip;
+mod stops;
 mod summary;
 mod target;
 
@@ -31,6 +33,7 @@ use crate::registry::credentials::Credentials;
 use crate::run::{start_reporting, Outcome, Reporting};
 use crate::scan::{self, FinishedRepositories, RequestCounts, ScanItem, ScanOptions};
 use crate::storage::{BlobStore, Source};
+pub use plan::PlanFormat;
 use record::{JournalRun, Record};
 pub use select::{Found, Planned, Selected, Selection};
 pub use target::Target;
@@ -79,23 +82,32 @@ trait Consumer {
     async fn gone(&mut self, gone: gone::GoneTag, record: &mut Record) {
         record.gone_kept(&gone);
     }
-    /// Waits for everything taken, and records it.
-    async fn finish(self, record: &mut Record);
+    /// Waits for everything taken, and records it; the consumer's own verdict on the run.
+    async fn finish(self, record: &mut Record) -> Outcome;
 }
 
 /// Copies (or verifies) every selected tag as the scan finds it.
 pub fn run_sync(plan: SyncPlan) -> anyhow::Result<Outcome> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(sync(plan))
+    runtime.block_on(sync(plan, None))
 }
 
-async fn sync(plan: SyncPlan) -> anyhow::Result<Outcome> {
+/// Plans a sync (`rehydrate plan`): the same stream, read and counted, nothing written anywhere.
+pub fn run_plan(plan: SyncPlan, format: PlanFormat) -> anyhow::Result<Outcome> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(sync(plan, Some(format)))
+}
+
+async fn sync(plan: SyncPlan, planning: Option<PlanFormat>) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let target = Target::connect(&plan).await?;
     let blobs = BlobStore::connect(&plan.source, &plan.options.object).await.context("opening the source storage")?;
     let journal = open_journal(&plan)?;
     let copier = Copier::new(Arc::new(blobs), target.registry.clone(), plan.chunk_size, plan.in_place);
-    let copier = Arc::new(copier.with_journal(journal.as_ref().map(|run| run.journal.clone())));
+    let copier =
+        copier.with_journal(journal.as_ref().map(|run| run.journal.clone())).with_harbor(target.harbor.clone());
+    let copier = Arc::new(copier);
+    let stops = Arc::new(stops::Stops::default());
     let flusher = journal.as_ref().map(|run| run.journal.start_flushing());
 
     let requests = Arc::new(RequestCounts::default());
@@ -107,8 +119,12 @@ async fn sync(plan: SyncPlan) -> anyhow::Result<Outcome> {
     let finished_journal = journal.as_ref().map(|run| run.journal.clone());
     let mut record =
         Record::new(live.clone(), plan.mode, journal, plan.selection.mapping.clone(), plan.reporting.quiet);
+    record.stops = stops.clone();
 
-    let flowed = if plan.dry_run {
+    let flowed = if let Some(format) = planning {
+        let planner = plan::Planner::new(copier, target, format)?;
+        flow(items, scan_thread, &plan.selection, &mut record, planner).await
+    } else if plan.dry_run {
         flow(items, scan_thread, &plan.selection, &mut record, dry_run::DryRun::new(copier, target)).await
     } else {
         let context = execute::TaskContext {
@@ -117,6 +133,7 @@ async fn sync(plan: SyncPlan) -> anyhow::Result<Outcome> {
             mode: plan.mode,
             override_tags: plan.override_tags,
             delete: plan.delete,
+            stops,
         };
         let tasks = execute::Tasks::new(context, plan.push_concurrency);
         flow(items, scan_thread, &plan.selection, &mut record, tasks).await
@@ -125,31 +142,54 @@ async fn sync(plan: SyncPlan) -> anyhow::Result<Outcome> {
         flusher.abort();
     }
     if let Some(journal) = &finished_journal {
-        if flowed.is_ok() {
+        // A run stopped part-way (read-only mode) leaves its pass open: the next run carries it on.
+        if matches!(flowed, Ok((FlowEnd::Finished, _))) {
             journal.finish_run();
         }
         close_journal(journal)?;
     }
-    flowed?;
+    let (_, verdict) = flowed?;
     reporter.stop();
+    if planning.is_some() {
+        return Ok(worst(verdict, outcome(&live)));
+    }
     note_tagless_storage(&plan, &live);
     summary::print(&plan, &live, started);
-    Ok(outcome(&live))
+    Ok(worst(verdict, outcome(&live)))
+}
+
+fn worst(a: Outcome, b: Outcome) -> Outcome {
+    if a == Outcome::Partial || b == Outcome::Partial {
+        Outcome::Partial
+    } else {
+        Outcome::Complete
+    }
+}
+
+/// How the data flow ended.
+enum FlowEnd {
+    /// Every item was taken.
+    Finished,
+    /// A refusal (read-only mode) stopped the run part-way.
+    Stopped,
 }
 
 /// The data flow of a run: every scan item is either bookkeeping (repositories, problems), or a tag
 /// that is selected, skipped when the journal has it, and otherwise handed to the consumer. At the end
 /// of each repository's listing, and once the whole listing is known to be complete, the tags gone from
-/// the source go to the consumer too.
+/// the source go to the consumer too. A refusal that closes the run stops it at the next item.
 async fn flow<C: Consumer>(
     mut items: Receiver<ScanItem>,
     scan_thread: std::thread::JoinHandle<std::io::Result<()>>,
     selection: &Selection,
     record: &mut Record,
     mut consumer: C,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(FlowEnd, Outcome)> {
     while let Some(item) = items.recv().await {
         consumer.collect(record);
+        if record.stops.run_stopped() {
+            break;
+        }
         match Found::from_item(item) {
             Ok(found) => take_found(found, selection, record, &mut consumer).await?,
             Err(ScanItem::RepositoryEnd { name }) => {
@@ -161,19 +201,24 @@ async fn flow<C: Consumer>(
             Err(other) => record.bookkeeping(other),
         }
     }
+    // Dropping the channel tells the walk to stop, if the run stopped before the listing ended.
+    drop(items);
     record.live.mark_listing_finished();
-    // A listing that failed as a whole says nothing of what is gone.
+    // A listing that failed as a whole, or was stopped, says nothing of what is gone.
     let scanned = tokio::task::spawn_blocking(move || scan_thread.join().expect("the scan thread panicked"))
         .await
         .expect("joining the scan thread")
         .context("scanning the source");
-    if scanned.is_ok() {
+    let stopped = record.stops.run_stopped();
+    if scanned.is_ok() && !stopped {
         for gone in record.gone_from_unseen_repositories()? {
             consumer.gone(gone, record).await;
         }
     }
-    consumer.finish(record).await;
-    scanned
+    let verdict = consumer.finish(record).await;
+    scanned?;
+    let end = if stopped || record.stops.run_stopped() { FlowEnd::Stopped } else { FlowEnd::Finished };
+    Ok((end, verdict))
 }
 
 /// A tag the scan found: selected, skipped when the journal has it, or handed to the consumer.
@@ -268,7 +313,7 @@ fn note_tagless_storage(plan: &SyncPlan, live: &Live) {
 
 fn outcome(live: &Live) -> Outcome {
     let run = &live.run;
-    if get(&run.failed) > 0 || get(&run.source_errors) > 0 || get(&run.left_alone) > 0 {
+    if get(&run.failed) > 0 || get(&run.source_errors) > 0 || get(&run.left_alone) > 0 || run.refused() > 0 {
         Outcome::Partial
     } else {
         Outcome::Complete

@@ -7,11 +7,13 @@ use std::sync::Arc;
 
 use super::gone::{self, GoneTag, Removal};
 use super::select::{Found, Planned};
+use super::stops::Stops;
 use super::SyncMode;
 use crate::copy::{CopyError, TagOutcome};
 use crate::filter::NameMapping;
 use crate::journal::{Journal, JournalError};
 use crate::progress::{bump, get, Live};
+use crate::registry::refusal::RefusalClass;
 use crate::run::ProblemPrinter;
 use crate::scan::{ItemError, ScanItem};
 
@@ -46,6 +48,8 @@ pub struct Record {
     mode: SyncMode,
     printer: ProblemPrinter,
     open: OpenRepositories,
+    /// What Harbor's refusals have closed (shared with the tasks).
+    pub stops: Arc<Stops>,
 }
 
 impl Record {
@@ -56,7 +60,15 @@ impl Record {
         mapping: NameMapping,
         quiet: bool,
     ) -> Record {
-        Record { live, journal, mapping, mode, printer: ProblemPrinter::new(quiet), open: OpenRepositories::default() }
+        Record {
+            live,
+            journal,
+            mapping,
+            mode,
+            printer: ProblemPrinter::new(quiet),
+            open: OpenRepositories::default(),
+            stops: Arc::default(),
+        }
     }
 
     pub fn journal(&self) -> Option<&Journal> {
@@ -173,6 +185,23 @@ impl Record {
             (Ok(TagOutcome::AlreadyThere), SyncMode::Verify) => {
                 self.live.mark_done();
                 bump(&counts.verified)
+            }
+            (Ok(TagOutcome::PullBlocked), _) => {
+                bump(&counts.pull_blocked);
+                self.printer.warning(format!("{}: present, pulls blocked by policy", planned.label()));
+            }
+            (Err(CopyError::Refused { class: RefusalClass::ReadOnly, message }), _) => {
+                if get(counts.refusals_of(RefusalClass::ReadOnly)) == 0 {
+                    crate::log::error(format!(
+                        "Harbor is in read-only mode ({message}): the run stops here, its journal committed; run the \
+                         same command again once Harbor takes writes, and it carries on"
+                    ));
+                }
+                bump(counts.refusals_of(RefusalClass::ReadOnly));
+            }
+            (Err(error @ CopyError::Refused { .. }), _) => {
+                bump(counts.refusals_of(error.refusal().expect("a refusal")));
+                self.printer.error(format!("{}: {error}", planned.label()));
             }
             (Err(error @ CopyError::TagDiffers { .. }), _) => {
                 bump(&counts.left_alone);

@@ -5,6 +5,7 @@ use std::time::Instant;
 use super::{SyncMode, SyncPlan};
 use crate::inventory::{human_bytes, human_duration};
 use crate::progress::{get, Live};
+use crate::registry::refusal::RefusalClass;
 use crate::run::log_storage_requests;
 
 pub fn print(plan: &SyncPlan, live: &Live, started: Instant) {
@@ -20,6 +21,7 @@ pub fn print(plan: &SyncPlan, live: &Live, started: Instant) {
     if plan.mode == SyncMode::Sync && plan.journal.is_some() {
         print_catch_up(live);
     }
+    print_refusals(live);
     log_storage_requests(&live.requests);
     let resumed = get(&live.run.repositories_resumed);
     if resumed > 0 {
@@ -29,12 +31,35 @@ pub fn print(plan: &SyncPlan, live: &Live, started: Instant) {
     }
     print_timeline(plan.mode, live, started);
     let counts = &live.run;
-    if get(&counts.failed) > 0 || get(&counts.source_errors) > 0 || get(&counts.left_alone) > 0 {
+    if get(&counts.failed) > 0 || get(&counts.source_errors) > 0 || get(&counts.left_alone) > 0 || counts.refused() > 0
+    {
         crate::log::info(format!(
-            "the run is PARTIAL: {} tags failed, {} left alone, {} source items could not be read",
+            "the run is PARTIAL: {} tags failed, {} left alone, {} refused by Harbor's policies, {} source items could \
+             not be read",
             get(&counts.failed),
             get(&counts.left_alone),
+            counts.refused(),
             get(&counts.source_errors)
+        ));
+    }
+}
+
+/// Tags refused by Harbor's policies, by class; and those present whose pulls a policy blocks.
+fn print_refusals(live: &Live) {
+    let counts = &live.run;
+    if counts.refused() > 0 {
+        let by_class: Vec<String> = RefusalClass::ALL
+            .iter()
+            .filter(|class| get(counts.refusals_of(**class)) > 0)
+            .map(|class| format!("{} {}", get(counts.refusals_of(*class)), class.name()))
+            .collect();
+        crate::log::info(format!("refused by Harbor's policies: {}", by_class.join(", ")));
+    }
+    if get(&counts.pull_blocked) > 0 {
+        crate::log::info(format!(
+            "{} tags are present with the right digest, pulls blocked by policy (content trust or vulnerability \
+             prevention)",
+            get(&counts.pull_blocked)
         ));
     }
 }
@@ -85,11 +110,13 @@ fn sync_totals(live: &Live) -> String {
 fn verify_totals(live: &Live) -> String {
     let counts = &live.run;
     format!(
-        "{} tags selected ({} filtered out): {} match, {} do not; {} source errors",
+        "{} tags selected ({} filtered out): {} match, {} do not; {} of the matching present with pulls blocked by \
+         policy; {} source errors",
         selected(live),
         get(&counts.filtered),
-        get(&counts.verified),
+        get(&counts.verified) + get(&counts.pull_blocked),
         get(&counts.failed),
+        get(&counts.pull_blocked),
         get(&counts.source_errors)
     )
 }

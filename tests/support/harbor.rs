@@ -576,7 +576,8 @@ async fn registry_api(shared: &Shared, request: Request<Incoming>) -> Response<B
             // A mount of a blob Harbor knows is charged to the project (once).
             let known = mount.as_ref().and_then(|d| shared.state.lock().unwrap().blobs.get(d).map(|s| (d.clone(), *s)));
             if let Some(blob) = &known {
-                if let Some(message) = over_quota(&shared.state.lock().unwrap(), &project, std::slice::from_ref(blob)) {
+                let over = over_quota(&shared.state.lock().unwrap(), &project, std::slice::from_ref(blob));
+                if let Some(message) = over {
                     return refuse(shared, "quota", &method, &path, StatusCode::FORBIDDEN, "DENIED", &message);
                 }
             }
@@ -606,7 +607,8 @@ async fn registry_api(shared: &Shared, request: Request<Incoming>) -> Response<B
                 length => length,
             };
             let blob = (digest.clone(), length);
-            if let Some(message) = over_quota(&shared.state.lock().unwrap(), &project, std::slice::from_ref(&blob)) {
+            let over = over_quota(&shared.state.lock().unwrap(), &project, std::slice::from_ref(&blob));
+            if let Some(message) = over {
                 return refuse(shared, "quota", &method, &path, StatusCode::FORBIDDEN, "DENIED", &message);
             }
             let response = proxy(shared, request).await;

@@ -1,0 +1,205 @@
+//! Into a Harbor full of policies (the emulator, following Harbor v2.15.2's middlewares): in one sync,
+//! beside a healthy project, a project over its storage quota, an immutable rule with a tag already
+//! there (same digest) and a re-pointed one, a proxy-cache project, a content-trust project, and a
+//! robot pushing outside its projects. Each refused item is named with its class, counted by class,
+//! never asked again; the healthy project lands and verifies; after the quota is raised the same command
+//! completes that project. Read-only mode switched on in the middle of a run stops it at once, with one
+//! message, and the same command later finishes with nothing pushed twice.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::harbor::*;
+use support::images::*;
+use support::*;
+
+const EXIT_PARTIAL: i32 = 3;
+
+fn env_of(user: &str, password: &str) -> Vec<(&'static str, String)> {
+    vec![("REHYDRATE_TARGET_USERNAME", user.to_string()), ("REHYDRATE_TARGET_PASSWORD", password.to_string())]
+}
+
+/// The JSON summary's refusals by class.
+fn refusals(stderr: &[u8]) -> BTreeMap<String, u64> {
+    let summary = String::from_utf8_lossy(stderr)
+        .lines()
+        .rev()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line.get("refusals").is_some())
+        .expect("a JSON summary");
+    summary["refusals"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap())).collect()
+}
+
+fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+/// A layer of `len` bytes that no other image shares.
+fn push_sized(registry: &Registry, repository: &str, tag: &str, seed: u64, len: usize) -> String {
+    push_image_with_layer(registry, repository, Some(tag), Kind::Oci, &format!("{repository}:{tag}"), noise(seed, len))
+        .0
+}
+
+#[test]
+fn every_refusal_by_policy_is_handled_by_its_class() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = Registry::start(source_dir.path());
+    for tag in ["v1", "v2"] {
+        push_image(&source, "team/app", Some(tag), Kind::Oci, &format!("team {tag}"));
+    }
+    for (n, repository) in ["small/a", "small/b", "small/c"].iter().enumerate() {
+        push_sized(&source, repository, "v1", n as u64 + 1, 2000);
+    }
+    push_image(&source, "frozen/app", Some("v1"), Kind::Oci, "frozen v1");
+    push_image(&source, "frozen/app", Some("v2"), Kind::Oci, "frozen v2, re-pointed at the source");
+    push_image(&source, "cache/app", Some("v1"), Kind::Oci, "cache");
+    push_image(&source, "signed/app", Some("v1"), Kind::Oci, "signed");
+    push_image(&source, "other/app", Some("v1"), Kind::Oci, "other");
+    let root = source.root.to_str().unwrap().to_string();
+
+    let harbor_dir = tempfile::tempdir().unwrap();
+    let harbor = HarborEmulator::start(harbor_dir.path());
+    // Before the policies: frozen and signed already hold tags (frozen/app:v2 at another digest).
+    let earlier_dir = tempfile::tempdir().unwrap();
+    let earlier = Registry::start(earlier_dir.path());
+    push_image(&earlier, "frozen/app", Some("v1"), Kind::Oci, "frozen v1");
+    push_image(&earlier, "frozen/app", Some("v2"), Kind::Oci, "frozen v2, as it was");
+    push_image(&earlier, "signed/app", Some("v1"), Kind::Oci, "signed");
+    let earlier_root = earlier.root.to_str().unwrap().to_string();
+    let pre =
+        rehydrate_with_env(&["sync", &earlier_root, &harbor.url, "--plain-http", "--no-journal"], &harbor.env_admin());
+    assert!(pre.status.success(), "{}", String::from_utf8_lossy(&pre.stderr));
+    harbor.add_project("cache");
+    {
+        let mut state = harbor.state.lock().unwrap();
+        state.proxy_cache.insert("cache".into());
+        state.content_trust.insert("signed".into());
+        state.immutable.insert("frozen".into(), vec!["v*".into()]);
+        state.quotas.insert("small".into(), 3000);
+        state.limited_robot_projects.extend(["team", "small", "frozen", "cache", "signed"].map(String::from));
+    }
+    let refused_before = harbor.state.lock().unwrap().refusals.clone();
+    assert!(refused_before.is_empty());
+
+    let robot = env_of(LIMITED_ROBOT, LIMITED_ROBOT_PASSWORD);
+    let args = ["sync", &root, &harbor.url, "--plain-http", "--override", "--no-journal", "--push-concurrency", "1"];
+    let mut json_args = args.to_vec();
+    json_args.extend(["--log-format", "json"]);
+    let run = rehydrate_with_env(&json_args, &robot);
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert_eq!(run.status.code(), Some(EXIT_PARTIAL), "{stderr}");
+    let expected = [("quota", 2), ("immutable", 1), ("read_only", 0), ("proxy_cache", 1), ("permission", 1)];
+    assert_eq!(refusals(&run.stderr), counts(&expected), "{stderr}");
+
+    // Each refused item is named with its class.
+    for (item, class) in [
+        ("frozen/app:v2 -> frozen/app:v2", "immutable"),
+        ("cache/app:v1 -> cache/app:v1", "proxy_cache"),
+        ("other/app:v1 -> other/app:v1", "permission"),
+    ] {
+        assert!(stderr.contains(&format!("{item}: refused by Harbor ({class})")), "{item}: {stderr}");
+    }
+    assert!(stderr.contains("is a proxy-cache project"), "{stderr}");
+    assert!(stderr.contains("signed/app:v1 -> signed/app:v1: present, pulls blocked by policy"), "{stderr}");
+    let state = harbor.state.lock().unwrap();
+    // Nothing Harbor refused by policy was asked again, and the proxy-cache project was never pushed to.
+    let repeated: Vec<_> = state.refusals.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(repeated.is_empty(), "asked again after a refusal: {repeated:?}");
+    assert_eq!(state.refused("proxy_cache"), 0, "the project API told it before any push");
+    assert_eq!(state.refused("quota"), 1, "the third tag of the full project was not even tried");
+    assert!(state.paths.keys().all(|path| !path.contains("/v2/cache/")), "no request into the proxy cache");
+    let small: Vec<_> = state.tags.keys().filter(|(r, _)| r.starts_with("small/")).collect();
+    assert_eq!(small.len(), 1, "one image fits the quota: {small:?}");
+    assert!(state.usage("small") <= 3000);
+    let frozen_v2 = state.tags.get(&("frozen/app".to_string(), "v2".to_string())).cloned();
+    drop(state);
+    assert_ne!(frozen_v2, source.head_manifest("frozen/app", "v2"), "the immutable tag kept its digest");
+
+    // The healthy project is complete and verifies; verify reads the signed one through the API.
+    let verify = rehydrate_with_env(
+        &["verify", &root, &harbor.url, "--plain-http", "--include", "{team,signed}/**"],
+        &harbor.env_admin(),
+    );
+    let verified = String::from_utf8_lossy(&verify.stderr);
+    assert!(verify.status.success(), "{verified}");
+    assert!(
+        verified.contains("3 match, 0 do not; 1 of the matching present with pulls blocked by policy"),
+        "{verified}"
+    );
+
+    // The quota raised, the same command completes the project.
+    harbor.state.lock().unwrap().quotas.insert("small".into(), 1 << 20);
+    let again = rehydrate_with_env(&json_args, &robot);
+    let expected = [("quota", 0), ("immutable", 1), ("read_only", 0), ("proxy_cache", 1), ("permission", 1)];
+    assert_eq!(refusals(&again.stderr), counts(&expected), "{}", String::from_utf8_lossy(&again.stderr));
+    let small = harbor.state.lock().unwrap().tags.keys().filter(|(r, _)| r.starts_with("small/")).count();
+    assert_eq!(small, 3);
+}
+
+#[test]
+fn read_only_mode_stops_the_run_at_once_and_the_same_command_finishes_later() {
+    let fixture = written_fixture();
+    for n in 0..30 {
+        push_image(
+            &fixture.registry,
+            &format!("bulk/r{}", n % 10),
+            Some(&format!("t{n}")),
+            Kind::Oci,
+            &format!("bulk {n}"),
+        );
+    }
+    let harbor_dir = tempfile::tempdir().unwrap();
+    let harbor = HarborEmulator::start(harbor_dir.path());
+    let journal_dir = tempfile::tempdir().unwrap();
+    let journal = journal_dir.path().join("j.redb");
+    let root = fixture.root().to_string();
+    let command = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rehydrate"));
+        command
+            .args(["sync", &root, &harbor.url, "--plain-http", "--push-concurrency", "2"])
+            .arg("--journal")
+            .arg(&journal)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .envs(harbor.env_admin());
+        command
+    };
+    let mut child = command().stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let accepted = || harbor.state.lock().unwrap().manifests_accepted.len();
+    while accepted() < 10 {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before read-only mode");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let requests_then = harbor.state.lock().unwrap().requests.values().sum::<u64>();
+    harbor.state.lock().unwrap().read_only = true;
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(EXIT_PARTIAL), "{stderr}");
+    assert_eq!(stderr.matches("Harbor is in read-only mode").count(), 1, "one clear message: {stderr}");
+    let after = harbor.state.lock().unwrap().requests.values().sum::<u64>() - requests_then;
+    // The tasks in flight (2) finish their current step; nothing new is started.
+    assert!(after <= 12, "{after} requests after read-only mode was switched on: {stderr}");
+    let landed = accepted();
+    assert!(landed < FIXTURE_TAGS + 30, "stopped before the end");
+    let status = rehydrate(&["status", "--journal", journal.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("stopped part-way: the next run resumes it"));
+
+    harbor.state.lock().unwrap().read_only = false;
+    let last = command().output().unwrap();
+    let stderr = String::from_utf8_lossy(&last.stderr);
+    assert!(last.status.success(), "{stderr}");
+    assert!(stderr.contains("resuming pass 1"), "{stderr}");
+    let state = harbor.state.lock().unwrap();
+    let twice: Vec<_> = state.manifests_accepted.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "pushed twice: {twice:?}");
+    drop(state);
+    let mut expected = fixture.registry.inventory();
+    expected.retain(|(r, _, _)| !r.is_empty());
+    let tags: std::collections::BTreeSet<(String, String, String)> =
+        harbor.state.lock().unwrap().tags.iter().map(|((r, t), d)| (r.clone(), t.clone(), d.clone())).collect();
+    assert_eq!(tags, expected);
+}
