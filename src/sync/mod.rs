@@ -209,6 +209,7 @@ async fn flow<C: Consumer>(
         .await
         .expect("joining the scan thread")
         .context("scanning the source");
+    record.listing_failed = scanned.is_err();
     let stopped = record.stops.run_stopped();
     if scanned.is_ok() && !stopped {
         for gone in record.gone_from_unseen_repositories()? {

@@ -180,13 +180,17 @@ pub struct HarborView {
     pub fits: bool,
 }
 
-/// A source name Harbor would refuse, and a mapping that would work.
+/// A source name Harbor would refuse, and a mapping that would work. Names refused for their project
+/// are one entry per project (`source` the first of them, `repositories` how many).
 #[derive(Debug, Serialize)]
 pub struct RefusedName {
     pub source: String,
     pub target: String,
     pub reason: String,
     pub suggestion: String,
+    pub repositories: u64,
+    #[serde(skip)]
+    project_wide: bool,
 }
 
 /// Two source repositories mapped onto one target repository.
@@ -206,6 +210,8 @@ pub struct Planner {
     scratch: Scratch,
     projects: BTreeMap<String, ProjectPlan>,
     refused_names: Vec<RefusedName>,
+    /// Names refused for their project, one entry per project.
+    refused_projects: BTreeMap<String, RefusedName>,
     refused_count: u64,
     collisions: Vec<Collision>,
     collision_count: u64,
@@ -221,6 +227,7 @@ impl Planner {
             scratch: Scratch::create()?,
             projects: BTreeMap::new(),
             refused_names: Vec::new(),
+            refused_projects: BTreeMap::new(),
             refused_count: 0,
             collisions: Vec::new(),
             collision_count: 0,
@@ -237,7 +244,13 @@ impl Planner {
                 self.projects.entry(project_of(target).to_string()).or_default().repositories += 1;
                 if let Some(refused) = refused_name(source, target) {
                     self.refused_count += 1;
-                    if self.refused_names.len() < LISTED {
+                    if refused.project_wide {
+                        let project = project_of(target).to_string();
+                        self.refused_projects
+                            .entry(project)
+                            .or_insert(RefusedName { repositories: 0, ..refused })
+                            .repositories += 1;
+                    } else if self.refused_names.len() < LISTED {
                         self.refused_names.push(refused);
                     }
                 }
@@ -337,7 +350,8 @@ impl Planner {
 /// Why Harbor would refuse a target repository name, with a mapping that would work.
 fn refused_name(source: &str, target: &str) -> Option<RefusedName> {
     let refused = |reason: String, suggestion: String| {
-        Some(RefusedName { source: source.into(), target: target.into(), reason, suggestion })
+        let (source, target) = (source.into(), target.into());
+        Some(RefusedName { source, target, reason, suggestion, repositories: 1, project_wide: false })
     };
     let project = project_of(target);
     if !target.contains('/') {
@@ -348,10 +362,13 @@ fn refused_name(source: &str, target: &str) -> Option<RefusedName> {
     }
     if !crate::filter::is_harbor_project_name(project) {
         let fixed = harbor_project_name(project);
-        return refused(
+        let source_project = project_of(source);
+        let mut name = refused(
             format!("{project:?} is not a valid Harbor project name (^[a-z0-9]+(?:[._-][a-z0-9]+)*$)"),
-            format!("--include '{source}' --dest-namespace {fixed} --flatten 1"),
-        );
+            format!("--include '{source_project}/**' --dest-namespace {fixed} --flatten 1"),
+        )?;
+        name.project_wide = true;
+        return Some(name);
     }
     if target.len() > 255 {
         return refused(
@@ -405,7 +422,10 @@ impl Consumer for Planner {
         }
     }
 
-    async fn finish(mut self, _record: &mut Record) -> Outcome {
+    async fn finish(mut self, record: &mut Record) -> Outcome {
+        if record.listing_failed {
+            return Outcome::Partial; // a plan of part of the storage would understate everything
+        }
         self.ask_harbor().await;
         let (held, _) = self.scratch.count(HELD).unwrap_or_default();
         let (moved_blobs, moved_bytes) = self.scratch.count(MOVED).unwrap_or_default();
@@ -452,7 +472,7 @@ fn print_json(planner: &Planner, totals: &Totals) {
             value["project"] = name.clone().into();
             value
         }).collect::<Vec<_>>(),
-        "refused_names": planner.refused_names,
+        "refused_names": planner.refused_projects.values().chain(&planner.refused_names).collect::<Vec<_>>(),
         "collisions": planner.collisions,
         "totals": totals,
     });
@@ -474,9 +494,13 @@ fn print_table(planner: &Planner, totals: &Totals) {
             human_bytes(plan.bytes)
         );
     }
-    for refused in &planner.refused_names {
+    for refused in planner.refused_projects.values().chain(&planner.refused_names) {
+        let more = match refused.repositories {
+            1 => String::new(),
+            n => format!(" (and {} more repositories of the project)", n - 1),
+        };
         println!(
-            "refused name: {} -> {}: {}; try {}",
+            "refused name: {} -> {}{more}: {}; try {}",
             refused.source, refused.target, refused.reason, refused.suggestion
         );
     }
@@ -526,7 +550,10 @@ mod tests {
         let one = refused_name("alpine", "alpine").unwrap();
         assert!(one.suggestion.contains("--dest-namespace library"), "{one:?}");
         let separators = refused_name("org--x/app", "org--x/app").unwrap();
-        assert!(separators.suggestion.contains("--dest-namespace org-x --flatten 1"), "{separators:?}");
+        assert!(
+            separators.suggestion.contains("--include 'org--x/**' --dest-namespace org-x --flatten 1"),
+            "{separators:?}"
+        );
         let long = format!("p/{}", "a".repeat(260));
         assert!(refused_name(&long, &long).unwrap().reason.contains("at most 255"));
         assert_eq!(harbor_project_name("my__org"), "my_org");

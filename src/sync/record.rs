@@ -50,6 +50,8 @@ pub struct Record {
     open: OpenRepositories,
     /// What Harbor's refusals have closed (shared with the tasks).
     pub stops: Arc<Stops>,
+    /// The listing failed as a whole: what was counted is not all there is.
+    pub listing_failed: bool,
 }
 
 impl Record {
@@ -68,6 +70,7 @@ impl Record {
             printer: ProblemPrinter::new(quiet),
             open: OpenRepositories::default(),
             stops: Arc::default(),
+            listing_failed: false,
         }
     }
 
