@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The scale benchmark (by hand): 10,000 and 300,000 repositories synced into the real registry, beside
-# the catalog path. 300,000 repositories are about 30 files and folders each, source and target: tens of
-# GiB in 4 KiB blocks. As root, the trees go on a sparse ext4 image with inline data (link files live in
-# their inodes); otherwise in target/bench-data, which needs the space.
+# The benchmarks at scale (by hand): `scale` (the default: 10,000 and 300,000 repositories synced into
+# the real registry, beside the catalog path) or `plan` (rehydrate plan beside rehydrate scan), e.g.
+# `scripts/bench-scale.sh plan`. Both use the same cached trees. 300,000 repositories are about 30
+# files and folders each, source and target: tens of GiB in 4 KiB blocks. As root, the trees go on a
+# sparse ext4 image with inline data (link files live in their inodes); otherwise in target/bench-data,
+# which needs the space.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-servers.sh
@@ -19,4 +21,4 @@ if [ "$(id -u)" = 0 ] && [ -z "${REHYDRATE_BENCH_DIR:-}" ]; then
   fi
   export REHYDRATE_BENCH_DIR="$PWD/$mount_point"
 fi
-cargo bench --locked --bench scale
+cargo bench --locked --bench "${1:-scale}"

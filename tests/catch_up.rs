@@ -10,7 +10,6 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -275,18 +274,7 @@ fn a_catch_up_killed_in_the_middle_finishes_without_pushing_anything_twice() {
     let harbor = HarborEmulator::start(harbor_dir.path());
     let journal_dir = tempfile::tempdir().unwrap();
     let journal = journal_dir.path().join("journal.redb");
-    let root = source.root().to_string();
-    let command = || {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_rehydrate"));
-        command
-            .args(["sync", &root, &harbor.url, "--plain-http", "--push-concurrency", "1"])
-            .arg("--journal")
-            .arg(&journal)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap())
-            .envs(harbor.env_admin());
-        command
-    };
+    let command = || harbor.sync_command(source.root(), &journal, &["--push-concurrency", "1"]);
     assert!(command().output().unwrap().status.success());
 
     // Many new tags since: the catch-up has work enough to be killed in the middle of it.

@@ -9,7 +9,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -156,18 +155,7 @@ fn read_only_mode_stops_the_run_at_once_and_the_same_command_finishes_later() {
     let harbor = HarborEmulator::start(harbor_dir.path());
     let journal_dir = tempfile::tempdir().unwrap();
     let journal = journal_dir.path().join("j.redb");
-    let root = fixture.root().to_string();
-    let command = || {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_rehydrate"));
-        command
-            .args(["sync", &root, &harbor.url, "--plain-http", "--push-concurrency", "2"])
-            .arg("--journal")
-            .arg(&journal)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap())
-            .envs(harbor.env_admin());
-        command
-    };
+    let command = || harbor.sync_command(fixture.root(), &journal, &["--push-concurrency", "2"]);
     let mut child = command().stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let accepted = || harbor.state.lock().unwrap().manifests_accepted.len();
     while accepted() < 10 {

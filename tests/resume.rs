@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use rehydrate::synth::{generate, SynthSpec};
@@ -28,21 +27,12 @@ fn killed_runs_resume_without_pushing_anything_twice() {
     let harbor = HarborEmulator::start(harbor_dir.path());
     let journal = tempfile::tempdir().unwrap();
     let journal_path = journal.path().join("journal.redb");
-    let args = |program: &mut Command| {
-        program
-            .args(["sync", root, &harbor.url, "--plain-http", "--exclude", "org--*/**", "--push-concurrency", "2"])
-            .arg("--journal")
-            .arg(&journal_path)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap())
-            .envs(harbor.env_admin());
-    };
+    let command = || harbor.sync_command(root, &journal_path, &["--exclude", "org--*/**", "--push-concurrency", "2"]);
     let accepted = || harbor.state.lock().unwrap().tags.len();
 
     // Three runs killed at growing progress: 10%, 35%, 60% of the tags on the target.
     for share in [0.10, 0.35, 0.60] {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_rehydrate"));
-        args(&mut command);
+        let command = command();
         let goal = (truth.len() as f64 * share) as usize;
         assert!(
             run_and_kill(command, Duration::from_secs(60), || accepted() >= goal),
@@ -51,9 +41,7 @@ fn killed_runs_resume_without_pushing_anything_twice() {
         assert!(accepted() < truth.len(), "killed before the end ({share})");
     }
 
-    let mut command = Command::new(env!("CARGO_BIN_EXE_rehydrate"));
-    args(&mut command);
-    let last = command.output().unwrap();
+    let last = command().output().unwrap();
     let stderr = String::from_utf8_lossy(&last.stderr);
     assert!(last.status.success(), "{stderr}");
     // The journal carried the work across the kills: finished repositories are not even listed again.
@@ -93,9 +81,7 @@ fn killed_runs_resume_without_pushing_anything_twice() {
             .sum::<u64>()
     };
     let before = target_requests();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_rehydrate"));
-    args(&mut command);
-    let again = command.output().unwrap();
+    let again = command().output().unwrap();
     let again_stderr = String::from_utf8_lossy(&again.stderr);
     assert!(again.status.success(), "{again_stderr}");
     assert!(again_stderr.contains("pass 2 catches up"), "{again_stderr}");

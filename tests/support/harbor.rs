@@ -170,6 +170,21 @@ impl HarborEmulator {
         self.state.lock().unwrap().projects.insert(name.to_string());
     }
 
+    /// `rehydrate sync SOURCE <this Harbor> --plain-http --journal JOURNAL EXTRA...` as the administrator,
+    /// in a clean environment, for tests that start, kill and start it again.
+    pub fn sync_command(&self, source: &str, journal: &Path, extra: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new(super::rehydrate_binary());
+        command
+            .args(["sync", source, &self.url, "--plain-http"])
+            .arg("--journal")
+            .arg(journal)
+            .args(extra)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env_admin());
+        command
+    }
+
     pub fn env_admin(&self) -> Vec<(&'static str, String)> {
         vec![("REHYDRATE_TARGET_USERNAME", ADMIN.into()), ("REHYDRATE_TARGET_PASSWORD", ADMIN_PASSWORD.into())]
     }

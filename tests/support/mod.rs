@@ -333,7 +333,7 @@ pub fn rehydrate(args: &[&str]) -> Output {
 
 /// The `rehydrate` binary cargo built for this test or benchmark. Examples that share this support code
 /// do not run rehydrate, and cargo sets no path for them (hence no `env!`, which would not compile there).
-fn rehydrate_binary() -> &'static str {
+pub fn rehydrate_binary() -> &'static str {
     match option_env!("CARGO_BIN_EXE_rehydrate") {
         Some(path) => path,
         None => panic!("only tests and benchmarks run rehydrate"),
