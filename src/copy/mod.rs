@@ -410,13 +410,20 @@ impl Copier {
         cell.get_or_init(|| work).await.clone()
     }
 
-    /// HEAD, then mount, then upload.
+    /// Mount from a known home, or HEAD, then mount, then upload. A blob whose home is known (uploaded
+    /// by this run, or recorded in the journal) is mounted at once, without a HEAD: a catch-up's new and
+    /// moved tags mostly reuse blobs the target has.
     async fn ensure_blob(&self, repository: &str, blob: &Descriptor) -> Result<(), CopyError> {
         let upload = {
             let mut uploads = self.uploads.lock().await;
             sweep(&mut uploads);
             uploads.entry(blob.digest.clone()).or_default().clone()
         };
+        let known =
+            upload.get().and_then(|home| home.as_ref().ok().cloned()).or_else(|| self.journaled_home(&blob.digest));
+        if let Some(home) = known.filter(|home| home != repository) {
+            return self.mount_or_upload(repository, blob, &home).await;
+        }
         if self.target.blob_exists(repository, &blob.digest).await? {
             self.counts.blobs_present.fetch_add(1, Ordering::Relaxed);
             // Already there (an earlier run): later repositories can mount it from here.
@@ -439,7 +446,13 @@ impl Copier {
         if home == repository {
             return Ok(());
         }
-        let location = match self.target.mount_blob(repository, &blob.digest, &home).await {
+        self.mount_or_upload(repository, blob, &home).await
+    }
+
+    /// Mounts a blob from `home`; uploads it where the target opens a session instead or refuses the
+    /// mount.
+    async fn mount_or_upload(&self, repository: &str, blob: &Descriptor, home: &str) -> Result<(), CopyError> {
+        let location = match self.target.mount_blob(repository, &blob.digest, home).await {
             Ok(Mount::Mounted) => {
                 self.counts.blobs_mounted.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
