@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job end to end on a local demo: the real registry writes a sample layout (images of every
-# shape pushed through its API), rehydrate scans it, syncs every tag into a Harbor (the emulator of
+# shape pushed through its API), rehydrate scans it, plans the sync, syncs every tag into a Harbor (the emulator of
 # Harbor's control plane from the test support code, in front of a second real registry with token
 # auth), verifies the target, and syncs again to show that a re-run sends nothing. Needs only the Rust
 # toolchain; installs anything else it uses.
@@ -29,6 +29,8 @@ export REHYDRATE_TARGET_PASSWORD=Harbor12345-emulated
 
 echo "== rehydrate scan $source"
 "$bin/rehydrate" scan "$source" --untagged
+echo "== rehydrate plan $source $target: what the sync would put in each project, before it runs"
+"$bin/rehydrate" plan "$source" "$target" --plain-http
 echo "== rehydrate sync $source $target"
 "$bin/rehydrate" sync "$source" "$target" --plain-http
 echo "== rehydrate verify $source $target"

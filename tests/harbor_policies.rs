@@ -103,6 +103,10 @@ fn every_refusal_by_policy_is_handled_by_its_class() {
         assert!(stderr.contains(&format!("{item}: refused by Harbor ({class})")), "{item}: {stderr}");
     }
     assert!(stderr.contains("is a proxy-cache project"), "{stderr}");
+    assert!(
+        stderr.contains("was refused earlier: over its storage quota,") && stderr.contains("were missing"),
+        "{stderr}"
+    );
     assert!(stderr.contains("signed/app:v1 -> signed/app:v1: present, pulls blocked by policy"), "{stderr}");
     let state = harbor.state.lock().unwrap();
     // Nothing Harbor refused by policy was asked again, and the proxy-cache project was never pushed to.

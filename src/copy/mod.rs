@@ -299,7 +299,7 @@ impl Copier {
         // first, so that Harbor links the accessory to it.
         if let Some(subject) = cosign_subject(tag) {
             if self.source.read_small(&subject, 0).await?.is_some() {
-                self.once(repository, &subject, self.push_manifest(repository, subject.as_str(), &subject)).await?;
+                self.push_by_digest(repository, &subject).await?;
             }
         }
         self.push_manifest(repository, tag, digest).await?;
@@ -354,22 +354,12 @@ impl Copier {
         Box::pin(async move {
             let (manifest, bytes) = self.read_manifest(digest).await?;
             if let Some(subject) = manifest.subject() {
-                self.once(
-                    repository,
-                    &subject.digest,
-                    self.push_manifest(repository, subject.digest.as_str(), &subject.digest),
-                )
-                .await?;
+                self.push_by_digest(repository, &subject.digest).await?;
             }
             match &manifest {
                 Manifest::Index { children, .. } => {
                     for child in children {
-                        self.once(
-                            repository,
-                            &child.digest,
-                            self.push_manifest(repository, child.digest.as_str(), &child.digest),
-                        )
-                        .await?;
+                        self.push_by_digest(repository, &child.digest).await?;
                     }
                 }
                 Manifest::Image { .. } if self.in_place => {}
@@ -388,6 +378,19 @@ impl Copier {
             self.counts.manifests_pushed.fetch_add(1, Ordering::Relaxed);
             Ok(())
         })
+    }
+
+    /// A manifest another one needs first (an index's child, a subject), by its digest, once per
+    /// repository: checked on the target first, so that a child pushed by an earlier run that stopped
+    /// before its index is not sent again.
+    async fn push_by_digest(&self, repository: &str, digest: &Digest) -> Result<(), CopyError> {
+        let push = async {
+            if self.target_manifest(repository, digest.as_str()).await?.is_some() {
+                return Ok(());
+            }
+            self.push_manifest(repository, digest.as_str(), digest).await
+        };
+        self.once(repository, digest, push).await
     }
 
     async fn ensure_blobs(&self, repository: &str, blobs: &[Descriptor]) -> Result<(), CopyError> {

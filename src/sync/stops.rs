@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
 use crate::copy::CopyError;
-use crate::registry::refusal::RefusalClass;
+use crate::inventory::human_bytes;
+use crate::registry::refusal::{self, RefusalClass};
 
 #[derive(Default)]
 pub struct Stops {
@@ -45,8 +46,14 @@ impl Stops {
             return self.run.set(message.clone()).is_ok();
         }
         if class.stops_the_project() {
+            let why = match (class, refusal::quota_shortfall(message)) {
+                (RefusalClass::Quota, Some(missing)) => {
+                    format!("over its storage quota, {} were missing ({})", human_bytes(missing), short(message))
+                }
+                _ => short(message),
+            };
             let mut projects = self.projects.lock().expect("stops poisoned");
-            projects.entry(project_of(repository).to_string()).or_insert_with(|| (*class, short(message)));
+            projects.entry(project_of(repository).to_string()).or_insert((*class, why));
         }
         false
     }
@@ -75,8 +82,13 @@ mod tests {
         assert!(stops.refusal_before("p/r").is_none());
         assert!(!stops.after("p/r", &refused(RefusalClass::Immutable)), "an immutable tag is the tag's own matter");
         assert!(stops.refusal_before("p/other").is_none());
-        stops.after("p/r", &refused(RefusalClass::Quota));
-        assert_eq!(stops.refusal_before("p/other").and_then(|e| e.refusal()), Some(RefusalClass::Quota));
+        let quota =
+            "adding 21.0 MiB of storage resource, which when updated to current usage of 990.0 MiB will exceed \
+                     the configured upper limit of 1000.0 MiB.";
+        stops.after("p/r", &CopyError::Refused { class: RefusalClass::Quota, message: quota.into() });
+        let later = stops.refusal_before("p/other").unwrap();
+        assert_eq!(later.refusal(), Some(RefusalClass::Quota));
+        assert!(later.to_string().contains("11.0 MiB were missing"), "{later}");
         assert!(stops.refusal_before("q/r").is_none(), "other projects go on");
         assert!(stops.after("q/r", &refused(RefusalClass::ReadOnly)), "the first read-only refusal stops the run");
         assert!(!stops.after("q/r", &refused(RefusalClass::ReadOnly)), "once");

@@ -482,7 +482,16 @@ fn refuse(
 
 /// Harbor's quota message for `adding` bytes on top of `used`, over `limit`.
 fn quota_message(adding: u64, used: u64, limit: u64) -> String {
-    let mib = |bytes: u64| format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0));
+    // One decimal and a space, as in "adding 21.0 MiB of storage resource ..."; the unit by size.
+    let mib = |bytes: u64| {
+        let units = ["B", "KiB", "MiB", "GiB"];
+        let (mut value, mut unit) = (bytes as f64, 0);
+        while value >= 1024.0 && unit < units.len() - 1 {
+            value /= 1024.0;
+            unit += 1;
+        }
+        format!("{value:.1} {}", units[unit])
+    };
     format!(
         "adding {} of storage resource, which when updated to current usage of {} will exceed the configured upper limit of {}.",
         mib(adding),
