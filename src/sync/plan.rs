@@ -511,8 +511,8 @@ fn print_table(planner: &Planner, totals: &Totals) {
         );
     }
     println!(
-        "plan: {} projects, {} tags; {} in {} blobs to move; about {} requests; {} names Harbor would refuse, {} \
-         collisions; {}",
+        "plan: {} projects, {} tags; {} in {} blobs and manifests to move; about {} requests; {} names Harbor would \
+         refuse, {} collisions; {}",
         totals.projects,
         totals.tags,
         human_bytes(totals.bytes_to_move),
