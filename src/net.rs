@@ -137,9 +137,11 @@ pub async fn fetch_with_retries(
     loop {
         let response = send_with_retries(side, operation, &build).await?;
         let status = response.status();
+        // Reading the body fails only when the answer was cut off or stalled (reqwest may call that a
+        // decode error): ask again.
         match response.bytes().await {
             Ok(body) => return Ok((status, body)),
-            Err(error) if is_transient_error(&error) && backoff.wait(None).await => continue,
+            Err(error) if (is_transient_error(&error) || error.is_decode()) && backoff.wait(None).await => continue,
             Err(error) => return Err(error),
         }
     }
