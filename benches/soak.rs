@@ -113,15 +113,7 @@ fn main() {
 
     proxy.stop_faults();
     let injected = proxy.state.lock().unwrap().injected.clone();
-    let pushed_twice: Vec<_> = harbor
-        .state
-        .lock()
-        .unwrap()
-        .manifests_accepted
-        .iter()
-        .filter(|(_, n)| **n > 1)
-        .map(|(k, _)| k.clone())
-        .collect();
+    let pushed_twice = harbor.state.lock().unwrap().pushed_twice();
     assert!(pushed_twice.is_empty(), "manifests accepted twice: {pushed_twice:?}");
     assert_eq!(landed(), truth.len(), "every tag is on the target");
     let verify = rehydrate_with_env(

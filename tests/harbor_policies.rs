@@ -191,7 +191,7 @@ fn read_only_mode_stops_the_run_at_once_and_the_same_command_finishes_later() {
     assert!(last.status.success(), "{stderr}");
     assert!(stderr.contains("resuming pass 1"), "{stderr}");
     let state = harbor.state.lock().unwrap();
-    let twice: Vec<_> = state.manifests_accepted.iter().filter(|(_, n)| **n > 1).collect();
+    let twice = state.pushed_twice();
     assert!(twice.is_empty(), "pushed twice: {twice:?}");
     drop(state);
     let mut expected = fixture.registry.inventory();

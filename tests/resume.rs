@@ -50,15 +50,7 @@ fn killed_runs_resume_without_pushing_anything_twice() {
         "finished repositories were not listed again: {stderr}"
     );
 
-    let pushed_twice: Vec<_> = harbor
-        .state
-        .lock()
-        .unwrap()
-        .manifests_accepted
-        .iter()
-        .filter(|(_, n)| **n > 1)
-        .map(|(k, _)| k.clone())
-        .collect();
+    let pushed_twice = harbor.state.lock().unwrap().pushed_twice();
     assert!(pushed_twice.is_empty(), "pushed twice: {pushed_twice:?}");
     assert_eq!(accepted(), truth.len(), "every tag is on the target");
     let verify = rehydrate_with_env(

@@ -42,6 +42,8 @@ const MANIFESTS: TableDefinition<&str, &str> = TableDefinition::new("manifests")
 const HELD: TableDefinition<&str, u64> = TableDefinition::new("held");
 /// Digest -> size: what crosses the network once.
 const MOVED: TableDefinition<&str, u64> = TableDefinition::new("moved");
+/// `target \0 source` of every collision already reported.
+const COLLISIONS: TableDefinition<&str, u64> = TableDefinition::new("collisions");
 /// Target repository -> the source repository mapped onto it.
 const TARGETS: TableDefinition<&str, &str> = TableDefinition::new("targets");
 
@@ -257,7 +259,7 @@ impl Planner {
             }
             Some(first) if &first != source => {
                 let pair = format!("{target}\0{source}");
-                if self.scratch.add(MOVED, &format!("collision\0{pair}"), 0)? {
+                if self.scratch.add(COLLISIONS, &pair, 0)? {
                     self.collision_count += 1;
                     if self.collisions.len() < LISTED {
                         self.collisions.push(Collision { target: target.clone(), sources: [first, source.clone()] });
@@ -433,7 +435,7 @@ impl Consumer for Planner {
             projects: self.projects.len() as u64,
             tags: self.tags,
             bytes_to_move: moved_bytes,
-            blobs_to_move: moved_blobs - self.collision_count,
+            blobs_to_move: moved_blobs,
             // A HEAD and a PUT per tag; a HEAD and a mount or upload per blob of each project; a PUT of
             // the bytes of each blob that moves; a creation and a look per project.
             estimated_requests: self.tags * 2 + held * 2 + moved_blobs + self.projects.len() as u64 * 2,

@@ -106,6 +106,11 @@ impl State {
         self.project_blobs.get(project).map(|blobs| blobs.values().sum()).unwrap_or(0)
     }
 
+    /// Manifests the registry accepted more than once, by (repository, reference).
+    pub fn pushed_twice(&self) -> Vec<(String, String)> {
+        self.manifests_accepted.iter().filter(|(_, n)| **n > 1).map(|(k, _)| k.clone()).collect()
+    }
+
     /// Refusals answered of one class.
     pub fn refused(&self, class: &str) -> u64 {
         self.refusals.iter().filter(|(key, _)| key.starts_with(&format!("{class} "))).map(|(_, n)| n).sum()
