@@ -54,6 +54,11 @@ struct SourceArgs {
     /// The storage root, the place that holds docker/registry/v2: a path or file:///path, s3://bucket/root,
     /// gs://bucket/root or az://container/root.
     source: String,
+    /// Check that every tag is pullable, not only served: read each manifest once per digest, check that
+    /// every blob it names is present and linked in the repository, and an index's children likewise.
+    /// Each tag that is not gets an error record with the first reason (`plan` always does this).
+    #[arg(long)]
+    deep: bool,
     /// How many listings run at once [default: 4 per core on a filesystem, 32 on an object store].
     #[arg(long, value_name = "N")]
     list_concurrency: Option<usize>,
@@ -314,6 +319,7 @@ impl SourceArgs {
         let options = ScanOptions {
             list_concurrency,
             untagged,
+            deep: self.deep,
             object: ObjectOptions {
                 endpoint: self.endpoint.clone(),
                 anonymous: self.anonymous,
@@ -444,7 +450,9 @@ impl SyncArgs {
 
 impl PlanArgs {
     fn run(self) -> anyhow::Result<Outcome> {
-        let plan = read_only_plan(SyncMode::Sync, &self.source, &self.target, &self.selection)?;
+        let mut plan = read_only_plan(SyncMode::Sync, &self.source, &self.target, &self.selection)?;
+        // A plan counts what would move: only what a client could pull from the source.
+        plan.options.deep = true;
         run_plan(plan, self.format)
     }
 }

@@ -104,6 +104,8 @@ pub struct Counts {
     pub untagged: u64,
     pub errors: u64,
     pub warnings: u64,
+    /// Tags (and untagged manifests) the registry would not serve or a client could not pull, by reason.
+    pub unpullable: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl Counts {
@@ -112,7 +114,12 @@ impl Counts {
             ScanItem::Repository { .. } => self.repositories += 1,
             ScanItem::Tag { .. } => self.tags += 1,
             ScanItem::Untagged { .. } => self.untagged += 1,
-            ScanItem::Error(_) => self.errors += 1,
+            ScanItem::Error(error) => {
+                self.errors += 1;
+                if let Some(reason) = error.reason {
+                    *self.unpullable.entry(reason).or_default() += 1;
+                }
+            }
             ScanItem::Warning(_) => self.warnings += 1,
             ScanItem::RepositoryEnd { .. } | ScanItem::Resumed { .. } => {}
         }
@@ -201,7 +208,7 @@ mod tests {
     fn counts_every_kind() {
         let mut counts = Counts::default();
         items().iter().for_each(|item| counts.count(item));
-        assert_eq!(counts, Counts { repositories: 1, tags: 1, untagged: 1, errors: 1, warnings: 0 });
+        assert_eq!(counts, Counts { repositories: 1, tags: 1, untagged: 1, errors: 1, ..Counts::default() });
     }
 
     #[test]

@@ -40,7 +40,12 @@ pub fn revision_link_key(repository: &str, digest: &Digest) -> String {
     format!("{}{repository}/_manifests/revisions/{}/{}/link", repositories_prefix(), digest.algorithm(), digest.hex())
 }
 
-/// Key of a blob's bytes (manifests are blobs too).
+/// Key of a blob's link in a repository's `_layers` (the registry serves only linked blobs).
+pub fn layer_link_key(repository: &str, digest: &Digest) -> String {
+    format!("{}{repository}/_layers/{}/{}/link", repositories_prefix(), digest.algorithm(), digest.hex())
+}
+
+/// The key of a blob's bytes (manifests are blobs too).
 pub fn blob_data_key(digest: &Digest) -> String {
     let hex = digest.hex();
     format!("{V2_DIR}/blobs/{}/{}/{hex}/data", digest.algorithm(), &hex[..2])
@@ -54,7 +59,7 @@ const ALGORITHMS: [(&str, usize); 3] = [("sha256", 64), ("sha384", 96), ("sha512
 pub struct Digest(String);
 
 /// Why a digest (or the content of a link file) was refused.
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum DigestError {
     #[error("empty link file")]
     Empty,
@@ -116,8 +121,8 @@ impl fmt::Debug for Digest {
 /// The longest link file worth reading: `sha512:` and 128 hex characters, with room for a stray newline.
 pub const MAX_LINK_LEN: usize = 7 + 128 + 2;
 
-/// Parses the content of a link file. Distribution writes exactly `sha256:<64 hex>` with no newline; a
-/// trailing newline (hand-edited or copied files) is tolerated, anything else is refused.
+/// Parses the content of a link file. Distribution writes exactly `sha256:<64 hex>` with no newline, and
+/// reads nothing else: a trailing newline (a hand edit) makes it answer 500, so it is refused here too.
 pub fn parse_link(content: &[u8]) -> Result<Digest, DigestError> {
     if content.is_empty() {
         return Err(DigestError::Empty);
@@ -127,7 +132,7 @@ pub fn parse_link(content: &[u8]) -> Result<Digest, DigestError> {
     }
     let text = std::str::from_utf8(content)
         .map_err(|_| DigestError::Malformed(String::from_utf8_lossy(content).into_owned()))?;
-    Digest::parse(text.strip_suffix('\n').unwrap_or(text))
+    Digest::parse(text)
 }
 
 /// Why a repository or tag name was refused.
@@ -241,8 +246,8 @@ mod tests {
     }
 
     #[test]
-    fn tolerates_one_trailing_newline_only() {
-        assert!(parse_link(format!("sha256:{HEX}\n").as_bytes()).is_ok());
+    fn refuses_a_trailing_newline_as_the_registry_does() {
+        assert!(parse_link(format!("sha256:{HEX}\n").as_bytes()).is_err());
         assert!(parse_link(format!("sha256:{HEX}\n\n").as_bytes()).is_err());
         assert!(parse_link(format!(" sha256:{HEX}").as_bytes()).is_err());
     }

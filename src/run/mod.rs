@@ -81,7 +81,7 @@ impl ProblemPrinter {
 /// The storage requests a run made (scan and sync summaries alike).
 pub fn log_storage_requests(requests: &RequestCounts) {
     crate::log::info(format!(
-        "storage requests: {} listings, {} link reads; {} entries seen",
+        "storage requests: {} listings, {} reads (links, manifests, blob checks on disk); {} entries seen",
         get(&requests.lists),
         get(&requests.reads),
         get(&requests.entries)

@@ -95,6 +95,7 @@ fn print_summary(counts: &Counts, requests: &RequestCounts, started: Instant, pr
         ],
     );
     log_storage_requests(requests);
+    log_cost_and_reasons(counts, requests);
     let problems = counts.errors + counts.warnings;
     if problems > problems_printed && problems_printed > 0 {
         crate::log::info(format!("({} more problems are in the inventory only)", problems - problems_printed));
@@ -105,4 +106,31 @@ fn print_summary(counts: &Counts, requests: &RequestCounts, started: Instant, pr
             counts.errors
         ));
     }
+}
+
+/// The scan's cost per tag, and the tags it did not list because the registry would not serve them (or,
+/// with `--deep`, a client could not pull them), counted by reason.
+fn log_cost_and_reasons(counts: &Counts, requests: &RequestCounts) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let checked = counts.tags + counts.untagged + counts.unpullable.values().sum::<u64>();
+    let requests_made = requests.lists.load(Relaxed) + requests.reads.load(Relaxed);
+    let per_tag = requests_made as f64 / checked.max(1) as f64;
+    let per_repository = requests_made as f64 / counts.repositories.max(1) as f64;
+    crate::log::info_with(
+        format!("cost: {per_tag:.2} storage requests per tag, {per_repository:.2} per repository"),
+        &[("requests_per_tag", per_tag.into()), ("requests_per_repository", per_repository.into())],
+    );
+    if counts.unpullable.is_empty() {
+        return;
+    }
+    let words: Vec<String> = counts.unpullable.iter().map(|(reason, n)| format!("{n} {reason}")).collect();
+    let fields: serde_json::Map<String, serde_json::Value> =
+        counts.unpullable.iter().map(|(reason, n)| (reason.to_string(), (*n).into())).collect();
+    crate::log::info_with(
+        format!(
+            "not listed as tags (the registry would not serve them, or they cannot be pulled): {}",
+            words.join(", ")
+        ),
+        &[("unpullable", serde_json::Value::Object(fields))],
+    );
 }

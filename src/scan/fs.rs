@@ -8,18 +8,26 @@ use std::io;
 use std::os::fd::BorrowedFd;
 use std::path::Path;
 
+use super::check::{layer_link_verdict, revision_link_verdict, Unpullable};
+use super::deep::{served, Blobs, Deep, Links, MANIFEST_READ_LIMIT};
 use super::walker::{walk_parallel, WorkQueue};
-use super::{ConsumerGone, Emitter, ItemError, RequestCounts, ScanItem, ScanOptions};
+use super::{
+    ConsumerGone, Emitter, ItemError, RequestCounts, ScanItem, ScanOptions, NO_CURRENT_LINK, TAG_LINK_INVALID,
+    TAG_LINK_MISSING,
+};
 use crate::layout::{
     self, check_component, check_repository, check_tag, classify_child, parse_link, ChildKind, Digest,
 };
-use crate::storage::fs::{is_not_found, is_refused_link, list_dir, read_small_file, EntryKind, FsRoot};
+use crate::storage::fs::{
+    file_size, is_not_found, is_refused_link, list_dir, open_file, read_small_file, EntryKind, FsRoot,
+};
 
 /// Walks the storage root at `root`, emitting what it finds. Fails only when the root itself cannot be
 /// opened; everything below is a per-item error.
 pub fn scan(root: &Path, options: &ScanOptions, emitter: &Emitter, counts: &RequestCounts) -> io::Result<()> {
     let root = FsRoot::open(root)?;
-    let scanner = FsScanner { root: &root, options, emitter, counts };
+    let deep = Deep::default();
+    let scanner = FsScanner { root: &root, options, emitter, counts, deep: &deep };
     // The one seed is the repositories folder itself (the empty name prefix); the walk splits from there.
     walk_parallel(options.list_concurrency, [String::new()], |prefix, queue| scanner.visit_folder(prefix, queue));
     Ok(())
@@ -30,6 +38,7 @@ struct FsScanner<'a> {
     options: &'a ScanOptions,
     emitter: &'a Emitter,
     counts: &'a RequestCounts,
+    deep: &'a Deep,
 }
 
 /// The storage key of the folder (or file) at `relative` below `repositories/`.
@@ -190,10 +199,26 @@ impl FsScanner<'_> {
                 if let Some(tagged) = tagged.as_mut() {
                     tagged.insert(digest.clone());
                 }
-                self.emit(ScanItem::Tag { repository: repository.to_string(), tag, digest })?;
+                match self.check(repository_dir, &digest) {
+                    Ok(()) => self.emit(ScanItem::Tag { repository: repository.to_string(), tag, digest })?,
+                    Err(reason) => self.error(ItemError::unpullable(repository, &digest, &reason).for_tag(&tag))?,
+                }
             }
         }
         Ok(())
+    }
+
+    /// Whether the registry would serve the manifest (or, with `--deep`, a client could pull it).
+    fn check(&self, repository_dir: BorrowedFd<'_>, digest: &Digest) -> Result<(), Unpullable> {
+        let links = FsLinks { repository_dir, counts: self.counts };
+        let blobs = FsBlobs { blobs_dir: self.root.blobs(), counts: self.counts };
+        // The storage answers synchronously here; the checks are written once, as async, for every backend.
+        futures::executor::block_on(async {
+            match self.options.deep {
+                true => self.deep.pullable(&links, &blobs, digest).await,
+                false => served(&links, &blobs, digest, true).await,
+            }
+        })
     }
 
     /// Reads `<tag>/current/link` below the open tags folder. `None` when there is no digest to report
@@ -211,13 +236,11 @@ impl FsScanner<'_> {
         match read_small_file(tags_dir, &format!("{tag}/current/link"), layout::MAX_LINK_LEN) {
             Ok(content) => match parse_link(&content) {
                 Ok(digest) => Ok(Some(digest)),
-                Err(error) => self.error(problem(&error)).map(|_| None),
+                Err(error) => self.error(problem(&error).because(TAG_LINK_INVALID)).map(|_| None),
             },
-            Err(error) if is_not_found(&error) => self
-                .emit(ScanItem::Warning(problem(
-                    &"tag folder has no current/link (half-written or half-deleted tag): skipped",
-                )))
-                .map(|_| None),
+            Err(error) if is_not_found(&error) => {
+                self.error(problem(&NO_CURRENT_LINK).because(TAG_LINK_MISSING)).map(|_| None)
+            }
             Err(error) => self.error(problem(&describe(&error))).map(|_| None),
         }
     }
@@ -276,14 +299,80 @@ impl FsScanner<'_> {
                     Ok(digest) if digest.algorithm() != algorithm || digest.hex() != hex => {
                         self.error(problem(&format!("revision link names {digest}, not the digest of its folder")))?
                     }
-                    Ok(digest) if !tagged.contains(&digest) => {
-                        self.emit(ScanItem::Untagged { repository: repository.to_string(), digest })?
-                    }
+                    Ok(digest) if !tagged.contains(&digest) => match self.check(repository_dir, &digest) {
+                        Ok(()) => self.emit(ScanItem::Untagged { repository: repository.to_string(), digest })?,
+                        Err(reason) => self.error(ItemError::unpullable(repository, &digest, &reason))?,
+                    },
                     Ok(_) => {}
                     Err(error) => self.error(problem(&error))?,
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// One repository's links on disk, read below its open folder.
+struct FsLinks<'a> {
+    repository_dir: BorrowedFd<'a>,
+    counts: &'a RequestCounts,
+}
+
+impl FsLinks<'_> {
+    /// The content of a link below the repository; `None` when there is none.
+    fn read(&self, relative: &str) -> Result<Option<Vec<u8>>, Unpullable> {
+        RequestCounts::add(&self.counts.reads, 1);
+        match read_small_file(self.repository_dir, relative, layout::MAX_LINK_LEN) {
+            Ok(content) => Ok(Some(content)),
+            Err(error) if is_not_found(&error) => Ok(None),
+            Err(error) => Err(Unpullable::Unreadable(describe(&error))),
+        }
+    }
+}
+
+impl Links for FsLinks<'_> {
+    async fn revision(&self, digest: &Digest) -> Result<(), Unpullable> {
+        let relative = format!("_manifests/revisions/{}/{}/link", digest.algorithm(), digest.hex());
+        let content = self.read(&relative)?.ok_or(Unpullable::RevisionLinkMissing)?;
+        revision_link_verdict(&content, digest)
+    }
+
+    async fn layer(&self, digest: &Digest) -> Result<(), Unpullable> {
+        let relative = format!("_layers/{}/{}/link", digest.algorithm(), digest.hex());
+        let content = self.read(&relative)?.ok_or_else(|| Unpullable::BlobNotLinked(digest.clone()))?;
+        layer_link_verdict(&content, digest)
+    }
+}
+
+/// `blobs/` on disk, when the tree has one.
+struct FsBlobs<'a> {
+    blobs_dir: Option<BorrowedFd<'a>>,
+    counts: &'a RequestCounts,
+}
+
+/// A blob's `data` below `blobs/`.
+fn blob_below_blobs(digest: &Digest) -> String {
+    format!("{}/{}/{}/data", digest.algorithm(), &digest.hex()[..2], digest.hex())
+}
+
+impl Blobs for FsBlobs<'_> {
+    async fn manifest(&self, digest: &Digest) -> Result<Option<Vec<u8>>, String> {
+        use std::io::Read;
+        let Some(blobs_dir) = self.blobs_dir else { return Ok(None) };
+        RequestCounts::add(&self.counts.reads, 1);
+        let file = match open_file(blobs_dir, &blob_below_blobs(digest)) {
+            Ok(fd) => std::fs::File::from(fd),
+            Err(error) if is_not_found(&error) => return Ok(None),
+            Err(error) => return Err(describe(&error)),
+        };
+        let mut bytes = Vec::new();
+        file.take(MANIFEST_READ_LIMIT as u64).read_to_end(&mut bytes).map_err(|error| describe(&error))?;
+        Ok(Some(bytes))
+    }
+
+    async fn exists(&self, digest: &Digest) -> Result<bool, String> {
+        let Some(blobs_dir) = self.blobs_dir else { return Ok(false) };
+        RequestCounts::add(&self.counts.reads, 1);
+        file_size(blobs_dir, &blob_below_blobs(digest)).map(|size| size.is_some()).map_err(|error| describe(&error))
     }
 }

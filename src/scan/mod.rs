@@ -4,6 +4,8 @@
 //! inventory writer, later the copy engine) sees them as they are found, so nothing waits for the end of
 //! the listing and memory does not grow with the size of the registry.
 
+pub mod check;
+pub mod deep;
 pub mod fs;
 pub mod object;
 pub mod walker;
@@ -48,11 +50,14 @@ pub struct ItemError {
     /// What is wrong, in words.
     #[serde(rename = "error")]
     pub message: String,
+    /// Why a tag is not served or not pullable, as a short stable name (counted in the summary).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
 }
 
 impl ItemError {
     pub fn new(key: impl Into<String>, message: impl std::fmt::Display) -> ItemError {
-        ItemError { key: key.into(), repository: None, tag: None, message: message.to_string() }
+        ItemError { key: key.into(), repository: None, tag: None, message: message.to_string(), reason: None }
     }
 
     pub fn in_repository(mut self, repository: &str) -> ItemError {
@@ -64,6 +69,20 @@ impl ItemError {
         self.tag = Some(tag.to_string());
         self
     }
+
+    /// Names the reason a tag is not listed, for counting.
+    pub fn because(mut self, reason: &'static str) -> ItemError {
+        self.reason = Some(reason);
+        self
+    }
+
+    /// The error record of a manifest of `repository` that the registry would not serve, or a client
+    /// could not pull, named by the key the reason is about.
+    pub fn unpullable(repository: &str, digest: &Digest, reason: &check::Unpullable) -> ItemError {
+        ItemError::new(deep::reason_key(reason, repository, digest), format!("{digest}: {reason}"))
+            .in_repository(repository)
+            .because(reason.reason())
+    }
 }
 
 impl std::fmt::Display for ItemError {
@@ -72,6 +91,13 @@ impl std::fmt::Display for ItemError {
     }
 }
 
+/// A tag folder without `current/link`: the registry lists the tag but answers "manifest unknown".
+pub const NO_CURRENT_LINK: &str =
+    "manifest unknown: the tag folder has no current/link (a half-written or half-deleted tag)";
+/// Reasons a tag is not listed, before its manifest is looked at (see `check::Unpullable` for the rest).
+pub const TAG_LINK_MISSING: &str = "tag link missing";
+pub const TAG_LINK_INVALID: &str = "tag link invalid";
+
 /// What a scan should do.
 #[derive(Debug, Clone)]
 pub struct ScanOptions {
@@ -79,6 +105,9 @@ pub struct ScanOptions {
     pub list_concurrency: usize,
     /// Also report manifest revisions that no tag points at.
     pub untagged: bool,
+    /// Check that each tag is pullable (`scan --deep`), not only served: read every manifest once per
+    /// digest, check its blobs and children.
+    pub deep: bool,
     /// How to reach an object store (endpoint, anonymous access); unused for filesystems.
     pub object: crate::storage::object::ObjectOptions,
     /// Keys asked for per listing page on an object store (S3 answers at most 1,000, Azure 5,000).

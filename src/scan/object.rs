@@ -18,7 +18,12 @@ use md5::{Digest as _, Md5};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
-use super::{ConsumerGone, DiscoveryMode, Emitter, ItemError, RequestCounts, ScanItem, ScanOptions};
+use super::check::{layer_link_verdict, revision_link_verdict, Unpullable};
+use super::deep::{served, Blobs, Deep, Links, MANIFEST_READ_LIMIT};
+use super::{
+    ConsumerGone, DiscoveryMode, Emitter, ItemError, RequestCounts, ScanItem, ScanOptions, NO_CURRENT_LINK,
+    TAG_LINK_INVALID, TAG_LINK_MISSING,
+};
 use crate::layout::{self, check_component, check_repository, check_tag, parse_link, Digest};
 use crate::shard::{after_group, midpoint, worth_cutting};
 use crate::storage::object::{Cloud, ListPage, ListRequest, ObjectBackend, StorageError};
@@ -60,8 +65,13 @@ async fn scan_async(
     counts: &Arc<RequestCounts>,
 ) -> Result<(), ObjectScanError> {
     let store = Arc::new(ObjectBackend::connect(cloud, bucket, &options.object).await?);
-    let scanner =
-        Arc::new(Scanner { store, options: options.clone(), emitter: emitter.clone(), counts: counts.clone() });
+    let scanner = Arc::new(Scanner {
+        store,
+        options: options.clone(),
+        emitter: emitter.clone(),
+        counts: counts.clone(),
+        deep: Deep::default(),
+    });
     let mut found_any = false;
     for variant in scanner.store.root_variants(root) {
         let repositories_prefix = format!("{variant}{}", layout::repositories_prefix());
@@ -79,6 +89,7 @@ struct Scanner {
     options: ScanOptions,
     emitter: Emitter,
     counts: Arc<RequestCounts>,
+    deep: Deep,
 }
 
 /// How repositories are found in this store.
@@ -411,30 +422,52 @@ impl Scanner {
         }
     }
 
-    /// Scans one repository's tags (and untagged revisions when asked).
+    /// Scans one repository's tags (and untagged revisions when asked) from one listing of its
+    /// `_manifests/` (of all its keys with `--deep`, `_layers` included).
     async fn scan_repository(&self, prefix: &str, repository: &str) -> Result<(), ConsumerGone> {
         if self.options.is_finished(repository) {
             return self.emit(ScanItem::Resumed { name: repository.to_string() }).await;
         }
         self.emit(ScanItem::Repository { name: repository.to_string() }).await?;
-        let tags_prefix = format!("{prefix}{repository}/_manifests/tags/");
-        let tags = match self.list_all(&tags_prefix).await {
-            Ok(tags) => tags,
+        let repository_prefix = format!("{prefix}{repository}/");
+        let listing_prefix = format!("{repository_prefix}{}", if self.options.deep { "_" } else { "_manifests/" });
+        let keys = match self.list_all(&listing_prefix).await {
+            Ok(keys) => keys,
             Err(error) => {
-                return self.emit(ScanItem::Error(ItemError::new(&tags_prefix, error).in_repository(repository))).await
+                let problem = ItemError::new(&listing_prefix, error).in_repository(repository);
+                return self.emit(ScanItem::Error(problem)).await;
             }
         };
+        let tags_prefix = format!("{repository_prefix}_manifests/tags/");
+        let listed = ListedLinks::group(&repository_prefix, &keys);
+        let links = ObjectLinks { scanner: self, repository_prefix, listed };
+        let blobs =
+            ObjectBlobs { scanner: self, root: prefix.strip_suffix(&layout::repositories_prefix()).unwrap_or("") };
         let mut tagged = HashSet::new();
-        for (tag, keys) in group_tag_keys(&tags_prefix, tags) {
-            if let Some(digest) = self.resolve_tag(&tags_prefix, repository, &tag, keys).await? {
-                tagged.insert(digest.clone());
-                self.emit(ScanItem::Tag { repository: repository.to_string(), tag, digest }).await?;
+        for (tag, tag_keys) in group_tag_keys(&tags_prefix, keys) {
+            let Some(digest) = self.resolve_tag(&tags_prefix, repository, &tag, tag_keys).await? else { continue };
+            tagged.insert(digest.clone());
+            match self.check(&links, &blobs, &digest).await {
+                Ok(()) => self.emit(ScanItem::Tag { repository: repository.to_string(), tag, digest }).await?,
+                Err(reason) => {
+                    self.emit(ScanItem::Error(ItemError::unpullable(repository, &digest, &reason).for_tag(&tag)))
+                        .await?
+                }
             }
         }
         if self.options.untagged {
-            self.scan_untagged(prefix, repository, &tagged).await?;
+            self.scan_untagged(repository, &links, &blobs, &tagged).await?;
         }
         self.emit(ScanItem::RepositoryEnd { name: repository.to_string() }).await
+    }
+
+    /// Whether the registry would serve the manifest (or, with `--deep`, a client could pull it). The
+    /// default check costs no request where the store lists MD5s: the revision link is in the listing.
+    async fn check(&self, links: &ObjectLinks<'_>, blobs: &ObjectBlobs<'_>, digest: &Digest) -> Result<(), Unpullable> {
+        match self.options.deep {
+            true => self.deep.pullable(links, blobs, digest).await,
+            false => served(links, blobs, digest, false).await,
+        }
     }
 
     /// Every object under `prefix`, page after page.
@@ -474,8 +507,8 @@ impl Scanner {
             return self.emit(ScanItem::Error(problem(&error))).await.map(|_| None);
         }
         let Some(current_md5) = keys.current else {
-            let warning = problem(&"tag folder has no current/link (half-written or half-deleted tag): skipped");
-            return self.emit(ScanItem::Warning(warning)).await.map(|_| None);
+            let error = problem(&NO_CURRENT_LINK).because(TAG_LINK_MISSING);
+            return self.emit(ScanItem::Error(error)).await.map(|_| None);
         };
         if let Some(md5) = current_md5 {
             if let Some(digest) = keys.index.into_iter().find(|digest| md5_of(digest.as_str()) == md5) {
@@ -485,7 +518,7 @@ impl Scanner {
         match self.read(&link_key).await {
             Ok(Some(content)) => match parse_link(&content) {
                 Ok(digest) => Ok(Some(digest)),
-                Err(error) => self.emit(ScanItem::Error(problem(&error))).await.map(|_| None),
+                Err(error) => self.emit(ScanItem::Error(problem(&error).because(TAG_LINK_INVALID))).await.map(|_| None),
             },
             Ok(None) => self
                 .emit(ScanItem::Warning(problem(&"current/link vanished while scanning: skipped")))
@@ -495,66 +528,130 @@ impl Scanner {
         }
     }
 
-    /// Reports revisions no tag points at; a revision's digest is its key, confirmed by the listed MD5
-    /// of its link or by reading it.
+    /// Reports revisions no tag points at, from the listing already made: a revision's digest is its
+    /// key, confirmed by the listed MD5 of its link or by reading it.
     async fn scan_untagged(
         &self,
-        prefix: &str,
         repository: &str,
+        links: &ObjectLinks<'_>,
+        blobs: &ObjectBlobs<'_>,
         tagged: &HashSet<Digest>,
     ) -> Result<(), ConsumerGone> {
-        let revisions_prefix = format!("{prefix}{repository}/_manifests/revisions/");
-        let revisions = match self.list_all(&revisions_prefix).await {
-            Ok(revisions) => revisions,
-            Err(error) => {
-                return self
-                    .emit(ScanItem::Error(ItemError::new(&revisions_prefix, error).in_repository(repository)))
-                    .await
-            }
-        };
-        for object in revisions {
-            let Some(path) = object.key.strip_prefix(&revisions_prefix).and_then(|p| p.strip_suffix("/link")) else {
-                continue;
-            };
-            let Some((algorithm, hex)) = path.split_once('/') else { continue };
-            let problem =
-                |message: &dyn std::fmt::Display| ItemError::new(&object.key, message).in_repository(repository);
-            let digest = match Digest::parse(&format!("{algorithm}:{hex}")) {
-                Ok(digest) => digest,
-                Err(error) => {
-                    self.emit(ScanItem::Error(problem(&error))).await?;
-                    continue;
+        for (key, error) in &links.listed.bad_keys {
+            self.emit(ScanItem::Error(ItemError::new(key, error).in_repository(repository))).await?;
+        }
+        for digest in links.listed.revisions.keys().filter(|digest| !tagged.contains(*digest)) {
+            match self.check(links, blobs, digest).await {
+                Ok(()) => {
+                    let item = ScanItem::Untagged { repository: repository.to_string(), digest: digest.clone() };
+                    self.emit(item).await?
                 }
-            };
-            if tagged.contains(&digest) {
-                continue;
+                // Deleted between the listing and the read.
+                Err(Unpullable::RevisionLinkMissing) => {}
+                Err(reason) => self.emit(ScanItem::Error(ItemError::unpullable(repository, digest, &reason))).await?,
             }
-            if object.md5 != Some(md5_of(digest.as_str())) {
-                match self.read(&object.key).await {
-                    Ok(Some(content)) => match parse_link(&content) {
-                        Ok(linked) if linked == digest => {}
-                        Ok(linked) => {
-                            self.emit(ScanItem::Error(problem(&format!(
-                                "revision link names {linked}, not the digest of its folder"
-                            ))))
-                            .await?;
-                            continue;
-                        }
-                        Err(error) => {
-                            self.emit(ScanItem::Error(problem(&error))).await?;
-                            continue;
-                        }
-                    },
-                    Ok(None) => continue,
-                    Err(error) => {
-                        self.emit(ScanItem::Error(problem(&error))).await?;
-                        continue;
-                    }
-                }
-            }
-            self.emit(ScanItem::Untagged { repository: repository.to_string(), digest }).await?;
         }
         Ok(())
+    }
+}
+
+/// The links of one repository found in its listing: each digest with the listed MD5 of its link.
+#[derive(Default)]
+struct ListedLinks {
+    revisions: BTreeMap<Digest, Option<[u8; 16]>>,
+    layers: BTreeMap<Digest, Option<[u8; 16]>>,
+    /// Revision keys that name no digest (`sha256/garbage/link`), with the reason.
+    bad_keys: Vec<(String, String)>,
+}
+
+impl ListedLinks {
+    /// Picks the revision and layer links out of a listing of `<repository>/_manifests/` or `<repository>/_`.
+    fn group(repository_prefix: &str, keys: &[crate::storage::object::ListedObject]) -> ListedLinks {
+        let mut links = ListedLinks::default();
+        for object in keys {
+            let Some(rest) = object.key.strip_prefix(repository_prefix) else { continue };
+            let (table, path) = if let Some(path) = rest.strip_prefix("_manifests/revisions/") {
+                (&mut links.revisions, path)
+            } else if let Some(path) = rest.strip_prefix("_layers/") {
+                (&mut links.layers, path)
+            } else {
+                continue;
+            };
+            let Some((algorithm, hex)) = path.strip_suffix("/link").and_then(|p| p.split_once('/')) else { continue };
+            match Digest::parse(&format!("{algorithm}:{hex}")) {
+                Ok(digest) => {
+                    table.insert(digest, object.md5);
+                }
+                Err(error) => links.bad_keys.push((object.key.clone(), error.to_string())),
+            }
+        }
+        links
+    }
+}
+
+/// One repository's links, answered from its listing; a link is read only when its listed MD5 does not
+/// tell (no MD5 listed, or one that is not that of the digest).
+struct ObjectLinks<'a> {
+    scanner: &'a Scanner,
+    repository_prefix: String,
+    listed: ListedLinks,
+}
+
+impl ObjectLinks<'_> {
+    async fn confirm(
+        &self,
+        key: String,
+        listed_md5: Option<[u8; 16]>,
+        digest: &Digest,
+        verdict: fn(&[u8], &Digest) -> Result<(), Unpullable>,
+    ) -> Result<(), Unpullable> {
+        match listed_md5 {
+            Some(md5) if md5 == md5_of(digest.as_str()) => return Ok(()),
+            Some(md5) if md5 == md5_of("") => return verdict(b"", digest),
+            _ => {}
+        }
+        match self.scanner.read(&key).await {
+            Ok(Some(content)) => verdict(&content, digest),
+            Ok(None) => verdict(b"", digest),
+            Err(error) => Err(Unpullable::Unreadable(error.to_string())),
+        }
+    }
+}
+
+impl Links for ObjectLinks<'_> {
+    async fn revision(&self, digest: &Digest) -> Result<(), Unpullable> {
+        let md5 = *self.listed.revisions.get(digest).ok_or(Unpullable::RevisionLinkMissing)?;
+        let key =
+            format!("{}_manifests/revisions/{}/{}/link", self.repository_prefix, digest.algorithm(), digest.hex());
+        self.confirm(key, md5, digest, revision_link_verdict).await
+    }
+
+    async fn layer(&self, digest: &Digest) -> Result<(), Unpullable> {
+        let md5 = *self.listed.layers.get(digest).ok_or_else(|| Unpullable::BlobNotLinked(digest.clone()))?;
+        let key = format!("{}_layers/{}/{}/link", self.repository_prefix, digest.algorithm(), digest.hex());
+        self.confirm(key, md5, digest, layer_link_verdict).await
+    }
+}
+
+/// `blobs/` in the bucket, below the registry's root.
+struct ObjectBlobs<'a> {
+    scanner: &'a Scanner,
+    root: &'a str,
+}
+
+impl Blobs for ObjectBlobs<'_> {
+    async fn manifest(&self, digest: &Digest) -> Result<Option<Vec<u8>>, String> {
+        let key = format!("{}{}", self.root, layout::blob_data_key(digest));
+        RequestCounts::add(&self.scanner.counts.reads, 1);
+        self.scanner.store.read_small(&key, MANIFEST_READ_LIMIT - 1).await.map_err(|error| error.to_string())
+    }
+
+    /// One listing of the blob's own key: present when the listing names it (a HEAD on every cloud).
+    async fn exists(&self, digest: &Digest) -> Result<bool, String> {
+        let key = format!("{}{}", self.root, layout::blob_data_key(digest));
+        let request = ListRequest { prefix: &key, max_keys: Some(1), ..Default::default() };
+        let page = self.scanner.list(request).await.map_err(|error| error.to_string())?;
+        Ok(page.objects.iter().any(|object| object.key == key))
     }
 }
 

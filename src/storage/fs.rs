@@ -19,6 +19,8 @@ use crate::layout::{REPOSITORIES_DIR, V2_DIR};
 /// An opened storage root: the `repositories` folder, held open so that every later open is relative.
 pub struct FsRoot {
     repositories: OwnedFd,
+    /// `blobs/`, when there is one (a tree without it has tags that the registry cannot serve).
+    blobs: Option<OwnedFd>,
 }
 
 impl FsRoot {
@@ -32,11 +34,16 @@ impl FsRoot {
                 format!("cannot open {}: {}", repositories.display(), io::Error::from(errno)),
             )
         })?;
-        Ok(FsRoot { repositories: fd })
+        let blobs = rustix::fs::open(root.join(V2_DIR).join("blobs"), dir_flags(), Mode::empty()).ok();
+        Ok(FsRoot { repositories: fd, blobs })
     }
 
     pub fn repositories(&self) -> BorrowedFd<'_> {
         self.repositories.as_fd()
+    }
+
+    pub fn blobs(&self) -> Option<BorrowedFd<'_>> {
+        self.blobs.as_ref().map(|fd| fd.as_fd())
     }
 }
 
@@ -100,6 +107,20 @@ pub fn open_dir(dir: BorrowedFd<'_>, relative: &str) -> io::Result<OwnedFd> {
 /// Opens the file at `relative` below `dir` for reading.
 pub fn open_file(dir: BorrowedFd<'_>, relative: &str) -> io::Result<OwnedFd> {
     open_beneath(dir, relative, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW)
+}
+
+/// The size of the regular file at `relative` below `dir` (no symbolic link followed); `None` when
+/// there is none.
+pub fn file_size(dir: BorrowedFd<'_>, relative: &str) -> io::Result<Option<u64>> {
+    match open_file(dir, relative) {
+        Ok(fd) => {
+            let stat = rustix::fs::fstat(&fd)?;
+            let is_file = rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile;
+            Ok(is_file.then_some(stat.st_size as u64))
+        }
+        Err(error) if is_not_found(&error) => Ok(None),
+        Err(error) => Err(error),
+    }
 }
 
 /// Reads a small file at `relative` below `dir`: at most `max_len + 1` bytes, so that a caller can tell
