@@ -248,6 +248,12 @@ impl Registry {
         Some(response.headers()["docker-content-digest"].to_str().unwrap().to_string())
     }
 
+    /// True when a manifest GET by this reference succeeds (the registry may answer 404 or 500 otherwise).
+    pub fn serves_manifest(&self, repository: &str, reference: &str) -> bool {
+        let url = format!("{}/v2/{repository}/manifests/{reference}", self.url);
+        self.client.get(url).header("accept", ACCEPT_ALL).send().unwrap().status() == StatusCode::OK
+    }
+
     /// A manifest, parsed.
     pub fn get_manifest_json(&self, repository: &str, reference: &str) -> Value {
         let response = self
