@@ -33,8 +33,13 @@ struct Case {
 }
 
 /// Reasons only a read of the manifest blob shows (the default scan on an object store reads none).
-const MANIFEST_CONTENT_REASONS: [&str; 5] =
-    ["manifest blob missing", "manifest blob empty", "manifest not JSON", "manifest type unknown", "manifest over 4 MiB"];
+const MANIFEST_CONTENT_REASONS: [&str; 5] = [
+    "manifest blob missing",
+    "manifest blob empty",
+    "manifest not JSON",
+    "manifest type unknown",
+    "manifest over 4 MiB",
+];
 
 struct Tree {
     root: PathBuf,
@@ -81,7 +86,8 @@ impl Tree {
         let digest = sha256(bytes);
         write(&self.blob(&digest), bytes);
         write(&self.revision_link(repository, &digest), digest.as_bytes());
-        let index = self.repository(repository).join(format!("_manifests/tags/{TAG}/index/sha256/{}/link", &digest[7..]));
+        let index =
+            self.repository(repository).join(format!("_manifests/tags/{TAG}/index/sha256/{}/link", &digest[7..]));
         write(&index, digest.as_bytes());
         write(&self.current_link(repository), digest.as_bytes());
         digest
@@ -308,7 +314,11 @@ fn skopeo_pulls(registry: &Registry, tags: &BTreeSet<(String, String)>) -> BTree
 }
 
 /// A scan's tags, and its error records by (repository, tag) with their reason and key.
-fn scan(source: &str, deep: bool, env: &[(&str, String)]) -> (BTreeSet<(String, String)>, BTreeMap<(String, String), (String, String)>) {
+fn scan(
+    source: &str,
+    deep: bool,
+    env: &[(&str, String)],
+) -> (BTreeSet<(String, String)>, BTreeMap<(String, String), (String, String)>) {
     let mut args = vec!["scan", source];
     if deep {
         args.push("--deep");

@@ -201,7 +201,7 @@ impl FsScanner<'_> {
                 }
                 match self.check(repository_dir, &digest) {
                     Ok(()) => self.emit(ScanItem::Tag { repository: repository.to_string(), tag, digest })?,
-                    Err(reason) => self.error(ItemError::unpullable(repository, &digest, &reason).for_tag(&tag))?,
+                    Err(reason) => self.error(ItemError::unpullable(repository, Some(&tag), &digest, &reason))?,
                 }
             }
         }
@@ -301,7 +301,7 @@ impl FsScanner<'_> {
                     }
                     Ok(digest) if !tagged.contains(&digest) => match self.check(repository_dir, &digest) {
                         Ok(()) => self.emit(ScanItem::Untagged { repository: repository.to_string(), digest })?,
-                        Err(reason) => self.error(ItemError::unpullable(repository, &digest, &reason))?,
+                        Err(reason) => self.error(ItemError::unpullable(repository, None, &digest, &reason))?,
                     },
                     Ok(_) => {}
                     Err(error) => self.error(problem(&error))?,

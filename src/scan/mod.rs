@@ -76,12 +76,20 @@ impl ItemError {
         self
     }
 
-    /// The error record of a manifest of `repository` that the registry would not serve, or a client
-    /// could not pull, named by the key the reason is about.
-    pub fn unpullable(repository: &str, digest: &Digest, reason: &check::Unpullable) -> ItemError {
-        ItemError::new(deep::reason_key(reason, repository, digest), format!("{digest}: {reason}"))
+    /// The error record of a tag (or, without one, an untagged manifest) of `repository` that the
+    /// registry would not serve, or a client could not pull, named by the key the reason is about.
+    pub fn unpullable(repository: &str, tag: Option<&str>, digest: &Digest, reason: &check::Unpullable) -> ItemError {
+        let item = match tag {
+            Some(tag) => format!("{repository}:{tag} ({digest})"),
+            None => format!("{repository}@{digest}"),
+        };
+        let error = ItemError::new(deep::reason_key(reason, repository, digest), format!("{item}: {reason}"))
             .in_repository(repository)
-            .because(reason.reason())
+            .because(reason.reason());
+        match tag {
+            Some(tag) => error.for_tag(tag),
+            None => error,
+        }
     }
 }
 

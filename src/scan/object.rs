@@ -450,8 +450,7 @@ impl Scanner {
             match self.check(&links, &blobs, &digest).await {
                 Ok(()) => self.emit(ScanItem::Tag { repository: repository.to_string(), tag, digest }).await?,
                 Err(reason) => {
-                    self.emit(ScanItem::Error(ItemError::unpullable(repository, &digest, &reason).for_tag(&tag)))
-                        .await?
+                    self.emit(ScanItem::Error(ItemError::unpullable(repository, Some(&tag), &digest, &reason))).await?
                 }
             }
         }
@@ -548,7 +547,9 @@ impl Scanner {
                 }
                 // Deleted between the listing and the read.
                 Err(Unpullable::RevisionLinkMissing) => {}
-                Err(reason) => self.emit(ScanItem::Error(ItemError::unpullable(repository, digest, &reason))).await?,
+                Err(reason) => {
+                    self.emit(ScanItem::Error(ItemError::unpullable(repository, None, digest, &reason))).await?
+                }
             }
         }
         Ok(())
