@@ -96,6 +96,13 @@ fn main() {
             run
         });
         assert_eq!(scan_lines, tags, "rehydrate scan must find every tag");
+        let mut deep_rss = 0;
+        let (deep_time, _, deep_lines) = best_of(3, || {
+            let run = measure(Command::new(rehydrate).args(["scan", "--deep"]).arg(&root));
+            deep_rss = deep_rss.max(run.1);
+            run
+        });
+        assert_eq!(deep_lines, tags, "rehydrate scan --deep must find every tag pullable");
         assert_eq!(find_lines, tags, "find must find every tag");
 
         let registry = Registry::start(&root);
@@ -104,20 +111,23 @@ fn main() {
         assert_eq!(peer_tags, tags, "the registry must answer every tag");
 
         let row = format!(
-            "| {size} | {tags} | {} (catalog alone {}) | {} | {} | {:.0}x | {:.1}x | {:.1} MiB |",
+            "| {size} | {tags} | {} (catalog alone {}) | {} | {} | {} | {:.0}x | {:.1}x | {:.1}x | {:.1} MiB | {:.1} MiB |",
             seconds(peer_time),
             seconds(catalog_time),
             seconds(find_time),
             seconds(scan_time),
+            seconds(deep_time),
             peer_time.as_secs_f64() / scan_time.as_secs_f64(),
             find_time.as_secs_f64() / scan_time.as_secs_f64(),
-            scan_rss as f64 / 1024.0
+            find_time.as_secs_f64() / deep_time.as_secs_f64(),
+            scan_rss as f64 / 1024.0,
+            deep_rss as f64 / 1024.0
         );
         eprintln!("{row}");
         rows.push(row);
     }
-    println!("\n| repositories | tags | (a) registry: catalog + tags/list + HEAD | (b) find | (c) rehydrate scan | a/c | b/c | scan peak RSS |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("\n| repositories | tags | (a) registry: catalog + tags/list + HEAD | (b) find | (c) rehydrate scan | (d) scan --deep | a/c | b/c | b/d | scan peak RSS | --deep peak RSS |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
         println!("{row}");
     }

@@ -162,11 +162,17 @@ fn main() {
     rows.push(("registry: catalog + tags/list + HEAD".to_string(), peer_time, peer));
 
     let rehydrate = env!("CARGO_BIN_EXE_rehydrate");
-    for concurrency in [1, 4, 16] {
+    for (concurrency, deep) in [(1, false), (4, false), (16, false), (16, true)] {
         let before = count_requests(&log);
         let started = Instant::now();
+        let concurrency_text = concurrency.to_string();
+        let mut args =
+            vec!["scan".to_string(), format!("s3://{BUCKET}"), "--list-concurrency".into(), concurrency_text];
+        if deep {
+            args.push("--deep".into());
+        }
         let output = Command::new(rehydrate)
-            .args(["scan", &format!("s3://{BUCKET}"), "--list-concurrency", &concurrency.to_string()])
+            .args(&args)
             .env_clear()
             .envs(moto.env())
             .env("AWS_ENDPOINT_URL", &endpoint)
@@ -179,8 +185,9 @@ fn main() {
             truth.len(),
             "rehydrate must find every tag"
         );
+        let deep_text = if deep { " --deep" } else { "" };
         rows.push((
-            format!("rehydrate scan, {concurrency} listings at once"),
+            format!("rehydrate scan{deep_text}, {concurrency} listings at once"),
             elapsed,
             count_requests(&log).since(before),
         ));
@@ -205,6 +212,12 @@ fn main() {
             peer_total / requests.total() as f64
         );
     }
+    let manifests: std::collections::BTreeSet<&str> = truth.iter().map(|t| t.digest.as_str()).collect();
+    println!(
+        "\n--deep reads each of the {} distinct manifests once; its further LISTs are one per distinct blob \
+         (is it present under blobs/?) and the per-repository listings taking `_layers` in",
+        manifests.len()
+    );
     let single = rows[1].1.as_secs_f64();
     println!(
         "\nspeed-up from 1 to 4 listings: {:.1}x; 1 to 16: {:.1}x",

@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::path::PathBuf;
+
 use std::collections::BTreeSet;
 
 use support::harbor::*;
@@ -61,10 +63,16 @@ fn a_bucket_without_tags_is_restored_by_digest_and_says_so() {
         push_fixture(&original)
     };
     // Harbor 2.15 and later keep tags in the database only: the bucket has no _manifests/tags at all.
-    for file in support::servers::walk_files(&dir.path().join("docker/registry/v2/repositories")) {
-        if file.to_str().unwrap().contains("/_manifests/tags/") {
-            std::fs::remove_file(file).unwrap();
-        }
+    let tag_folders: BTreeSet<PathBuf> =
+        support::servers::walk_files(&dir.path().join("docker/registry/v2/repositories"))
+            .into_iter()
+            .filter_map(|file| {
+                let text = file.to_str().unwrap();
+                text.find("/_manifests/tags/").map(|at| PathBuf::from(&text[..at + "/_manifests/tags".len()]))
+            })
+            .collect();
+    for folder in tag_folders {
+        std::fs::remove_dir_all(folder).unwrap();
     }
     let harbor = HarborEmulator::start(dir.path());
     let output = rehydrate_with_env(

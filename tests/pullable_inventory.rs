@@ -313,12 +313,13 @@ fn skopeo_pulls(registry: &Registry, tags: &BTreeSet<(String, String)>) -> BTree
         .collect()
 }
 
+/// (repository, tag) pairs.
+type Tags = BTreeSet<(String, String)>;
+/// Error records by (repository, tag): (reason, key).
+type Errors = BTreeMap<(String, String), (String, String)>;
+
 /// A scan's tags, and its error records by (repository, tag) with their reason and key.
-fn scan(
-    source: &str,
-    deep: bool,
-    env: &[(&str, String)],
-) -> (BTreeSet<(String, String)>, BTreeMap<(String, String), (String, String)>) {
+fn scan(source: &str, deep: bool, env: &[(&str, String)]) -> (Tags, Errors) {
     let mut args = vec!["scan", source];
     if deep {
         args.push("--deep");
@@ -343,12 +344,7 @@ fn scan(
 }
 
 /// Every case's reason, as an error record naming a key of its repository.
-fn assert_reasons(
-    tree: &Tree,
-    errors: &BTreeMap<(String, String), (String, String)>,
-    reason_of: impl Fn(&Case) -> Option<&'static str>,
-    label: &str,
-) {
+fn assert_reasons(tree: &Tree, errors: &Errors, reason_of: impl Fn(&Case) -> Option<&'static str>, label: &str) {
     let mut expected = BTreeMap::new();
     for case in &tree.cases {
         if let Some(reason) = reason_of(case) {
