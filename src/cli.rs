@@ -91,6 +91,11 @@ struct SourceArgs {
     /// At most this many HTTP requests per second, storage and target together.
     #[arg(long, value_name = "N")]
     max_requests_per_second: Option<f64>,
+    /// Keep as many requests in flight as the concurrency flags allow, whatever the servers say. By
+    /// default each side's window starts small, grows while answers come, and halves when the server
+    /// pushes back (429, 503, resets).
+    #[arg(long)]
+    fixed_window: bool,
     /// How messages, progress and summaries are written on standard error.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -204,7 +209,8 @@ struct SyncArgs {
     /// At most this many blob bytes per second copied into the target: 50M, 1G (powers of 1024).
     #[arg(long, value_name = "RATE")]
     max_bandwidth: Option<String>,
-    /// How many tags are copied at once.
+    /// How many tags are copied at once; also the most requests in flight to the target (the ceiling
+    /// of its adaptive window).
     #[arg(long, value_name = "N", default_value_t = 8)]
     push_concurrency: usize,
     /// Blobs larger than this are uploaded in chunks of this many bytes.
@@ -338,6 +344,7 @@ impl ScanArgs {
     fn run(self) -> anyhow::Result<Outcome> {
         let (source, options) = self.source.resolve(self.untagged)?;
         let reporting = self.source.reporting()?;
+        crate::window::init(1, options.list_concurrency, self.source.fixed_window);
         run_scan(ScanPlan { source, options, output: self.output, format: self.format, reporting })
     }
 }
@@ -444,6 +451,8 @@ impl SyncArgs {
         plan.chunk_size = self.chunk_size.max(1024 * 1024);
         plan.in_place = self.in_place;
         plan.delete = self.delete;
+        let storage_ceiling = plan.options.list_concurrency + plan.push_concurrency;
+        crate::window::init(plan.push_concurrency, storage_ceiling, self.source.fixed_window);
         run_sync(plan)
     }
 }

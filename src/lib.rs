@@ -23,3 +23,4 @@ pub mod shard;
 pub mod storage;
 pub mod sync;
 pub mod synth;
+pub mod window;

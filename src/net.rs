@@ -47,7 +47,8 @@ pub fn is_transient_error(error: &reqwest::Error) -> bool {
     error.is_connect() || error.is_timeout() || error.is_request() || error.is_body()
 }
 
-/// Sends one request, the only way any request leaves: waits for the request-rate limit, records the
+/// Sends one request, the only way any request leaves: waits for the request-rate limit and for room in
+/// its side's adaptive window (`window.rs`, which learns from the answer), records the
 /// outcome and latency in the metrics, and (with `--verbose`) logs it without its query string and with
 /// secret headers redacted.
 pub async fn execute(
@@ -61,9 +62,16 @@ pub async fn execute(
     let described = crate::log::debug_enabled().then(|| {
         format!("{} {} [{}]", request.method(), without_query(request.url()), redacted_headers(request.headers()))
     });
+    let permit = match crate::window::of(side) {
+        Some(window) => Some(window.acquire().await),
+        None => None,
+    };
     let started = std::time::Instant::now();
     let outcome = client.execute(request).await;
     let elapsed = started.elapsed();
+    if let Some(permit) = permit {
+        permit.answered(crate::window::signal_of(&outcome));
+    }
     let status = match &outcome {
         Ok(response) => response.status().as_u16().to_string(),
         Err(_) => "error".to_string(),

@@ -149,6 +149,9 @@ impl Live {
         }
         let errors = get(&r.source_errors) + if self.what == "scan" { 0 } else { get(&r.failed) };
         let _ = write!(line, " | {errors} errors, {} retries", crate::net::retries());
+        if let Some(target) = crate::window::of("target").filter(|_| self.what != "scan") {
+            let _ = write!(line, " | window {}", target.size());
+        }
         line
     }
 
@@ -177,6 +180,8 @@ impl Live {
             ("source_errors", get(&r.source_errors).into()),
             ("bytes_uploaded", get(&self.copy.bytes_uploaded).into()),
             ("retries", crate::net::retries().into()),
+            ("window_target", crate::window::of("target").map(|w| w.size()).into()),
+            ("window_storage", crate::window::of("storage").map(|w| w.size()).into()),
         ]
     }
 
@@ -303,6 +308,26 @@ impl Live {
             "Requests tried again (storage and target).",
             &[(&[], crate::net::retries())],
         );
+        self.write_window_metrics(out);
+    }
+
+    /// Each side's adaptive window: its size now, and how often it was halved.
+    fn write_window_metrics(&self, out: &mut String) {
+        let sides = ["target", "storage"].map(|side| (side, crate::window::of(side)));
+        let sizes: Vec<(&[(&str, &str)], u64)> =
+            sides.iter().filter_map(|(side, window)| window.map(|w| (side_label(side), w.size() as u64))).collect();
+        write_metric(out, "rehydrate_window", "gauge", "Requests allowed in flight, by side.", &sizes);
+        let cuts: Vec<(&[(&str, &str)], u64)> =
+            sides.iter().filter_map(|(side, window)| window.map(|w| (side_label(side), w.cuts()))).collect();
+        write_metric(out, "rehydrate_window_cuts_total", "counter", "Times a side's window was halved.", &cuts);
+    }
+}
+
+/// The label set naming a side.
+fn side_label(side: &str) -> &'static [(&'static str, &'static str)] {
+    match side {
+        "target" => &[("side", "target")],
+        _ => &[("side", "storage")],
     }
 }
 

@@ -30,6 +30,7 @@ pub fn print(plan: &SyncPlan, live: &Live, started: Instant) {
         ));
     }
     print_timeline(plan.mode, live, started);
+    print_windows();
     let counts = &live.run;
     if get(&counts.failed) > 0 || get(&counts.source_errors) > 0 || get(&counts.left_alone) > 0 || counts.refused() > 0
     {
@@ -123,6 +124,26 @@ fn verify_totals(live: &Live) -> String {
 
 fn selected(live: &Live) -> u64 {
     get(&live.run.tags_seen) - get(&live.run.filtered)
+}
+
+/// Where each side's adaptive window ended, and how often the servers made it halve.
+fn print_windows() {
+    let Some(target) = crate::window::of("target") else { return };
+    let storage = crate::window::of("storage");
+    crate::log::info_with(
+        format!(
+            "windows: target {} in flight at the end, halved {} times; storage {}, halved {} times",
+            target.size(),
+            target.cuts(),
+            storage.map(|w| w.size()).unwrap_or(0),
+            storage.map(|w| w.cuts()).unwrap_or(0)
+        ),
+        &[
+            ("window_target", target.size().into()),
+            ("window_target_cuts", target.cuts().into()),
+            ("window_storage_cuts", storage.map(|w| w.cuts()).unwrap_or(0).into()),
+        ],
+    );
 }
 
 fn print_timeline(mode: SyncMode, live: &Live, started: Instant) {

@@ -84,6 +84,13 @@ pub struct FaultState {
     pub paths: Option<BTreeMap<String, u64>>,
     /// Each request is held back this long before it is forwarded: a simulated round trip.
     pub delay: Duration,
+    /// A server that sheds load: above this many requests in flight, each new one is answered 429
+    /// (without `Retry-After`, as a rate-limiting proxy in front of Harbor does).
+    pub max_in_flight: Option<usize>,
+    /// Requests in flight now, the most seen at once, and the 429s sent for being over the limit.
+    pub in_flight: usize,
+    pub most_in_flight: usize,
+    pub shed: u64,
     matching_requests: u64,
     /// Faults taken from the plan so far (the next one is `plan[plan_faults % len]`).
     plan_faults: u64,
@@ -156,6 +163,10 @@ impl FaultProxy {
             requests: 0,
             paths: None,
             delay: Duration::ZERO,
+            max_in_flight: None,
+            in_flight: 0,
+            most_in_flight: 0,
+            shed: 0,
             matching_requests: 0,
             plan_faults: 0,
             large_bodies: 0,
@@ -205,7 +216,26 @@ pub fn registry_error(status: StatusCode, code: &str, message: &str) -> Response
     full(status, "application/json", serde_json::json!({"errors": [{"code": code, "message": message}]}).to_string())
 }
 
+/// Counts a request in flight until dropped.
+struct InFlight(Arc<Mutex<FaultState>>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().in_flight -= 1;
+    }
+}
+
 async fn handle(shared: &Shared, request: Request<Incoming>) -> Result<Response<Body>, std::io::Error> {
+    let _in_flight = {
+        let mut state = shared.state.lock().unwrap();
+        if state.max_in_flight.is_some_and(|limit| state.in_flight >= limit) {
+            state.shed += 1;
+            return Ok(registry_error(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS", "too many requests in flight"));
+        }
+        state.in_flight += 1;
+        state.most_in_flight = state.most_in_flight.max(state.in_flight);
+        InFlight(shared.state.clone())
+    };
     let (fault, delay) = {
         let mut state = shared.state.lock().unwrap();
         state.requests += 1;
