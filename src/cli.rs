@@ -335,6 +335,7 @@ impl SourceArgs {
             discovery: self.discovery,
             shard,
             finished: None,
+            known: None,
         };
         Ok((source, options))
     }

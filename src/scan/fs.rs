@@ -199,7 +199,11 @@ impl FsScanner<'_> {
                 if let Some(tagged) = tagged.as_mut() {
                     tagged.insert(digest.clone());
                 }
-                match self.check(repository_dir, &digest) {
+                let verdict = match self.options.needs_check(repository, &tag, &digest) {
+                    true => self.check(repository_dir, &digest),
+                    false => Ok(()),
+                };
+                match verdict {
                     Ok(()) => self.emit(ScanItem::Tag { repository: repository.to_string(), tag, digest })?,
                     Err(reason) => self.error(ItemError::unpullable(repository, Some(&tag), &digest, &reason))?,
                 }

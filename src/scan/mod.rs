@@ -126,6 +126,23 @@ pub struct ScanOptions {
     pub shard: crate::shard::Shard,
     /// Repositories an earlier run finished: reported as `Resumed`, their tags not listed.
     pub finished: Option<FinishedRepositories>,
+    /// Tags the journal holds as finished at the digest found (a catch-up's unchanged tags): the default
+    /// scan takes them without the served check (their manifest was read and verified by the copy that
+    /// finished them), so that a catch-up costs the listing.
+    pub known: Option<KnownTags>,
+}
+
+/// The question `KnownTags` asks: (source repository, tag, digest) finished already?
+pub type IsKnown = dyn Fn(&str, &str, &Digest) -> bool + Send + Sync;
+
+/// Tells whether the journal holds (repository, tag) as finished at this digest.
+#[derive(Clone)]
+pub struct KnownTags(pub std::sync::Arc<IsKnown>);
+
+impl std::fmt::Debug for KnownTags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KnownTags")
+    }
 }
 
 /// Tells whether an earlier run finished a repository (the journal answers).
@@ -139,6 +156,12 @@ impl std::fmt::Debug for FinishedRepositories {
 }
 
 impl ScanOptions {
+    /// Whether the served check of this tag can be skipped: not `--deep`, and the journal has it at this
+    /// digest already.
+    pub fn needs_check(&self, repository: &str, tag: &str, digest: &Digest) -> bool {
+        self.deep || !self.known.as_ref().is_some_and(|known| (known.0)(repository, tag, digest))
+    }
+
     /// Whether this repository's tags can be skipped: an earlier run finished it.
     pub fn is_finished(&self, repository: &str) -> bool {
         self.finished.as_ref().is_some_and(|finished| (finished.0)(repository))

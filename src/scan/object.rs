@@ -447,7 +447,11 @@ impl Scanner {
         for (tag, tag_keys) in group_tag_keys(&tags_prefix, keys) {
             let Some(digest) = self.resolve_tag(&tags_prefix, repository, &tag, tag_keys).await? else { continue };
             tagged.insert(digest.clone());
-            match self.check(&links, &blobs, &digest).await {
+            let verdict = match self.options.needs_check(repository, &tag, &digest) {
+                true => self.check(&links, &blobs, &digest).await,
+                false => Ok(()),
+            };
+            match verdict {
                 Ok(()) => self.emit(ScanItem::Tag { repository: repository.to_string(), tag, digest }).await?,
                 Err(reason) => {
                     self.emit(ScanItem::Error(ItemError::unpullable(repository, Some(&tag), &digest, &reason))).await?

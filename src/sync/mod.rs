@@ -31,7 +31,7 @@ use crate::journal::{Journal, RunStart};
 use crate::progress::{get, Live};
 use crate::registry::credentials::Credentials;
 use crate::run::{start_reporting, Outcome, Reporting};
-use crate::scan::{self, FinishedRepositories, RequestCounts, ScanItem, ScanOptions};
+use crate::scan::{self, FinishedRepositories, KnownTags, RequestCounts, ScanItem, ScanOptions};
 use crate::storage::{BlobStore, Source};
 pub use plan::PlanFormat;
 use record::{JournalRun, Record};
@@ -282,6 +282,11 @@ fn scan_options(plan: &SyncPlan, journal: Option<&JournalRun>) -> ScanOptions {
         let (journal, selection) = (run.journal.clone(), run.selection.clone());
         options.finished = Some(FinishedRepositories(Arc::new(move |repository| {
             journal.is_repository_done(repository, &selection).unwrap_or(false)
+        })));
+        let (journal, mapping) = (run.journal.clone(), plan.selection.mapping.clone());
+        options.known = Some(KnownTags(Arc::new(move |repository, tag, digest| {
+            let Ok(target) = mapping.map(repository) else { return false };
+            journal.is_done(&target, tag, digest.as_str()).unwrap_or(false)
         })));
     }
     options
