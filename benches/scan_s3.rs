@@ -214,8 +214,8 @@ fn main() {
     }
     let manifests: std::collections::BTreeSet<&str> = truth.iter().map(|t| t.digest.as_str()).collect();
     println!(
-        "\n--deep reads each of the {} distinct manifests once; its further LISTs are one per distinct blob \
-         (is it present under blobs/?) and the per-repository listings taking `_layers` in",
+        "\n--deep reads each of the {} distinct manifests once; beyond the scan's listings it lists blobs/ \
+         once (a page per 1,000 blobs) to know which blobs are present",
         manifests.len()
     );
     let single = rows[1].1.as_secs_f64();
