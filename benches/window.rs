@@ -12,18 +12,10 @@ use std::time::{Duration, Instant};
 
 use rehydrate::synth::{generate, SynthSpec};
 use support::fault_proxy::FaultProxy;
-use support::Registry;
+use support::{number_before, Registry};
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().map(|v| v.parse().unwrap()).unwrap_or(default)
-}
-
-/// The number before `word` on the summary line starting with `line_start`.
-fn number_before(stderr: &str, line_start: &str, word: &str) -> u64 {
-    let line =
-        stderr.lines().find(|l| l.starts_with(line_start)).unwrap_or_else(|| panic!("no {line_start}: {stderr}"));
-    let before = &line[..line.find(word).unwrap()];
-    before.split_whitespace().last().unwrap().trim_start_matches('(').parse().unwrap()
 }
 
 fn main() {

@@ -43,14 +43,6 @@ fn sync_into_shedding_target(source: &str, extra: &[&str]) -> Run {
     }
 }
 
-/// The number before `word` in the summary line that holds `line_start`.
-fn number_before(stderr: &str, line_start: &str, word: &str) -> u64 {
-    let line =
-        stderr.lines().find(|l| l.starts_with(line_start)).unwrap_or_else(|| panic!("no {line_start}: {stderr}"));
-    let before = &line[..line.find(word).unwrap_or_else(|| panic!("no {word} in {line}"))];
-    before.split_whitespace().last().unwrap().trim_start_matches('(').parse().unwrap()
-}
-
 #[test]
 fn the_window_converges_below_a_target_that_sheds_load_and_lands_everything() {
     let dir = tempfile::tempdir().unwrap();

@@ -373,6 +373,15 @@ pub fn request_counts(stderr: &[u8]) -> (u64, u64) {
     (numbers[0], numbers[1])
 }
 
+/// The number just before `word` on the first line of `stderr` that starts with `line_start` (a summary
+/// figure such as "... 12 retries").
+pub fn number_before(stderr: &str, line_start: &str, word: &str) -> u64 {
+    let line =
+        stderr.lines().find(|l| l.starts_with(line_start)).unwrap_or_else(|| panic!("no {line_start}: {stderr}"));
+    let before = &line[..line.find(word).unwrap_or_else(|| panic!("no {word} in {line}"))];
+    before.split_whitespace().last().unwrap().trim_start_matches('(').parse().unwrap()
+}
+
 /// One parsed line of a JSON Lines inventory.
 pub fn inventory_lines(stdout: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(stdout).lines().map(|line| serde_json::from_str(line).expect("a JSON line")).collect()
