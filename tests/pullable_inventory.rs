@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{json, Value};
-use support::images::{push_image, push_index, Kind};
+use support::images::{push_image, push_image_with_layer, push_index, Kind};
 use support::servers::Moto;
 use support::*;
 
@@ -149,13 +149,7 @@ fn build(registry: &Registry, root: &Path) -> Tree {
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest, "size": 7}]});
     registry.push_manifest("ok/config-type-unknown", TAG, OCI_MANIFEST, manifest.to_string().as_bytes());
     t.case("ok/config-type-unknown", None, None);
-    let config = br#"{"architecture":"amd64","os":"linux","empty-layer":true}"#;
-    let config_digest = registry.push_blob("ok/zero-byte-layer", config);
-    let empty_digest = registry.push_blob("ok/zero-byte-layer", b"");
-    let manifest = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": empty_digest, "size": 0}]});
-    registry.push_manifest("ok/zero-byte-layer", TAG, OCI_MANIFEST, manifest.to_string().as_bytes());
+    push_image_with_layer(registry, "ok/zero-byte-layer", Some(TAG), Kind::Oci, "ok/zero-byte-layer", Vec::new());
     t.case("ok/zero-byte-layer", None, None);
 
     // Revision links: the registry resolves a tag's digest through them.

@@ -116,29 +116,23 @@ pub fn check_pullable(bytes: &[u8], digest: &Digest) -> Result<crate::copy::mani
     Ok(manifest)
 }
 
-/// Checks a link's content as the registry reads it: exactly a digest (no newline), naming `expected`.
-pub fn check_link(content: &[u8], expected: &Digest) -> Result<(), Result<Digest, DigestError>> {
+/// The verdict on a revision link's content: exactly a digest (no newline, as the registry reads it),
+/// naming the manifest.
+pub fn revision_link_verdict(content: &[u8], digest: &Digest) -> Result<(), Unpullable> {
     match crate::layout::parse_link(content) {
-        Ok(named) if &named == expected => Ok(()),
-        Ok(named) => Err(Ok(named)),
-        Err(error) => Err(Err(error)),
+        Ok(named) if &named == digest => Ok(()),
+        Ok(other) => Err(Unpullable::RevisionLinkElsewhere(other)),
+        Err(error) => Err(Unpullable::RevisionLinkInvalid(error)),
     }
 }
 
-/// The verdict on a revision link's content.
-pub fn revision_link_verdict(content: &[u8], digest: &Digest) -> Result<(), Unpullable> {
-    check_link(content, digest).map_err(|named| match named {
-        Ok(other) => Unpullable::RevisionLinkElsewhere(other),
-        Err(error) => Unpullable::RevisionLinkInvalid(error),
-    })
-}
-
-/// The verdict on a `_layers` link's content.
+/// The verdict on a `_layers` link's content: exactly a digest, naming the blob.
 pub fn layer_link_verdict(content: &[u8], digest: &Digest) -> Result<(), Unpullable> {
-    check_link(content, digest).map_err(|named| match named {
-        Ok(other) => Unpullable::LayerLinkInvalid(digest.clone(), DigestError::Malformed(other.to_string())),
-        Err(error) => Unpullable::LayerLinkInvalid(digest.clone(), error),
-    })
+    match crate::layout::parse_link(content) {
+        Ok(named) if &named == digest => Ok(()),
+        Ok(other) => Err(Unpullable::LayerLinkInvalid(digest.clone(), DigestError::Malformed(other.to_string()))),
+        Err(error) => Err(Unpullable::LayerLinkInvalid(digest.clone(), error)),
+    }
 }
 
 #[cfg(test)]
