@@ -10,7 +10,7 @@
 
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -101,12 +101,36 @@ fn layer_bytes(spec: &SynthSpec, index: usize) -> Vec<u8> {
     bytes
 }
 
+/// Where a generated tree goes: files under a storage root, or objects on their way to a bucket.
+pub trait Sink: Sync {
+    /// Stores `bytes` at `key`, a storage key relative to the root.
+    fn put(&self, key: &str, bytes: &[u8]) -> io::Result<()>;
+    /// Leaves an empty folder at `key`, as the filesystem driver does after a delete. Object stores
+    /// have no folders: by default, nothing.
+    fn empty_folder(&self, _key: &str) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A storage root on disk, written file by file as the registry's filesystem driver writes it.
+pub struct Folder<'a>(pub &'a Path);
+
+impl Sink for Folder<'_> {
+    fn put(&self, key: &str, bytes: &[u8]) -> io::Result<()> {
+        let path = self.0.join(key);
+        fs::create_dir_all(path.parent().expect("a storage key has a parent"))?;
+        fs::write(path, bytes)
+    }
+
+    fn empty_folder(&self, key: &str) -> io::Result<()> {
+        fs::create_dir_all(self.0.join(key))
+    }
+}
+
 /// Writes a blob's bytes where the registry keeps them.
-fn write_blob(root: &Path, bytes: &[u8]) -> io::Result<Digest> {
+fn write_blob(sink: &dyn Sink, bytes: &[u8]) -> io::Result<Digest> {
     let digest = Digest::sha256_of(bytes);
-    let path = root.join(layout::blob_data_key(&digest));
-    fs::create_dir_all(path.parent().expect("blob path has a parent"))?;
-    fs::write(path, bytes)?;
+    sink.put(&layout::blob_data_key(&digest), bytes)?;
     Ok(digest)
 }
 
@@ -115,13 +139,13 @@ fn descriptor(media_type: &str, digest: &Digest, size: usize) -> serde_json::Val
 }
 
 /// Builds image `k`: Docker schema 2 for even `k`, OCI for odd, with valid image configs.
-fn build_image(root: &Path, spec: &SynthSpec, k: usize, layer_pool: usize) -> io::Result<Image> {
+fn build_image(sink: &dyn Sink, spec: &SynthSpec, k: usize, layer_pool: usize) -> io::Result<Image> {
     let oci = k % 2 == 1;
     let mut layers = Vec::new();
     let mut diff_ids = Vec::new();
     for l in 0..spec.layers_per_image {
         let bytes = layer_bytes(spec, (k * 7 + l * 13) % layer_pool);
-        let digest = write_blob(root, &bytes)?;
+        let digest = write_blob(sink, &bytes)?;
         diff_ids.push(digest.to_string());
         layers.push((digest, bytes.len()));
     }
@@ -131,7 +155,7 @@ fn build_image(root: &Path, spec: &SynthSpec, k: usize, layer_pool: usize) -> io
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     });
     let config_bytes = serde_json::to_vec(&config)?;
-    let config_digest = write_blob(root, &config_bytes)?;
+    let config_digest = write_blob(sink, &config_bytes)?;
     let (manifest_type, config_type, layer_type) = if oci {
         (
             "application/vnd.oci.image.manifest.v1+json",
@@ -152,27 +176,20 @@ fn build_image(root: &Path, spec: &SynthSpec, k: usize, layer_pool: usize) -> io
         "layers": layers.iter().map(|(d, size)| descriptor(layer_type, d, *size)).collect::<Vec<_>>(),
     });
     let manifest = serde_json::to_vec_pretty(&manifest)?;
-    let digest = write_blob(root, &manifest)?;
+    let digest = write_blob(sink, &manifest)?;
     let mut blobs = vec![config_digest];
     blobs.extend(layers.into_iter().map(|(d, _)| d));
     Ok(Image { manifest, digest, blobs })
 }
 
-/// Writes a link file (`sha256:<hex>`, no newline) at `key`, creating its folders.
-fn write_link(root: &Path, key: &str, digest: &Digest) -> io::Result<()> {
-    let path = root.join(key);
-    fs::create_dir_all(path.parent().expect("link path has a parent"))?;
-    fs::write(path, digest.as_str())
-}
-
-fn repository_dir(root: &Path, repository: &str) -> PathBuf {
-    root.join(layout::repositories_prefix()).join(repository)
+/// Writes a link file (`sha256:<hex>`, no newline) at `key`.
+fn write_link(sink: &dyn Sink, key: &str, digest: &Digest) -> io::Result<()> {
+    sink.put(key, digest.as_str().as_bytes())
 }
 
 /// Writes everything repository `i` holds; returns its tags.
-fn write_repository(root: &Path, spec: &SynthSpec, images: &[Image], i: usize) -> io::Result<Vec<TruthRecord>> {
+fn write_repository(sink: &dyn Sink, spec: &SynthSpec, images: &[Image], i: usize) -> io::Result<Vec<TruthRecord>> {
     let name = repository_name(i);
-    let dir = repository_dir(root, &name);
     let pick =
         |salt: usize| &images[(mix(spec.seed ^ ((i as u64) << 20) ^ salt as u64) % images.len() as u64) as usize];
     let mut referenced: Vec<&Image> = Vec::new();
@@ -184,7 +201,7 @@ fn write_repository(root: &Path, spec: &SynthSpec, images: &[Image], i: usize) -
         if t == 1 && i % 5 == 0 {
             let old = pick(t + 1000);
             write_link(
-                root,
+                sink,
                 &format!(
                     "{}{name}/_manifests/tags/{tag}/index/sha256/{}/link",
                     layout::repositories_prefix(),
@@ -195,7 +212,7 @@ fn write_repository(root: &Path, spec: &SynthSpec, images: &[Image], i: usize) -
             referenced.push(old);
         }
         write_link(
-            root,
+            sink,
             &format!(
                 "{}{name}/_manifests/tags/{tag}/index/sha256/{}/link",
                 layout::repositories_prefix(),
@@ -203,7 +220,7 @@ fn write_repository(root: &Path, spec: &SynthSpec, images: &[Image], i: usize) -
             ),
             &image.digest,
         )?;
-        write_link(root, &layout::tag_current_link_key(&name, &tag), &image.digest)?;
+        write_link(sink, &layout::tag_current_link_key(&name, &tag), &image.digest)?;
         referenced.push(image);
         truth.push(TruthRecord { repository: name.clone(), tag, digest: image.digest.to_string() });
     }
@@ -212,10 +229,10 @@ fn write_repository(root: &Path, spec: &SynthSpec, images: &[Image], i: usize) -
         referenced.push(pick(2000));
     }
     for image in &referenced {
-        write_link(root, &layout::revision_link_key(&name, &image.digest), &image.digest)?;
+        write_link(sink, &layout::revision_link_key(&name, &image.digest), &image.digest)?;
         for blob in &image.blobs {
             write_link(
-                root,
+                sink,
                 &format!("{}{name}/_layers/sha256/{}/link", layout::repositories_prefix(), blob.hex()),
                 blob,
             )?;
@@ -223,7 +240,8 @@ fn write_repository(root: &Path, spec: &SynthSpec, images: &[Image], i: usize) -
     }
     // Every 13th repository had a manifest deleted: the filesystem driver leaves its folder, empty.
     if i % 13 == 0 {
-        fs::create_dir_all(dir.join(format!("_manifests/revisions/sha256/{}", "0".repeat(64))))?;
+        let key = format!("{}{name}/_manifests/revisions/sha256/{}", layout::repositories_prefix(), "0".repeat(64));
+        sink.empty_folder(&key)?;
     }
     Ok(truth)
 }
@@ -231,22 +249,35 @@ fn write_repository(root: &Path, spec: &SynthSpec, images: &[Image], i: usize) -
 /// Generates the tree under `root` (which becomes a storage root) and returns the truth, sorted.
 /// Repositories are written by `threads` threads at once.
 pub fn generate(root: &Path, spec: &SynthSpec, threads: usize) -> io::Result<Vec<TruthRecord>> {
+    generate_into(&Folder(root), spec, 0..spec.repositories, threads)
+}
+
+/// Generates repositories `range` of the tree `spec` describes (with the blobs of every image) into
+/// `sink` and returns their truth, sorted. A tree can so be written in parts: the repositories of
+/// `0..n` are the same whatever `spec.repositories` says.
+pub fn generate_into(
+    sink: &dyn Sink,
+    spec: &SynthSpec,
+    range: std::ops::Range<usize>,
+    threads: usize,
+) -> io::Result<Vec<TruthRecord>> {
     assert!(spec.images > 0 && spec.layers_per_image > 0, "a synthetic layout needs images and layers");
     let layer_pool = (spec.images / 2).max(spec.layers_per_image * 2);
     let images: Vec<Image> =
-        (0..spec.images).map(|k| build_image(root, spec, k, layer_pool)).collect::<io::Result<_>>()?;
+        (0..spec.images).map(|k| build_image(sink, spec, k, layer_pool)).collect::<io::Result<_>>()?;
     debug_assert!(images.iter().all(|image| Digest::sha256_of(&image.manifest) == image.digest));
     let threads = threads.max(1);
     let mut truth: Vec<TruthRecord> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|w| {
                 let images = &images;
+                let range = range.clone();
                 scope.spawn(move || -> io::Result<Vec<TruthRecord>> {
                     let mut truth = Vec::new();
                     // Interleaved so that nested repositories (i % 50 == 7) may be written before or after
                     // their parent: both orders must give the same tree.
-                    for i in (w..spec.repositories).step_by(threads) {
-                        truth.extend(write_repository(root, spec, images, i)?);
+                    for i in (range.start + w..range.end).step_by(threads) {
+                        truth.extend(write_repository(sink, spec, images, i)?);
                     }
                     Ok(truth)
                 })
@@ -285,5 +316,35 @@ mod tests {
         assert_eq!(truth.len(), 60 * 3);
         let again = generate(tempfile::tempdir().unwrap().path(), &spec, 1).unwrap();
         assert_eq!(truth, again, "the seed alone decides the tree");
+    }
+
+    #[test]
+    fn a_tree_written_in_parts_is_the_tree_written_at_once() {
+        let spec = SynthSpec { repositories: 40, ..SynthSpec::default() };
+        let whole = tempfile::tempdir().unwrap();
+        let truth = generate(whole.path(), &spec, 2).unwrap();
+        let parts = tempfile::tempdir().unwrap();
+        let mut truth_of_parts = generate_into(&Folder(parts.path()), &spec, 0..15, 1).unwrap();
+        truth_of_parts.extend(generate_into(&Folder(parts.path()), &spec, 15..40, 3).unwrap());
+        truth_of_parts.sort();
+        assert_eq!(truth_of_parts, truth);
+        let files = |root: &Path| -> Vec<(std::path::PathBuf, Vec<u8>)> {
+            let mut files = Vec::new();
+            let mut folders = vec![root.to_path_buf()];
+            while let Some(folder) = folders.pop() {
+                for entry in fs::read_dir(&folder).unwrap() {
+                    let path = entry.unwrap().path();
+                    if path.is_dir() {
+                        files.push((path.strip_prefix(root).unwrap().to_path_buf(), Vec::new()));
+                        folders.push(path);
+                    } else {
+                        files.push((path.strip_prefix(root).unwrap().to_path_buf(), fs::read(&path).unwrap()));
+                    }
+                }
+            }
+            files.sort();
+            files
+        };
+        assert_eq!(files(parts.path()), files(whole.path()));
     }
 }
