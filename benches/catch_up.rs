@@ -14,7 +14,6 @@
 //! counted. (a) gets its own copy of the target, taken after the first sync, so that both catch-ups
 //! start from the same state. `cargo bench --bench catch_up`.
 
-#[allow(dead_code)] // each benchmark uses what it needs of the shared helpers
 mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;

@@ -7,7 +7,6 @@
 //! under `REHYDRATE_BENCH_DIR`, shared with the scale benchmark: `scripts/bench-scale.sh` shows how to put
 //! 300,000 repositories on an ext4 image with inline data).
 
-#[allow(dead_code)] // each benchmark uses what it needs of the shared helpers
 mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;

@@ -10,13 +10,14 @@
 //! on loopback moto answers in about a millisecond, which no real store does. `cargo bench --bench scan_s3` (size from `REHYDRATE_BENCH_S3_REPOS`, default
 //! 1000: moto answers each listing in time proportional to the whole bucket, see docs/benchmarks.md).
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::process::Command;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use common::latency::latency_proxy;
 use rehydrate::synth::{generate, SynthSpec};
 use support::servers::Moto;
 use support::Registry;
@@ -82,51 +83,6 @@ fn strip_colours(line: &str) -> String {
         }
     }
     plain
-}
-
-/// A TCP proxy on a free port to `upstream` that holds back the first bytes of each answer by `delay`:
-/// one simulated round trip per request on a kept-alive connection. Returns its URL.
-fn latency_proxy(runtime: &tokio::runtime::Runtime, upstream: &str, delay: Duration) -> String {
-    use std::sync::atomic::AtomicBool;
-    use std::sync::Arc;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let upstream = upstream.trim_start_matches("http://").to_string();
-    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    runtime.spawn(async move {
-        loop {
-            let (client, _) = listener.accept().await.unwrap();
-            let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
-            let (mut client_read, mut client_write) = client.into_split();
-            let (mut server_read, mut server_write) = server.into_split();
-            let asked = Arc::new(AtomicBool::new(false));
-            let asked_by_client = asked.clone();
-            tokio::spawn(async move {
-                let mut buffer = vec![0u8; 64 * 1024];
-                while let Ok(n) = client_read.read(&mut buffer).await {
-                    if n == 0 || server_write.write_all(&buffer[..n]).await.is_err() {
-                        break;
-                    }
-                    asked_by_client.store(true, Ordering::SeqCst);
-                }
-            });
-            tokio::spawn(async move {
-                let mut buffer = vec![0u8; 64 * 1024];
-                while let Ok(n) = server_read.read(&mut buffer).await {
-                    if n == 0 {
-                        break;
-                    }
-                    if asked.swap(false, Ordering::SeqCst) {
-                        tokio::time::sleep(delay).await;
-                    }
-                    if client_write.write_all(&buffer[..n]).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    url
 }
 
 /// The registry's enumeration path; returns (time, tags found).

@@ -1,5 +1,10 @@
 //! What the benchmarks share: where their data lives, generated trees kept between runs, and a
-//! child's peak memory.
+//! child's peak memory, a simulated round trip, a Garage server.
+// Each benchmark uses what it needs of the shared helpers.
+#![allow(dead_code)]
+
+pub mod garage;
+pub mod latency;
 
 use std::path::PathBuf;
 use std::process::Child;

@@ -95,10 +95,14 @@ impl Registry {
 
     /// Starts the registry on an S3-compatible server, through its own S3 driver.
     pub fn start_on_s3(endpoint: &str, bucket: &str) -> Registry {
+        Registry::start_on_s3_with(endpoint, bucket, "us-east-1", (servers::S3_ACCESS_KEY, servers::S3_SECRET_KEY))
+    }
+
+    /// The registry on its S3 driver, with the store's region and a key (access key ID, secret).
+    pub fn start_on_s3_with(endpoint: &str, bucket: &str, region: &str, key: (&str, &str)) -> Registry {
+        let (access, secret) = key;
         let s3 = format!(
-            "s3: {{region: us-east-1, bucket: {bucket}, accesskey: {}, secretkey: {}, regionendpoint: \"{endpoint}\", secure: false, v4auth: true, rootdirectory: /}}\n  redirect: {{disable: true}}",
-            servers::S3_ACCESS_KEY,
-            servers::S3_SECRET_KEY
+            "s3: {{region: {region}, bucket: {bucket}, accesskey: {access}, secretkey: {secret}, regionendpoint: \"{endpoint}\", secure: false, v4auth: true, rootdirectory: /}}\n  redirect: {{disable: true}}"
         );
         Registry::start_with_storage(&s3, Path::new("/nonexistent"), "", "", "http")
     }
