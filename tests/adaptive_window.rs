@@ -1,12 +1,14 @@
 //! A target that sheds load: above N requests in flight it answers 429 (a rate-limiting proxy in front
 //! of a shared Harbor does this). The real registry sits behind the fault proxy in that mode, with a
 //! round trip added. With the adaptive window (the default) the run converges near N, lands every tag,
-//! and meets far fewer 429s than a fixed window of 32 (`--fixed-window`).
+//! and meets far fewer 429s than a fixed window of 32 (`--fixed-window`). The storage side the same:
+//! an S3 store (moto behind the proxy) that answers 503 SlowDown above N listings in flight.
 
 mod support;
 
 use rehydrate::synth::{generate, SynthSpec};
 use support::fault_proxy::FaultProxy;
+use support::servers::Moto;
 use support::*;
 
 /// Requests the target takes at once before it sheds load.
@@ -72,4 +74,56 @@ fn the_window_converges_below_a_target_that_sheds_load_and_lands_everything() {
     );
     assert!(adaptive.shed * 3 < fixed.shed, "far fewer 429s: adaptive {}, fixed {}", adaptive.shed, fixed.shed);
     assert!(adaptive_retries * 3 < fixed_retries, "far fewer retries: {adaptive_retries} against {fixed_retries}");
+}
+
+struct Scan {
+    shed: u64,
+    tags: usize,
+    stderr: String,
+}
+
+fn scan_through_shedding_store(moto: &Moto, extra: &[&str]) -> Scan {
+    let proxy = FaultProxy::start(&moto.url, "/", 0, Vec::new());
+    {
+        let mut state = proxy.state.lock().unwrap();
+        state.max_in_flight = Some(LIMIT);
+        state.shed_as_s3 = true;
+        state.delay = std::time::Duration::from_millis(20);
+    }
+    let mut env = moto.env();
+    env.retain(|(name, _)| *name != "AWS_ENDPOINT_URL");
+    env.push(("AWS_ENDPOINT_URL", proxy.url.clone()));
+    let mut args = vec!["scan", "s3://shedding", "--list-concurrency", CEILING];
+    args.extend_from_slice(extra);
+    let output = rehydrate_with_env(&args, &env);
+    let shed = proxy.state.lock().unwrap().shed;
+    Scan {
+        shed,
+        tags: tag_records(&inventory_lines(&output.stdout)).len(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn the_storage_window_converges_below_a_store_that_sheds_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SynthSpec { repositories: 120, tags_per_repository: 1, images: 8, ..SynthSpec::default() };
+    let truth = generate(dir.path(), &spec, 2).unwrap();
+    let moto = Moto::start();
+    moto.create_bucket("shedding");
+    moto.put_tree("shedding", dir.path());
+
+    let adaptive = scan_through_shedding_store(&moto, &[]);
+    assert_eq!(adaptive.tags, truth.len(), "every tag found: {}", adaptive.stderr);
+    let window = number_before(&adaptive.stderr, "storage window:", "in flight at the end");
+    let cuts = number_before(&adaptive.stderr, "storage window:", "times");
+    assert!((1..=2 * LIMIT as u64).contains(&window), "the window ended near {LIMIT}: {window}");
+    assert!(cuts >= 1, "the store's SlowDowns halved the window: {}", adaptive.stderr);
+
+    let fixed = scan_through_shedding_store(&moto, &["--fixed-window"]);
+    eprintln!(
+        "adaptive: {} SlowDowns, window {window} after {cuts} cuts; fixed 32: {} SlowDowns",
+        adaptive.shed, fixed.shed
+    );
+    assert!(adaptive.shed * 3 < fixed.shed, "far fewer SlowDowns: adaptive {}, fixed {}", adaptive.shed, fixed.shed);
 }

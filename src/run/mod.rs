@@ -78,6 +78,16 @@ impl ProblemPrinter {
     }
 }
 
+/// Where the storage side's adaptive window ended and how often the store made it halve (a scan has
+/// only that side; a sync reports both in its `windows:` line).
+pub fn log_storage_window() {
+    let Some(storage) = crate::window::of("storage") else { return };
+    crate::log::info_with(
+        format!("storage window: {} in flight at the end, halved {} times", storage.size(), storage.cuts()),
+        &[("window_storage", storage.size().into()), ("window_storage_cuts", storage.cuts().into())],
+    );
+}
+
 /// The storage requests a run made (scan and sync summaries alike).
 pub fn log_storage_requests(requests: &RequestCounts) {
     crate::log::info(format!(

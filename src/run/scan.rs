@@ -11,7 +11,7 @@ use anyhow::Context;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::mpsc::Receiver;
 
-use super::{log_storage_requests, start_reporting, Outcome, ProblemPrinter, Reporting};
+use super::{log_storage_requests, log_storage_window, start_reporting, Outcome, ProblemPrinter, Reporting};
 use crate::inventory::{human_duration, Counts, Format, InventoryWriter};
 use crate::progress::Live;
 use crate::scan::{self, RequestCounts, ScanItem, ScanOptions};
@@ -95,6 +95,7 @@ fn print_summary(counts: &Counts, requests: &RequestCounts, started: Instant, pr
         ],
     );
     log_storage_requests(requests);
+    log_storage_window();
     log_cost_and_reasons(counts, requests);
     let problems = counts.errors + counts.warnings;
     if problems > problems_printed && problems_printed > 0 {

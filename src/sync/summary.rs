@@ -141,6 +141,7 @@ fn print_windows() {
         &[
             ("window_target", target.size().into()),
             ("window_target_cuts", target.cuts().into()),
+            ("window_storage", storage.map(|w| w.size()).unwrap_or(0).into()),
             ("window_storage_cuts", storage.map(|w| w.cuts()).unwrap_or(0).into()),
         ],
     );

@@ -87,6 +87,8 @@ pub struct FaultState {
     /// A server that sheds load: above this many requests in flight, each new one is answered 429
     /// (without `Retry-After`, as a rate-limiting proxy in front of Harbor does).
     pub max_in_flight: Option<usize>,
+    /// Shed load as an S3 store does (503 SlowDown) rather than with a 429.
+    pub shed_as_s3: bool,
     /// Requests in flight now, the most seen at once, and the 429s sent for being over the limit.
     pub in_flight: usize,
     pub most_in_flight: usize,
@@ -164,6 +166,7 @@ impl FaultProxy {
             paths: None,
             delay: Duration::ZERO,
             max_in_flight: None,
+            shed_as_s3: false,
             in_flight: 0,
             most_in_flight: 0,
             shed: 0,
@@ -216,6 +219,15 @@ pub fn registry_error(status: StatusCode, code: &str, message: &str) -> Response
     full(status, "application/json", serde_json::json!({"errors": [{"code": code, "message": message}]}).to_string())
 }
 
+/// S3's answer to too many requests.
+fn slow_down() -> Response<Body> {
+    full(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "application/xml",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>",
+    )
+}
+
 /// Counts a request in flight until dropped.
 struct InFlight(Arc<Mutex<FaultState>>);
 
@@ -230,6 +242,9 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Result<Response<
         let mut state = shared.state.lock().unwrap();
         if state.max_in_flight.is_some_and(|limit| state.in_flight >= limit) {
             state.shed += 1;
+            if state.shed_as_s3 {
+                return Ok(slow_down());
+            }
             return Ok(registry_error(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS", "too many requests in flight"));
         }
         state.in_flight += 1;
@@ -249,12 +264,18 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Result<Response<
     }
     let reset = || std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset");
     match fault {
-        None if body_length(&request) >= LARGE_BODY && shared.state.lock().unwrap().cut_large_body("reset mid-upload") => {
+        None if body_length(&request) >= LARGE_BODY
+            && shared.state.lock().unwrap().cut_large_body("reset mid-upload") =>
+        {
             read_half_then_hang_up(request, Duration::ZERO).await
         }
         None if request.method() == Method::GET => {
             let response = forward(&shared.http, &shared.upstream, Some(&shared.public), request).await;
-            let length = response.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse::<u64>().ok()).unwrap_or(0);
+            let length = response
+                .headers()
+                .get("content-length")
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                .unwrap_or(0);
             if length >= LARGE_BODY && shared.state.lock().unwrap().cut_large_body("reset mid-download") {
                 return Ok(cut_in_half(response, Duration::ZERO).await);
             }
@@ -270,11 +291,7 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Result<Response<
             response.headers_mut().insert("retry-after", "1".parse().unwrap());
             Ok(response)
         }
-        Some(Fault::SlowDown) => Ok(full(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "application/xml",
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>",
-        )),
+        Some(Fault::SlowDown) => Ok(slow_down()),
         Some(Fault::Stall(time)) => {
             tokio::time::sleep(time).await;
             Err(reset())
