@@ -3,27 +3,12 @@
 
 mod support;
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use support::*;
 
 #[test]
 fn an_untrusted_certificate_is_refused_until_its_ca_is_given() {
     let dir = tempfile::tempdir().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-    let (ca_pem, cert_pem, key_pem) =
-        (dir.path().join("ca.pem"), dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&ca_pem, ca.pem()).unwrap();
-    std::fs::write(&cert_pem, leaf.pem()).unwrap();
-    std::fs::write(&key_pem, leaf_key.serialize_pem()).unwrap();
+    let (ca_pem, cert_pem, key_pem) = test_ca(dir.path());
 
     let source_dir = tempfile::tempdir().unwrap();
     rehydrate::synth::generate(

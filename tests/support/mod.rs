@@ -93,6 +93,17 @@ impl Registry {
         )
     }
 
+    /// CPU time (user and system) the registry process has used so far: on this machine the receiving
+    /// registry is what limits a copy, so benchmarks show it beside each tool.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // Fields after the command name (which is in parentheses and may hold spaces): utime is the 12th.
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        Duration::from_millis(ticks * 1000 / per_second)
+    }
+
     /// Starts the registry on an S3-compatible server, through its own S3 driver.
     pub fn start_on_s3(endpoint: &str, bucket: &str) -> Registry {
         Registry::start_on_s3_with(endpoint, bucket, "us-east-1", (servers::S3_ACCESS_KEY, servers::S3_SECRET_KEY))
@@ -452,4 +463,25 @@ pub fn assert_blobs_intact(storage_root: &Path) -> usize {
         count += 1;
     }
     count
+}
+
+/// A private CA and a certificate it signed for 127.0.0.1 and localhost, written into `dir`: returns
+/// the paths of the CA's certificate, the server's certificate and its key (PEM).
+pub fn test_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let (ca_pem, cert_pem, key_pem) = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&ca_pem, ca.pem()).unwrap();
+    std::fs::write(&cert_pem, leaf.pem()).unwrap();
+    std::fs::write(&key_pem, leaf_key.serialize_pem()).unwrap();
+    (ca_pem, cert_pem, key_pem)
 }
