@@ -218,10 +218,26 @@ impl Registry {
     }
 
     pub fn catalog_with_page_size(&self, page_size: usize) -> Vec<String> {
+        self.catalog_until(page_size, None).0
+    }
+
+    /// The catalog in pages of `page_size`, read until it is complete or `deadline` passes (each page
+    /// may then take as long as is left: a late page of a large catalog re-walks the storage for
+    /// minutes). Returns the names read and whether the catalog is complete.
+    pub fn catalog_until(&self, page_size: usize, deadline: Option<Instant>) -> (Vec<String>, bool) {
         let mut repositories = Vec::new();
         let mut next = Some(format!("{}/v2/_catalog?n={page_size}", self.url));
         while let Some(url) = next.take() {
-            let response = self.client.get(&url).send().unwrap();
+            let mut request = self.client.get(&url);
+            if let Some(deadline) = deadline {
+                let Some(left) = deadline.checked_duration_since(Instant::now()) else { return (repositories, false) };
+                request = request.timeout(left);
+            }
+            let response = match request.send() {
+                Ok(response) => response,
+                Err(error) if error.is_timeout() => return (repositories, false),
+                Err(error) => panic!("{url}: {error}"),
+            };
             assert_eq!(response.status(), StatusCode::OK);
             if let Some(link) = response.headers().get("link") {
                 let link = link.to_str().unwrap();
@@ -232,7 +248,7 @@ impl Registry {
             repositories
                 .extend(body["repositories"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_string()));
         }
-        repositories
+        (repositories, true)
     }
 
     /// The tags of a repository (empty when the registry knows none).
@@ -299,6 +315,12 @@ impl Registry {
         let started = Instant::now();
         let repositories = self.catalog_with_page_size(page_size);
         let catalog_time = started.elapsed();
+        (self.tags_of(&repositories, concurrency), catalog_time)
+    }
+
+    /// The tags of `repositories` with their digests: `tags/list` per repository and a manifest HEAD
+    /// per tag, `concurrency` repositories at once.
+    pub fn tags_of(&self, repositories: &[String], concurrency: usize) -> BTreeSet<(String, String, String)> {
         let next = std::sync::atomic::AtomicUsize::new(0);
         let found = std::sync::Mutex::new(BTreeSet::new());
         std::thread::scope(|scope| {
@@ -314,7 +336,7 @@ impl Registry {
                 });
             }
         });
-        (found.into_inner().unwrap(), catalog_time)
+        found.into_inner().unwrap()
     }
 }
 
