@@ -70,3 +70,23 @@ fn cut_ranges_cover_every_repository_exactly_once() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(target.inventory(), truth, "synced from S3, every tag with its digest");
 }
+
+/// A repository's listing asks for 100 keys first (cheap on stores whose answer time follows the keys
+/// asked for); a repository holding more pays exactly one more listing per full page, and loses nothing.
+#[test]
+fn a_large_repository_is_listed_past_its_small_first_page() {
+    let dir = tempfile::tempdir().unwrap();
+    // 80 tags: 160 keys under `_manifests/tags/`, plus the revisions.
+    let spec = SynthSpec { repositories: 3, tags_per_repository: 80, images: 8, ..SynthSpec::default() };
+    let truth: BTreeSet<(String, String, String)> =
+        generate(dir.path(), &spec, 1).unwrap().into_iter().map(|t| (t.repository, t.tag, t.digest)).collect();
+    let moto = Moto::start();
+    moto.create_bucket("large");
+    moto.put_tree("large", dir.path());
+
+    let output = rehydrate_with_env(&["scan", "s3://large"], &moto.env());
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(tag_records(&inventory_lines(&output.stdout)), truth);
+    let (lists, _) = request_counts(&output.stderr);
+    assert_eq!(lists, 1 + 3 * 2, "the repositories listing, then two pages per repository");
+}
