@@ -19,6 +19,7 @@
 //! `cargo bench --bench copy` (sizes from `REHYDRATE_BENCH_COPY_IMAGES`, default 200 images of 4 layers
 //! drawn from a shared pool of 100 layers of 11 MiB: 1.1 GiB of distinct blobs).
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -27,6 +28,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::cpu_time;
 use rehydrate::synth::{generate, SynthSpec, TruthRecord};
 use support::{test_ca, Registry};
 
@@ -85,13 +87,13 @@ fn measure(
     copy: impl FnOnce(&Registry),
 ) -> Row {
     let target = tls.registry(root);
-    let source_before = source.map(Registry::cpu_time);
+    let source_before = source.map(|source| cpu_time(source.pid()));
     let started = Instant::now();
     copy(&target);
     Command::new("sync").status().unwrap();
     let wall = started.elapsed();
-    let receiver_cpu = target.cpu_time();
-    let source_cpu = source.zip(source_before).map(|(source, before)| source.cpu_time() - before);
+    let receiver_cpu = cpu_time(target.pid());
+    let source_cpu = source.zip(source_before).map(|(source, before)| cpu_time(source.pid()) - before);
     assert_complete(&target, truth, name);
     eprintln!("{name}: {:.1} s", wall.as_secs_f64());
     Row { name: name.to_string(), wall, receiver_cpu, source_cpu }

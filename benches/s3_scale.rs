@@ -10,7 +10,8 @@
 //!       bucket, `_catalog?n=1000` pages, `tags/list` per repository, a manifest HEAD per tag, 10
 //!       repositories at once (at sizes up to `REHYDRATE_BENCH_GARAGE_PEER_MAX`, default 20000). Its
 //!       catalog re-walks the storage tree from the start for every page, so it is stopped after
-//!       `REHYDRATE_BENCH_GARAGE_PEER_CAP_S` seconds (default 600), its figures then lower bounds;
+//!       `REHYDRATE_BENCH_GARAGE_PEER_CAP_S` seconds (default 300) and finished from the known names
+//!       (tags/list and HEADs measured as they come), its figures then lower bounds;
 //!   (b) `rehydrate scan s3://...`, 16 listings at once: time, requests, peak memory;
 //!   (c) `rehydrate sync` from the bucket into the real registry, one shard of 1,000 repositories'
 //!       worth (`--shard 0/N`: the discovery covers the whole bucket, the pushes stay comparable across
@@ -182,6 +183,8 @@ struct Row {
     peak_kib: Option<u64>,
     /// Whether the run finished; the registry's path is stopped at a time cap, its figures then bounds.
     finished: bool,
+    /// CPU time Garage spent answering this run (with the registry's path: the registry's own beside).
+    server_cpu: Duration,
 }
 
 /// (a): the registry on its S3 driver enumerating the bucket through the round-trip proxy, stopped
@@ -190,15 +193,21 @@ struct Row {
 fn registry_path(garage: &Garage, endpoint: &str, bucket: &str, truth: &TagSet, cap: Duration) -> Row {
     let registry = Registry::start_on_s3_with(endpoint, bucket, REGION, garage.credentials());
     let before = Requests::of(&garage.requests());
+    let cpu_before = garage.cpu_time();
     let started = Instant::now();
     let (repositories, complete) = registry.catalog_until(1000, Some(started + cap));
     let catalog = started.elapsed();
-    let found = if complete { registry.tags_of(&repositories, PEER_CONCURRENCY) } else { TagSet::new() };
+    // A stopped catalog is finished from the names the benchmark knows, so that the tags/list and HEAD
+    // per tag that must follow are measured too.
+    let names: Vec<String> = match complete {
+        true => repositories.clone(),
+        false => truth.iter().map(|(r, _, _)| r.clone()).collect::<BTreeSet<_>>().into_iter().collect(),
+    };
+    let found = registry.tags_of(&names, PEER_CONCURRENCY);
     let wall = started.elapsed();
     let requests = Requests::of(&garage.requests()).since(before);
-    if complete {
-        assert_eq!(&found, truth, "the registry must answer every tag");
-    }
+    let server_cpu = garage.cpu_time() - cpu_before;
+    assert_eq!(&found, truth, "the registry must answer every tag");
     eprintln!(
         "  registry path: {:.1} s, catalog {} after {:.1} s ({} repositories)",
         wall.as_secs_f64(),
@@ -210,24 +219,26 @@ fn registry_path(garage: &Garage, endpoint: &str, bucket: &str, truth: &TagSet, 
         "(a) registry: catalog + tags/list + HEAD per tag".to_string()
     } else {
         format!(
-            "(a) registry: stopped at {:.0} s with {} of {} repositories in its catalog, before any tags/list",
+            "(a) registry: catalog stopped at {:.0} s ({} of {} repositories), then tags/list + HEAD per tag for all",
             cap.as_secs_f64(),
             repositories.len(),
-            truth.iter().map(|(r, _, _)| r).collect::<BTreeSet<_>>().len()
+            names.len()
         )
     };
-    Row { name, wall, requests, peak_kib: None, finished: complete }
+    Row { name, wall, requests, peak_kib: None, finished: complete, server_cpu }
 }
 
 /// (b): `rehydrate scan` of the bucket through the round-trip proxy.
 fn scan_row(garage: &Garage, endpoint: &str, bucket: &str, truth: &TagSet) -> Row {
     let before = Requests::of(&garage.requests());
+    let cpu_before = garage.cpu_time();
     let url = format!("s3://{bucket}");
     let (wall, stdout, _, peak_kib) = run_rehydrate(garage, endpoint, &["scan", &url, "--list-concurrency", LISTINGS]);
     let requests = Requests::of(&garage.requests()).since(before);
+    let server_cpu = garage.cpu_time() - cpu_before;
     assert_eq!(&exactly_once(&stdout, truth, "scan"), truth, "the scan finds every tag");
     let name = format!("(b) rehydrate scan, {LISTINGS} listings at once");
-    Row { name, wall, requests, peak_kib: Some(peak_kib), finished: true }
+    Row { name, wall, requests, peak_kib: Some(peak_kib), finished: true, server_cpu }
 }
 
 /// What (c) measured.
@@ -312,7 +323,7 @@ fn main() {
     let sizes = sizes_from_env("REHYDRATE_BENCH_GARAGE_SIZES", "20000,100000");
     let peer_max = sizes_from_env("REHYDRATE_BENCH_GARAGE_PEER_MAX", "20000")[0];
     let latency_ms = sizes_from_env("REHYDRATE_BENCH_LATENCY_MS", "10")[0] as u64;
-    let peer_cap = Duration::from_secs(sizes_from_env("REHYDRATE_BENCH_GARAGE_PEER_CAP_S", "600")[0] as u64);
+    let peer_cap = Duration::from_secs(sizes_from_env("REHYDRATE_BENCH_GARAGE_PEER_CAP_S", "300")[0] as u64);
     let garage = Garage::start(&bench_dir().join("garage"));
     let proxy_runtime = tokio::runtime::Runtime::new().unwrap();
     let endpoint = latency_proxy(&proxy_runtime, &garage.url, Duration::from_millis(latency_ms));
@@ -335,8 +346,8 @@ fn main() {
     }
 
     println!("\nGarage 2.5.0 (S3), single node on loopback; {latency_ms} ms round trip per request; requests counted by the server\n");
-    println!("| repositories | keys | tags | enumeration | wall time | LIST | GET/HEAD | requests per repository | peak RSS | fewer requests than (a) | faster than (a) |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| repositories | keys | tags | enumeration | wall time | LIST | GET/HEAD | requests per repository | Garage CPU | peak RSS | fewer requests than (a) | faster than (a) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (size, keys, tags, rows, _, _) in &tables {
         let peer = rows.first().filter(|row| row.name.starts_with("(a)"));
         for row in rows {
@@ -350,7 +361,7 @@ fn main() {
                 _ => ("-".into(), "-".into()),
             };
             println!(
-                "| {size} | {keys} | {tags} | {} | {}{:.1} s | {}{} | {}{} | {}{:.2} | {} | {fewer} | {faster} |",
+                "| {size} | {keys} | {tags} | {} | {}{:.1} s | {}{} | {}{} | {}{:.2} | {:.1} s | {} | {fewer} | {faster} |",
                 row.name,
                 bound(row),
                 row.wall.as_secs_f64(),
@@ -360,6 +371,7 @@ fn main() {
                 row.requests.reads,
                 bound(row),
                 row.requests.total() as f64 / *size as f64,
+                row.server_cpu.as_secs_f64(),
                 row.peak_kib.map(|kib| format!("{:.1} MiB", kib as f64 / 1024.0)).unwrap_or_else(|| "-".into()),
             );
         }

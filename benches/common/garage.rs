@@ -137,6 +137,11 @@ impl Garage {
             .unwrap()
     }
 
+    /// CPU time the server has used so far.
+    pub fn cpu_time(&self) -> Duration {
+        super::cpu_time(self.child.id())
+    }
+
     /// Requests answered so far, by S3 operation (`ListObjectsV2`, `GetObject`, ...), from the server's
     /// own counters.
     pub fn requests(&self) -> BTreeMap<String, u64> {

@@ -64,3 +64,14 @@ pub fn sizes_from_env(name: &str, default: &str) -> Vec<usize> {
         .map(|s| s.trim().parse().unwrap_or_else(|_| panic!("{name}: numbers separated by commas")))
         .collect()
 }
+
+/// CPU time (user and system) process `pid` has used so far: on this machine a server (the receiving
+/// registry, the S3 store) is what limits a run, so benchmarks show its CPU beside each tool.
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name (in parentheses, which may hold spaces): utime is the 12th.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / per_second)
+}
