@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use common::garage::{Garage, REGION};
 use common::latency::latency_proxy;
-use common::{bench_dir, sizes_from_env, wait_with_peak_rss};
+use common::{bench_dir, sizes_from_env, wait_with_peak_rss, SyncFigures};
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use rehydrate::synth::{generate_into, Sink, SynthSpec, TruthRecord};
@@ -244,10 +244,7 @@ fn scan_row(garage: &Garage, endpoint: &str, bucket: &str, truth: &TagSet) -> Ro
 /// What (c) measured.
 struct SyncRun {
     shards: usize,
-    first_push: f64,
-    listing_finished: f64,
-    total: f64,
-    pushed: u64,
+    figures: SyncFigures,
     peak_kib: u64,
 }
 
@@ -275,24 +272,9 @@ fn sync_shard(garage: &Garage, endpoint: &str, bucket: &str, repositories: usize
         journal.to_str().unwrap(),
     ];
     let (_, _, stderr, peak_kib) = run_rehydrate(garage, endpoint, &args);
-    let lines: Vec<serde_json::Value> = stderr.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    let find = |prefix: &str| {
-        lines
-            .iter()
-            .find(|l| l["message"].as_str().unwrap_or_default().starts_with(prefix))
-            .unwrap_or_else(|| panic!("no {prefix:?} line: {stderr}"))
-            .clone()
-    };
-    let (timeline, summary) = (find("timeline"), find("sync finished"));
-    assert_eq!(summary["failed"].as_u64(), Some(0), "the sync failed tags: {stderr}");
-    SyncRun {
-        shards,
-        first_push: timeline["first_done_seconds"].as_f64().unwrap(),
-        listing_finished: timeline["listing_finished_seconds"].as_f64().unwrap(),
-        total: timeline["total_seconds"].as_f64().unwrap(),
-        pushed: summary["pushed"].as_u64().unwrap(),
-        peak_kib,
-    }
+    let figures = SyncFigures::from_log(&stderr);
+    assert_eq!(figures.failed, 0, "the sync failed tags: {stderr}");
+    SyncRun { shards, figures, peak_kib }
 }
 
 /// (d): ranges cut again and again, and 3 shards, straight to Garage: each repository exactly once.
@@ -340,7 +322,7 @@ fn main() {
         rows.push(scan_row(&garage, &endpoint, &bucket, &truth));
         eprintln!("  scan: {:.1} s", rows.last().unwrap().wall.as_secs_f64());
         let sync = sync_shard(&garage, &endpoint, &bucket, size);
-        eprintln!("  sync shard: first push {:.2} s", sync.first_push);
+        eprintln!("  sync shard: first push {:.2} s", sync.figures.first_push);
         let checks = check_ranges_and_shards(&garage, &bucket, &truth);
         tables.push((size, keys, truth.len(), rows, sync, checks));
     }
@@ -382,10 +364,10 @@ fn main() {
         println!(
             "| {size} | 0/{} | {:.2} s | {:.1} s | {:.1} s | {} | {:.1} MiB |",
             sync.shards,
-            sync.first_push,
-            sync.listing_finished,
-            sync.total,
-            sync.pushed,
+            sync.figures.first_push,
+            sync.figures.listing_finished,
+            sync.figures.total,
+            sync.figures.pushed,
             sync.peak_kib as f64 / 1024.0
         );
     }

@@ -17,14 +17,12 @@ mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bench_dir, cached_tree, sizes_from_env, wait_with_peak_rss};
+use common::{bench_dir, cached_tree, sizes_from_env, wait_with_peak_rss, SyncFigures};
 use rehydrate::synth::SynthSpec;
-use serde_json::Value;
 use support::Registry;
 
 /// `repositories` repositories with one tag each, generated once; the root and the tag count.
@@ -45,11 +43,7 @@ fn catalog_complete(registry: &Registry) -> (Duration, usize) {
 struct SyncRun {
     wall: Duration,
     peak_kib: u64,
-    first_push: f64,
-    listing_finished: f64,
-    total: f64,
-    pushed: u64,
-    failed: u64,
+    figures: SyncFigures,
 }
 
 fn sync(source: &std::path::Path, target: &Registry, journal: &std::path::Path) -> SyncRun {
@@ -74,29 +68,10 @@ fn sync(source: &std::path::Path, target: &Registry, journal: &std::path::Path) 
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
-    let reader =
-        std::thread::spawn(move || std::io::BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>());
+    let reader = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
     let peak_kib = wait_with_peak_rss(&mut child);
     let wall = started.elapsed();
-    let lines: Vec<Value> = reader.join().unwrap().iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    let find = |prefix: &str| {
-        lines
-            .iter()
-            .find(|l| l["message"].as_str().unwrap_or_default().starts_with(prefix))
-            .unwrap_or_else(|| panic!("no {prefix:?} line: {lines:?}"))
-            .clone()
-    };
-    let timeline = find("timeline");
-    let summary = find("sync finished");
-    SyncRun {
-        wall,
-        peak_kib,
-        first_push: timeline["first_done_seconds"].as_f64().unwrap(),
-        listing_finished: timeline["listing_finished_seconds"].as_f64().unwrap(),
-        total: timeline["total_seconds"].as_f64().unwrap(),
-        pushed: summary["pushed"].as_u64().unwrap(),
-        failed: summary["failed"].as_u64().unwrap(),
-    }
+    SyncRun { wall, peak_kib, figures: SyncFigures::from_log(&reader.join().unwrap()) }
 }
 
 fn main() {
@@ -118,17 +93,17 @@ fn main() {
         let run = sync(&root, &target, &target_dir.join("journal.redb"));
         drop(target);
         let _ = std::fs::remove_dir_all(&target_dir);
-        assert_eq!((run.pushed, run.failed), (tags as u64, 0), "every tag pushed");
+        assert_eq!((run.figures.pushed, run.figures.failed), (tags as u64, 0), "every tag pushed");
 
-        let overlap = (run.listing_finished - run.first_push).max(0.0) / run.total;
+        let overlap = (run.figures.listing_finished - run.figures.first_push).max(0.0) / run.figures.total;
         let row = format!(
             "| {size} | {tags} | {:.1} s | {:.2} s | {:.0}x | {:.1} s ({:.0} tags/s) | {:.1} s | {:.0}% | {:.1} MiB |",
             peer_first.as_secs_f64(),
-            run.first_push,
-            peer_first.as_secs_f64() / run.first_push,
+            run.figures.first_push,
+            peer_first.as_secs_f64() / run.figures.first_push,
             run.wall.as_secs_f64(),
             tags as f64 / run.wall.as_secs_f64(),
-            run.listing_finished,
+            run.figures.listing_finished,
             overlap * 100.0,
             run.peak_kib as f64 / 1024.0
         );

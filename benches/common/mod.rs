@@ -75,3 +75,34 @@ pub fn cpu_time(pid: u32) -> Duration {
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
     Duration::from_millis(ticks * 1000 / per_second)
 }
+
+/// What a sync's JSON log (`--log-format json`) says of its run: the timeline and the summary.
+pub struct SyncFigures {
+    pub first_push: f64,
+    pub listing_finished: f64,
+    pub total: f64,
+    pub pushed: u64,
+    pub failed: u64,
+}
+
+impl SyncFigures {
+    /// Reads the `timeline` and `sync finished` lines of a sync's JSON log.
+    pub fn from_log(stderr: &str) -> SyncFigures {
+        let lines: Vec<serde_json::Value> = stderr.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let find = |prefix: &str| {
+            lines
+                .iter()
+                .find(|l| l["message"].as_str().unwrap_or_default().starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix:?} line: {stderr}"))
+                .clone()
+        };
+        let (timeline, summary) = (find("timeline"), find("sync finished"));
+        SyncFigures {
+            first_push: timeline["first_done_seconds"].as_f64().unwrap(),
+            listing_finished: timeline["listing_finished_seconds"].as_f64().unwrap(),
+            total: timeline["total_seconds"].as_f64().unwrap(),
+            pushed: summary["pushed"].as_u64().unwrap(),
+            failed: summary["failed"].as_u64().unwrap(),
+        }
+    }
+}
