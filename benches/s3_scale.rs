@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use common::garage::{Garage, REGION};
 use common::latency::latency_proxy;
-use common::{bench_dir, sizes_from_env, wait_with_peak_rss, SyncFigures};
+use common::{bench_dir, sizes_from_env, wait_with_peak_rss, SyncFigures, MEASURED_SYNC};
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use rehydrate::synth::{generate_into, Sink, SynthSpec, TruthRecord};
@@ -255,22 +255,9 @@ fn sync_shard(garage: &Garage, endpoint: &str, bucket: &str, repositories: usize
     let target = Registry::start(target_dir.path());
     let (url, shard, journal) =
         (format!("s3://{bucket}"), format!("0/{shards}"), target_dir.path().join("journal.redb"));
-    let args = [
-        "sync",
-        &url,
-        &target.url,
-        "--plain-http",
-        "--shard",
-        &shard,
-        "--log-format",
-        "json",
-        "--progress-interval",
-        "0",
-        "--push-concurrency",
-        "16",
-        "--journal",
-        journal.to_str().unwrap(),
-    ];
+    let mut args =
+        vec!["sync", &url, &target.url, "--plain-http", "--shard", &shard, "--journal", journal.to_str().unwrap()];
+    args.extend(MEASURED_SYNC);
     let (_, _, stderr, peak_kib) = run_rehydrate(garage, endpoint, &args);
     let figures = SyncFigures::from_log(&stderr);
     assert_eq!(figures.failed, 0, "the sync failed tags: {stderr}");

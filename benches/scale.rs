@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bench_dir, cached_tree, sizes_from_env, wait_with_peak_rss, SyncFigures};
+use common::{bench_dir, cached_tree, sizes_from_env, wait_with_peak_rss, SyncFigures, MEASURED_SYNC};
 use rehydrate::synth::SynthSpec;
 use support::Registry;
 
@@ -52,16 +52,9 @@ fn sync(source: &std::path::Path, target: &Registry, journal: &std::path::Path) 
         .arg("sync")
         .arg(source)
         .arg(&target.url)
-        .args([
-            "--plain-http",
-            "--log-format",
-            "json",
-            "--progress-interval",
-            "0",
-            "--push-concurrency",
-            "16",
-            "--journal",
-        ])
+        .arg("--plain-http")
+        .args(MEASURED_SYNC)
+        .arg("--journal")
         .arg(journal)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

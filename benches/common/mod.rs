@@ -76,6 +76,10 @@ pub fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis(ticks * 1000 / per_second)
 }
 
+/// The flags of a measured sync: a JSON log to read its figures from (`SyncFigures`), no progress
+/// lines, 16 pushes at once.
+pub const MEASURED_SYNC: [&str; 6] = ["--log-format", "json", "--progress-interval", "0", "--push-concurrency", "16"];
+
 /// What a sync's JSON log (`--log-format json`) says of its run: the timeline and the summary.
 pub struct SyncFigures {
     pub first_push: f64,
