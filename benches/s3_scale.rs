@@ -26,7 +26,7 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::garage::{Garage, REGION};
@@ -35,7 +35,7 @@ use common::{bench_dir, sizes_from_env, wait_with_peak_rss, SyncFigures, MEASURE
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use rehydrate::synth::{generate_into, Sink, SynthSpec, TruthRecord};
-use support::{inventory_lines, tag_records, Registry};
+use support::{inventory_lines, rehydrate_command, tag_records, Registry};
 
 /// Listings rehydrate runs at once in the measured scan, and repositories the peer asks for at once.
 const LISTINGS: &str = "16";
@@ -141,14 +141,8 @@ impl Requests {
 fn run_rehydrate(garage: &Garage, endpoint: &str, args: &[&str]) -> (Duration, Vec<u8>, String, u64) {
     let out = tempfile::NamedTempFile::new().unwrap();
     let err = tempfile::NamedTempFile::new().unwrap();
-    let state = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rehydrate"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("XDG_STATE_HOME", state.path())
-        .envs(garage.env(endpoint))
+    let mut child = rehydrate_command(args, &garage.env(endpoint))
         .stdout(Stdio::from(out.reopen().unwrap()))
         .stderr(Stdio::from(err.reopen().unwrap()))
         .spawn()

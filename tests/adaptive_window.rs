@@ -23,15 +23,23 @@ struct Run {
     exit: Option<i32>,
 }
 
-fn sync_into_shedding_target(source: &str, extra: &[&str]) -> Run {
-    let target_dir = tempfile::tempdir().unwrap();
-    let target = Registry::start(target_dir.path());
-    let proxy = FaultProxy::start(&target.url, "/", 0, Vec::new());
+/// The fault proxy in front of `upstream`, shedding load above `LIMIT` requests in flight (with 429s, or
+/// as S3 does with 503 SlowDown), 20 ms added per request.
+fn shedding_proxy(upstream: &str, shed_as_s3: bool) -> FaultProxy {
+    let proxy = FaultProxy::start(upstream, "/", 0, Vec::new());
     {
         let mut state = proxy.state.lock().unwrap();
         state.max_in_flight = Some(LIMIT);
+        state.shed_as_s3 = shed_as_s3;
         state.delay = std::time::Duration::from_millis(20);
     }
+    proxy
+}
+
+fn sync_into_shedding_target(source: &str, extra: &[&str]) -> Run {
+    let target_dir = tempfile::tempdir().unwrap();
+    let target = Registry::start(target_dir.path());
+    let proxy = shedding_proxy(&target.url, false);
     let mut args = vec!["sync", source, &proxy.url, "--plain-http", "--no-journal", "--push-concurrency", CEILING];
     args.extend_from_slice(extra);
     let output = rehydrate(&args);
@@ -83,16 +91,8 @@ struct Scan {
 }
 
 fn scan_through_shedding_store(moto: &Moto, extra: &[&str]) -> Scan {
-    let proxy = FaultProxy::start(&moto.url, "/", 0, Vec::new());
-    {
-        let mut state = proxy.state.lock().unwrap();
-        state.max_in_flight = Some(LIMIT);
-        state.shed_as_s3 = true;
-        state.delay = std::time::Duration::from_millis(20);
-    }
-    let mut env = moto.env();
-    env.retain(|(name, _)| *name != "AWS_ENDPOINT_URL");
-    env.push(("AWS_ENDPOINT_URL", proxy.url.clone()));
+    let proxy = shedding_proxy(&moto.url, true);
+    let env = moto.env_through(&proxy.url);
     let mut args = vec!["scan", "s3://shedding", "--list-concurrency", CEILING];
     args.extend_from_slice(extra);
     let output = rehydrate_with_env(&args, &env);

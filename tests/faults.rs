@@ -100,9 +100,7 @@ fn every_image_lands_through_storage_faults() {
     ];
     let proxy = FaultProxy::start(&moto.url, "/", 10, plan.clone());
     proxy.state.lock().unwrap().large_body_reset_every = 2;
-    let mut env = moto.env();
-    env.retain(|(name, _)| *name != "AWS_ENDPOINT_URL");
-    env.push(("AWS_ENDPOINT_URL", proxy.url.clone()));
+    let env = moto.env_through(&proxy.url);
 
     let target_dir = tempfile::tempdir().unwrap();
     let target = Registry::start(target_dir.path());

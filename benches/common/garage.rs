@@ -4,10 +4,11 @@
 //! `/metrics`, so that a benchmark counts at the server.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::support::free_port;
 
 /// The key the benchmarks use, imported into Garage (its key IDs are `GK` and 24 hex digits).
 const ACCESS_KEY: &str = "GK0123456789abcdef01234567";
@@ -19,10 +20,6 @@ pub struct Garage {
     dir: PathBuf,
     pub url: String,
     admin_url: String,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// The Garage binary: `REHYDRATE_BENCH_GARAGE`, else `garage` on the PATH or in `~/.cargo/bin`.

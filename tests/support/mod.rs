@@ -380,16 +380,21 @@ pub fn rehydrate_binary() -> &'static str {
 /// Runs the `rehydrate` binary with `args` in a clean environment holding only `env` (and PATH), so
 /// that no cloud variable of the machine leaks into a test.
 pub fn rehydrate_with_env(args: &[&str], env: &[(&str, String)]) -> Output {
+    rehydrate_command(args, env).output().expect("running rehydrate")
+}
+
+/// The `rehydrate` command with `args`, in a clean environment holding only `env` (and PATH).
+pub fn rehydrate_command(args: &[&str], env: &[(&str, String)]) -> Command {
     // Journals of test runs go to a folder of this test process, never into the user's state folder.
     let state = std::env::temp_dir().join(format!("rehydrate-test-state-{}", std::process::id()));
-    Command::new(rehydrate_binary())
+    let mut command = Command::new(rehydrate_binary());
+    command
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("XDG_STATE_HOME", state)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .expect("running rehydrate")
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    command
 }
 
 /// The storage request counts of a scan summary: (listings, link reads).

@@ -147,11 +147,16 @@ impl Moto {
 
     /// The environment `rehydrate` needs to reach this server, as a user would set it.
     pub fn env(&self) -> Vec<(&'static str, String)> {
+        self.env_through(&self.url)
+    }
+
+    /// The same settings, reaching moto through `endpoint` (a proxy in front of it).
+    pub fn env_through(&self, endpoint: &str) -> Vec<(&'static str, String)> {
         vec![
             ("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY.into()),
             ("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY.into()),
             ("AWS_REGION", "us-east-1".into()),
-            ("AWS_ENDPOINT_URL", self.url.clone()),
+            ("AWS_ENDPOINT_URL", endpoint.into()),
         ]
     }
 }
