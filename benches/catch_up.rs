@@ -16,6 +16,8 @@
 //! page cache, which that copy emptied. `cargo bench --bench catch_up`, or `scripts/bench-scale.sh
 //! catch_up` to keep the trees on an ext4 image with inline data (run as root: at 100,000 repositories
 //! the source and two targets in 4 KiB blocks are more than the page cache holds).
+//! `REHYDRATE_BENCH_CATCHUP_KEEP=1` keeps the trees, with the target and the journal as the first sync
+//! left them (`target-after-first-sync`, `journal-after-first-sync.redb`), to run the catch-up again by hand.
 
 mod common;
 #[path = "../tests/support/mod.rs"]
@@ -26,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{bench_dir, wait_with_peak_rss};
+use common::{bench_dir, cpu_time, wait_with_peak_rss, waited_children_cpu_time};
 use rehydrate::layout;
 use rehydrate::synth::{generate, SynthSpec, TruthRecord};
 use serde_json::Value;
@@ -41,6 +43,10 @@ struct Row {
     reads: Option<u64>,
     target_requests: u64,
     unchanged_requests: Option<u64>,
+    /// CPU time of rehydrate during the run.
+    cpu: Option<Duration>,
+    /// CPU time of the registries that answered the run (the target; for the peer, the source too).
+    receiver_cpu: Option<Duration>,
     note: String,
 }
 
@@ -120,9 +126,18 @@ fn summary_fields(stderr: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// Runs rehydrate; its wall time, standard error and peak memory (KiB).
-fn rehydrate(args: &[&str]) -> (Duration, String, u64) {
+/// What one rehydrate run took.
+struct Run {
+    wall: Duration,
+    cpu: Duration,
+    stderr: String,
+    peak_kib: u64,
+}
+
+/// Runs rehydrate to its end.
+fn rehydrate(args: &[&str]) -> Run {
     let log = tempfile::NamedTempFile::new().unwrap();
+    let cpu_before = waited_children_cpu_time();
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_rehydrate"))
         .args(args)
@@ -132,9 +147,10 @@ fn rehydrate(args: &[&str]) -> (Duration, String, u64) {
         .unwrap();
     let peak_kib = wait_with_peak_rss(&mut child);
     let wall = started.elapsed();
+    let cpu = waited_children_cpu_time() - cpu_before;
     let stderr = std::fs::read_to_string(log.path()).unwrap();
     assert!(child.wait().unwrap().code().unwrap_or(1) != 1, "rehydrate {args:?} failed: {stderr}");
-    (wall, stderr, peak_kib)
+    Run { wall, cpu, stderr, peak_kib }
 }
 
 /// Requests the proxy recorded for manifests of repositories that did not change.
@@ -151,9 +167,10 @@ fn unchanged_manifest_requests(proxy: &FaultProxy, changed: &BTreeSet<String>) -
         .sum()
 }
 
+/// A sync into `target` (through `proxy`), with what it cost both sides.
 fn catch_up_row(
     name: &str,
-    proxy: &FaultProxy,
+    (target, proxy): (&Registry, &FaultProxy),
     args: &[&str],
     changed: &BTreeSet<String>,
 ) -> (Row, BTreeMap<String, u64>) {
@@ -162,13 +179,17 @@ fn catch_up_row(
         state.requests = 0;
         state.paths = Some(BTreeMap::new());
     }
-    let (wall, stderr, peak_kib) = rehydrate(args);
+    let receiver_before = cpu_time(target.pid());
+    let Run { wall, cpu, stderr, peak_kib } = rehydrate(args);
+    let receiver_cpu = cpu_time(target.pid()) - receiver_before;
     let (listings, reads) = storage_requests(&stderr);
     let fields = summary_fields(&stderr);
     let target_requests = proxy.state.lock().unwrap().requests;
     let row = Row {
         name: name.to_string(),
         wall,
+        cpu: Some(cpu),
+        receiver_cpu: Some(receiver_cpu),
         listings: Some(listings),
         reads: Some(reads),
         target_requests,
@@ -189,6 +210,7 @@ fn catch_up_row(
 /// target, `concurrency` at once.
 fn peer_recheck(source_root: &Path, target: &Registry, concurrency: usize) -> Row {
     let source = Registry::start(source_root);
+    let receivers_before = cpu_time(source.pid()) + cpu_time(target.pid());
     let started = Instant::now();
     let (found, _) = source.enumerate(1000, concurrency);
     let found: Vec<_> = found.into_iter().collect();
@@ -204,10 +226,15 @@ fn peer_recheck(source_root: &Path, target: &Registry, concurrency: usize) -> Ro
             });
         }
     });
+    let wall = started.elapsed();
+    let receivers_cpu = cpu_time(source.pid()) + cpu_time(target.pid()) - receivers_before;
     let repositories = found.iter().map(|(r, _, _)| r).collect::<BTreeSet<_>>().len();
     Row {
         name: "(b) peer re-check: catalog + tags/list + HEAD per tag, then HEAD per tag on the target".into(),
-        wall: started.elapsed(),
+        wall,
+        // The peer's client is this process's own threads: only the registries' CPU is shown.
+        cpu: None,
+        receiver_cpu: Some(receivers_cpu),
         listings: None,
         reads: None,
         target_requests: found.len() as u64,
@@ -219,6 +246,22 @@ fn peer_recheck(source_root: &Path, target: &Registry, concurrency: usize) -> Ro
             found.len()
         ),
     }
+}
+
+/// The receiver shares this machine's cores with rehydrate: a run cannot take less than the CPU both
+/// used, spread over every core. Says what that bound allows the catch-up against (a) here.
+fn print_cpu_bound(catch_up: &Row, fresh: &Row) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let used = catch_up.cpu.unwrap_or_default() + catch_up.receiver_cpu.unwrap_or_default();
+    let floor = used.as_secs_f64() / cores;
+    println!(
+        "CPU: the catch-up used {:.2} s (rehydrate {:.2} s, receiving registry {:.2} s); on {cores} cores it cannot take \
+         less than {floor:.2} s here, so (a) / catch-up cannot exceed {:.1}x on this machine",
+        used.as_secs_f64(),
+        catch_up.cpu.unwrap_or_default().as_secs_f64(),
+        catch_up.receiver_cpu.unwrap_or_default().as_secs_f64(),
+        fresh.wall.as_secs_f64() / floor
+    );
 }
 
 fn main() {
@@ -260,11 +303,21 @@ fn main() {
     };
     eprintln!("the first, full sync ...");
     let args = sync_args(&proxy.url, journal);
-    let (first, _, _) = rehydrate(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let first = rehydrate(&args.iter().map(String::as_str).collect::<Vec<_>>()).wall;
     eprintln!("full sync: {:.1} s", first.as_secs_f64());
     drop(target);
     let copied = Command::new("cp").args(["-a", "--reflink=auto"]).arg(target_root.join(".")).arg(&copy_root).status();
     assert!(copied.unwrap().success(), "copying the target for (a)");
+    let keep = std::env::var("REHYDRATE_BENCH_CATCHUP_KEEP").is_ok_and(|value| value == "1");
+    if keep {
+        std::fs::copy(journal, work.join("journal-after-first-sync.redb")).unwrap();
+        let copied = Command::new("cp")
+            .args(["-a", "--reflink=auto"])
+            .arg(&copy_root)
+            .arg(work.join("target-after-first-sync"))
+            .status();
+        assert!(copied.unwrap().success(), "keeping the target after the first sync");
+    }
     let target = Registry::start(&target_root);
     let proxy = FaultProxy::start(&target.url, "/", 0, Vec::new());
     proxy.state.lock().unwrap().delay = Duration::from_millis(rtt_ms);
@@ -277,17 +330,19 @@ fn main() {
     let args = sync_args(&proxy.url, journal);
     let (catch_up, fields) = catch_up_row(
         "catch-up (the same journal)",
-        &proxy,
+        (&target, &proxy),
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
         &changed,
     );
     assert_eq!(fields["failed"], 0, "the catch-up failed tags");
 
-    let (scan_wall, scan_stderr, _) = rehydrate(&["scan", source, "--output", "/dev/null"]);
-    let (scan_listings, scan_reads) = storage_requests(&scan_stderr);
+    let plain_scan = rehydrate(&["scan", source, "--output", "/dev/null"]);
+    let (scan_listings, scan_reads) = storage_requests(&plain_scan.stderr);
     let scan = Row {
         name: "plain scan of the same tree".into(),
-        wall: scan_wall,
+        wall: plain_scan.wall,
+        cpu: Some(plain_scan.cpu),
+        receiver_cpu: None,
         listings: Some(scan_listings),
         reads: Some(scan_reads),
         target_requests: 0,
@@ -302,7 +357,7 @@ fn main() {
     let args = sync_args(&copy_proxy.url, fresh.to_str().unwrap());
     let (fresh_row, _) = catch_up_row(
         "(a) the same catch-up with a fresh journal",
-        &copy_proxy,
+        (&copy_target, &copy_proxy),
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
         &changed,
     );
@@ -317,18 +372,24 @@ fn main() {
         changed.len(),
         first.as_secs_f64()
     );
-    println!("| run | wall time | storage listings | link reads | target requests | of them for unchanged tags | |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| run | wall time | storage listings | link reads | target requests | of them for unchanged tags | CPU: \
+         rehydrate | CPU: receiver | |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
     let show = |value: Option<u64>| value.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+    let seconds = |value: Option<Duration>| value.map(|v| format!("{:.2} s", v.as_secs_f64())).unwrap_or("-".into());
     for row in [Some(&catch_up), Some(&scan), Some(&fresh_row), peer.as_ref()].into_iter().flatten() {
         println!(
-            "| {} | {:.2} s | {} | {} | {} | {} | {} |",
+            "| {} | {:.2} s | {} | {} | {} | {} | {} | {} | {} |",
             row.name,
             row.wall.as_secs_f64(),
             show(row.listings),
             show(row.reads),
             row.target_requests,
             show(row.unchanged_requests),
+            seconds(row.cpu),
+            seconds(row.receiver_cpu),
             row.note
         );
     }
@@ -339,5 +400,13 @@ fn main() {
         fresh_row.wall.as_secs_f64() / catch_up.wall.as_secs_f64(),
         peer_ratio.unwrap_or_else(|| "not run".into())
     );
-    let _ = std::fs::remove_dir_all(PathBuf::from(&work));
+    print_cpu_bound(&catch_up, &fresh_row);
+    if keep {
+        eprintln!(
+            "kept {} (target-after-first-sync and journal-after-first-sync.redb: the state after the first sync)",
+            work.display()
+        );
+    } else {
+        let _ = std::fs::remove_dir_all(PathBuf::from(&work));
+    }
 }

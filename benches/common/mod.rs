@@ -76,6 +76,15 @@ pub fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis(ticks * 1000 / per_second)
 }
 
+/// CPU time (user and system) of every child process this one has waited for so far: the difference
+/// across one waited-for run is that run's CPU.
+pub fn waited_children_cpu_time() -> Duration {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) }, 0, "getrusage");
+    let seconds = |time: libc::timeval| Duration::new(time.tv_sec as u64, time.tv_usec as u32 * 1000);
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
 /// The flags of a measured sync: a JSON log to read its figures from (`SyncFigures`), no progress
 /// lines, 16 pushes at once.
 pub const MEASURED_SYNC: [&str; 6] = ["--log-format", "json", "--progress-interval", "0", "--push-concurrency", "16"];
