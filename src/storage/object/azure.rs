@@ -10,13 +10,14 @@
 //! `https://<account>.blob.core.windows.net`, unless `--endpoint` (or `AZURE_STORAGE_ENDPOINT`, or the
 //! connection string) gives the account URL, e.g. `http://127.0.0.1:10000/devstoreaccount1`.
 
-use std::sync::Arc;
-
-use object_store::azure::{AzureAuthorizer, AzureConfigKey, AzureCredential, MicrosoftAzure, MicrosoftAzureBuilder};
+use object_store::azure::{AzureAuthorizer, AzureConfigKey, MicrosoftAzure, MicrosoftAzureBuilder};
 use serde::Deserialize;
 use url::Url;
 
-use super::{encode_key_path, found, http_client, http_request, listing_text, md5_from_base64, send, to_reqwest};
+use super::{
+    current_credential, encode_key_path, found, http_client, http_request, listing_text, md5_from_base64, send,
+    to_reqwest,
+};
 use super::{ListPage, ListRequest, ListedObject, ObjectOptions, StorageError};
 
 /// The REST version asked for: the one `object_store` signs with.
@@ -74,21 +75,9 @@ impl Azure {
         Ok(Azure { client: http_client(options)?, container_url, account, store })
     }
 
-    async fn credential(&self) -> Result<Option<Arc<AzureCredential>>, StorageError> {
-        match &self.store {
-            None => Ok(None),
-            Some(store) => store
-                .credentials()
-                .get_credential()
-                .await
-                .map(Some)
-                .map_err(|e| StorageError::Credentials(e.to_string())),
-        }
-    }
-
     async fn signed_get(&self, url: &Url) -> Result<reqwest::RequestBuilder, StorageError> {
         let mut request = http_request(http::Method::GET, url);
-        match self.credential().await? {
+        match current_credential(self.store.as_ref().map(|store| store.credentials())).await? {
             Some(credential) => AzureAuthorizer::new(&credential, &self.account)
                 .try_authorize(&mut request)
                 .map_err(|e| StorageError::Credentials(e.to_string()))?,

@@ -10,7 +10,7 @@ use object_store::gcp::{GoogleCloudStorage, GoogleCloudStorageBuilder};
 use serde::Deserialize;
 use url::Url;
 
-use super::{found, http_client, listing_text, md5_from_base64, send};
+use super::{current_credential, found, http_client, listing_text, md5_from_base64, send};
 use super::{ListPage, ListRequest, ListedObject, ObjectOptions, StorageError};
 
 const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
@@ -42,10 +42,10 @@ impl Gcs {
 
     async fn authorized_get(&self, url: &Url) -> Result<reqwest::RequestBuilder, StorageError> {
         let request = self.client.get(url.clone());
-        let Some(store) = &self.store else { return Ok(request) };
-        let credential =
-            store.credentials().get_credential().await.map_err(|e| StorageError::Credentials(e.to_string()))?;
-        Ok(if credential.bearer.is_empty() { request } else { request.bearer_auth(&credential.bearer) })
+        match current_credential(self.store.as_ref().map(|store| store.credentials())).await? {
+            Some(credential) if !credential.bearer.is_empty() => Ok(request.bearer_auth(&credential.bearer)),
+            _ => Ok(request),
+        }
     }
 
     pub async fn list(&self, request: &ListRequest<'_>) -> Result<ListPage, StorageError> {

@@ -14,9 +14,11 @@ pub mod azure;
 pub mod gcs;
 pub mod s3;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use object_store::CredentialProvider;
 
 use thiserror::Error;
 
@@ -155,6 +157,15 @@ impl ObjectBackend {
             _ => vec![root.to_string()],
         }
     }
+}
+
+/// The current credential of a signed store (`object_store` caches and refreshes it); `None` for anonymous
+/// access.
+pub(crate) async fn current_credential<C>(
+    provider: Option<&Arc<dyn CredentialProvider<Credential = C>>>,
+) -> Result<Option<Arc<C>>, StorageError> {
+    let Some(provider) = provider else { return Ok(None) };
+    provider.get_credential().await.map(Some).map_err(|e| StorageError::Credentials(e.to_string()))
 }
 
 /// Sends a request built (and signed) afresh by `build` for each attempt, retrying transient failures

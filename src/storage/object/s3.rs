@@ -6,13 +6,14 @@
 //! credentials), with `--endpoint` and `--anonymous` on top. Requests are path-style unless
 //! virtual-hosted style is asked for, which is what S3-compatible stores expect.
 
-use std::sync::Arc;
-
-use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, AwsAuthorizer, AwsCredential};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, AwsAuthorizer};
 use serde::Deserialize;
 use url::Url;
 
-use super::{encode_key_path, found, http_client, http_request, listing_text, md5_from_hex_etag, send, to_reqwest};
+use super::{
+    current_credential, encode_key_path, found, http_client, http_request, listing_text, md5_from_hex_etag, send,
+    to_reqwest,
+};
 use super::{ListPage, ListRequest, ListedObject, ObjectOptions, StorageError};
 
 pub struct S3 {
@@ -49,22 +50,10 @@ impl S3 {
         Ok(S3 { client: http_client(options)?, bucket_url, region, store })
     }
 
-    async fn credential(&self) -> Result<Option<Arc<AwsCredential>>, StorageError> {
-        match &self.store {
-            None => Ok(None),
-            Some(store) => store
-                .credentials()
-                .get_credential()
-                .await
-                .map(Some)
-                .map_err(|e| StorageError::Credentials(e.to_string())),
-        }
-    }
-
     /// A GET of `url`, signed with SigV4 unless anonymous.
     async fn signed_get(&self, url: &Url) -> Result<reqwest::RequestBuilder, StorageError> {
         let mut request = http_request(http::Method::GET, url);
-        if let Some(credential) = self.credential().await? {
+        if let Some(credential) = current_credential(self.store.as_ref().map(|store| store.credentials())).await? {
             AwsAuthorizer::new(&credential, "s3", &self.region)
                 .try_authorize(&mut request, None)
                 .map_err(|e| StorageError::Credentials(e.to_string()))?;
