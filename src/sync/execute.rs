@@ -1,5 +1,5 @@
-//! Copy or verify: each selected tag becomes a task, at most `--push-concurrency` at once; the scan is
-//! held back while they are all busy. Tasks report to the `Record` as they finish.
+//! Copy or verify: each selected tag becomes a task, at most `--push-concurrency` at once, the next ones
+//! queued for a slot; the scan is held back while that queue is full. Tasks report to the `Record` as they finish.
 
 use std::sync::Arc;
 
@@ -45,16 +45,46 @@ impl Record {
     }
 }
 
-/// The tasks in flight, under the push limit.
+/// How many tags may wait for a free slot, per slot. A catch-up finds its few changed tags among many
+/// unchanged ones, which the journal skips at once: were the listing held back as soon as every slot is
+/// busy, a handful of slow copies would stall it (measured at 100,000 repositories, 1% changed: the
+/// listing took 6.2 s where the plain scan takes 1.6 s). A bounded queue lets it run on while they copy,
+/// and still holds back a bulk copy, with memory flat.
+const QUEUED_PER_SLOT: usize = 64;
+
+/// The tasks taken and not yet reported: at most `--push-concurrency` copying, the rest queued for a slot.
 pub struct Tasks {
     context: TaskContext,
+    /// Tasks copying (or deleting) at once.
     slots: Arc<Semaphore>,
+    /// Tasks taken and not finished, copying or queued: when none is left, the listing waits.
+    taken: Arc<Semaphore>,
     running: JoinSet<Report>,
 }
 
 impl Tasks {
     pub fn new(context: TaskContext, push_concurrency: usize) -> Tasks {
-        Tasks { context, slots: Arc::new(Semaphore::new(push_concurrency)), running: JoinSet::new() }
+        Tasks {
+            context,
+            slots: Arc::new(Semaphore::new(push_concurrency)),
+            taken: Arc::new(Semaphore::new(push_concurrency * (1 + QUEUED_PER_SLOT))),
+            running: JoinSet::new(),
+        }
+    }
+
+    /// Runs `task` in a free slot, once there is one; the caller waits only while the queue is full.
+    async fn spawn<F>(&mut self, task: F)
+    where
+        F: std::future::Future<Output = Report> + Send + 'static,
+    {
+        let taken = self.taken.clone().acquire_owned().await.expect("never closed");
+        let slots = self.slots.clone();
+        self.running.spawn(async move {
+            let slot = slots.acquire_owned().await.expect("never closed");
+            let report = task.await;
+            drop((slot, taken));
+            report
+        });
     }
 }
 
@@ -67,13 +97,12 @@ impl Consumer for Tasks {
 
     async fn take(&mut self, planned: Planned, record: &mut Record) {
         record.tag_started(&planned.found.repository);
-        let permit = self.slots.clone().acquire_owned().await.expect("never closed");
         let context = self.context.clone();
-        self.running.spawn(async move {
+        self.spawn(async move {
             let result = run_task(&context, &planned).await;
-            drop(permit);
             Report::Tag(TagReport { planned, result })
-        });
+        })
+        .await;
     }
 
     async fn gone(&mut self, gone: GoneTag, record: &mut Record) {
@@ -81,13 +110,12 @@ impl Consumer for Tasks {
             return record.gone_kept(&gone);
         }
         record.gone_started(&gone);
-        let permit = self.slots.clone().acquire_owned().await.expect("never closed");
         let target = self.context.target.clone();
-        self.running.spawn(async move {
+        self.spawn(async move {
             let result = gone::remove(&target, &gone).await;
-            drop(permit);
             Report::Gone(GoneReport { gone, result })
-        });
+        })
+        .await;
     }
 
     async fn finish(mut self, record: &mut Record) -> Outcome {
