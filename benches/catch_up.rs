@@ -248,6 +248,20 @@ fn peer_recheck(source_root: &Path, target: &Registry, concurrency: usize) -> Ro
     }
 }
 
+/// The target "at most 1.5x the plain scan plus the changed tags' copy time", with the copy time of the
+/// changed tags taken at the first full sync's rate (`tags_per_second`) on the same receiver.
+fn print_scan_bound(catch_up: &Row, scan: &Row, copies: u64, tags_per_second: f64) {
+    let copy_time = copies as f64 / tags_per_second;
+    let bound = 1.5 * scan.wall.as_secs_f64() + copy_time;
+    let took = catch_up.wall.as_secs_f64();
+    println!(
+        "1.5 x plain scan ({:.2} s) + {copies} copies at the first sync's {tags_per_second:.0} tags/s ({copy_time:.2} s) \
+         = {bound:.2} s; the catch-up took {took:.2} s: {}",
+        scan.wall.as_secs_f64(),
+        if took <= bound { "met" } else { "not met" }
+    );
+}
+
 /// The receiver shares this machine's cores with rehydrate: a run cannot take less than the CPU both
 /// used, spread over every core. Says what that bound allows the catch-up against (a) here.
 fn print_cpu_bound(catch_up: &Row, fresh: &Row) {
@@ -400,6 +414,8 @@ fn main() {
         fresh_row.wall.as_secs_f64() / catch_up.wall.as_secs_f64(),
         peer_ratio.unwrap_or_else(|| "not run".into())
     );
+    let copies = fields["new"] + fields["moved"];
+    print_scan_bound(&catch_up, &scan, copies, truth.len() as f64 / first.as_secs_f64());
     print_cpu_bound(&catch_up, &fresh_row);
     if keep {
         eprintln!(
