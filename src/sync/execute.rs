@@ -58,7 +58,8 @@ pub struct Tasks {
     context: TaskContext,
     /// Tasks copying (or deleting) at once.
     slots: Arc<Semaphore>,
-    /// Tasks taken and not finished, copying or queued: when none is left, the listing waits.
+    /// One permit per task taken and not finished (copying or queued): while all are out, `take` waits,
+    /// and with it the listing.
     taken: Arc<Semaphore>,
     running: JoinSet<Report>,
 }
