@@ -25,7 +25,6 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::cpu_time;
@@ -100,29 +99,7 @@ fn measure(
 }
 
 fn skopeo_all(source: &Registry, target: &Registry, truth: &[TruthRecord], parallel: usize) {
-    let next = AtomicUsize::new(0);
-    let (from, to) = (host(source), host(target));
-    std::thread::scope(|scope| {
-        for _ in 0..parallel {
-            scope.spawn(|| {
-                while let Some(record) = truth.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let output = Command::new("skopeo")
-                        .args([
-                            "copy",
-                            "--all",
-                            "--preserve-digests",
-                            "--src-tls-verify=false",
-                            "--dest-tls-verify=false",
-                        ])
-                        .arg(format!("docker://{from}/{}:{}", record.repository, record.tag))
-                        .arg(format!("docker://{to}/{}:{}", record.repository, record.tag))
-                        .output()
-                        .unwrap();
-                    assert!(output.status.success(), "skopeo: {}", String::from_utf8_lossy(&output.stderr));
-                }
-            });
-        }
-    });
+    common::skopeo_copy_all(host(source), host(target), truth, parallel);
 }
 
 /// The ocync binary, if one was built: `REHYDRATE_BENCH_OCYNC`, else `ocync` on the PATH.

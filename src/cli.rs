@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use url::Url;
 
-use crate::copy::DEFAULT_CHUNK_SIZE;
+use crate::copy::{DEFAULT_CHUNK_SIZE, DEFAULT_UPLOAD_CONCURRENCY};
 use crate::filter::{Glob, NameFilter, NameMapping};
 use crate::inventory::Format;
 use crate::log::LogFormat;
@@ -213,9 +213,14 @@ struct SyncArgs {
     /// of its adaptive window).
     #[arg(long, value_name = "N", default_value_t = 8)]
     push_concurrency: usize,
-    /// Blobs larger than this are uploaded in chunks of this many bytes.
+    /// Blobs larger than this are uploaded in PATCHes of this many bytes (streamed: no memory cost; a
+    /// request cut in the middle is resumed where the target stopped).
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_CHUNK_SIZE)]
     chunk_size: u64,
+    /// How many blob bodies are uploaded at once across all tags: the memory budget of the copy, about
+    /// 1 MiB each (16: about 16 MiB).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_UPLOAD_CONCURRENCY)]
+    upload_concurrency: usize,
     /// Disaster recovery: the target (a Harbor that lost its database) serves this very storage. Each
     /// manifest is PUT first, without HEADing or uploading blobs; blobs are sent only where the target
     /// answers MANIFEST_BLOB_UNKNOWN.
@@ -420,6 +425,7 @@ fn read_only_plan(
         dry_run: false,
         push_concurrency: 8,
         chunk_size: DEFAULT_CHUNK_SIZE,
+        upload_concurrency: DEFAULT_UPLOAD_CONCURRENCY,
         reporting,
         in_place: false,
         untagged: selection.untagged,
@@ -440,6 +446,9 @@ impl SyncArgs {
         if self.push_concurrency == 0 {
             anyhow::bail!("--push-concurrency must be at least 1");
         }
+        if self.upload_concurrency == 0 {
+            anyhow::bail!("--upload-concurrency must be at least 1");
+        }
         let shard = self.source.shard.as_deref().unwrap_or("all");
         plan.journal = match (self.no_journal, &self.journal) {
             (true, _) => None,
@@ -450,6 +459,7 @@ impl SyncArgs {
         plan.dry_run = self.dry_run;
         plan.push_concurrency = self.push_concurrency;
         plan.chunk_size = self.chunk_size.max(1024 * 1024);
+        plan.upload_concurrency = self.upload_concurrency;
         plan.in_place = self.in_place;
         plan.delete = self.delete;
         let storage_ceiling = plan.options.list_concurrency + plan.push_concurrency;

@@ -135,7 +135,8 @@ pub async fn send_with_retries(
 }
 
 /// `send_with_retries` for small answers read whole: an answer cut off in the middle of its body is
-/// asked for again as well. Returns the final status and body.
+/// asked for again too, in the same loop (one retry layer: each try is one request). Returns the final
+/// status and body.
 pub async fn fetch_with_retries(
     side: &'static str,
     operation: &'static str,
@@ -143,14 +144,27 @@ pub async fn fetch_with_retries(
 ) -> reqwest::Result<(reqwest::StatusCode, bytes::Bytes)> {
     let mut backoff = Backoff::default();
     loop {
-        let response = send_with_retries(side, operation, &build).await?;
-        let status = response.status();
-        // Reading the body fails only when the answer was cut off or stalled (reqwest may call that a
-        // decode error): ask again.
-        match response.bytes().await {
-            Ok(body) => return Ok((status, body)),
-            Err(error) if (is_transient_error(&error) || error.is_decode()) && backoff.wait(None).await => continue,
+        let (outcome, retry_after) = match execute(side, operation, build()).await {
+            Ok(response) if is_transient(response.status()) => {
+                let wait = retry_after(response.headers());
+                let status = response.status();
+                (response.bytes().await.map(|body| (status, body)), wait)
+            }
+            // Reading the body fails only when the answer was cut off or stalled (reqwest may call that a
+            // decode error): ask again.
+            Ok(response) => {
+                let status = response.status();
+                match response.bytes().await {
+                    Ok(body) => return Ok((status, body)),
+                    Err(error) if is_transient_error(&error) || error.is_decode() => (Err(error), None),
+                    Err(error) => return Err(error),
+                }
+            }
+            Err(error) if is_transient_error(&error) => (Err(error), None),
             Err(error) => return Err(error),
+        };
+        if !backoff.wait(retry_after).await {
+            return outcome;
         }
     }
 }

@@ -119,3 +119,30 @@ impl SyncFigures {
         }
     }
 }
+
+/// skopeo (Debian) copying every tag of `truth` from registry `from` to registry `to` (host:port,
+/// HTTPS or plain HTTP), `parallel` copies at once, each tag as `skopeo sync` would copy it.
+pub fn skopeo_copy_all(from: &str, to: &str, truth: &[rehydrate::synth::TruthRecord], parallel: usize) {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..parallel {
+            scope.spawn(|| {
+                while let Some(record) = truth.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+                    let output = std::process::Command::new("skopeo")
+                        .args([
+                            "copy",
+                            "--all",
+                            "--preserve-digests",
+                            "--src-tls-verify=false",
+                            "--dest-tls-verify=false",
+                        ])
+                        .arg(format!("docker://{from}/{}:{}", record.repository, record.tag))
+                        .arg(format!("docker://{to}/{}:{}", record.repository, record.tag))
+                        .output()
+                        .unwrap();
+                    assert!(output.status.success(), "skopeo: {}", String::from_utf8_lossy(&output.stderr));
+                }
+            });
+        }
+    });
+}

@@ -10,14 +10,14 @@
 //! shared across tags by digest: a blob or manifest shared by many images is sent once per repository.
 
 pub mod manifest;
+mod transfer;
+mod verified;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::StreamExt;
-use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 use tokio::sync::{Mutex, OnceCell};
 
@@ -26,12 +26,17 @@ use crate::layout::Digest;
 use crate::registry::client::{Mount, RegistryClient, RegistryError};
 use crate::registry::harbor::{Harbor, HarborError};
 use crate::registry::refusal::RefusalClass;
-use crate::storage::object::{ByteStream, StorageError};
+use crate::storage::object::StorageError;
 use crate::storage::BlobStore;
 use manifest::{parse_manifest, Descriptor, Manifest, ManifestError, MAX_MANIFEST_SIZE};
 
-/// Blobs above this size are sent in chunks of this size; smaller ones in one PUT.
+/// Blobs above this size are sent in PATCHes of this size; smaller ones in one PUT. Bodies are streamed,
+/// so the chunk size costs no memory: it is how much one cut request may cost in bytes sent again.
 pub const DEFAULT_CHUNK_SIZE: u64 = 64 * 1024 * 1024;
+
+/// Blob bodies in flight at once across all copies, unless `--upload-concurrency` says otherwise: the
+/// memory budget of the copy (each body holds about two source pieces, `storage::blobs::PIECE`).
+pub const DEFAULT_UPLOAD_CONCURRENCY: usize = 16;
 
 #[derive(Debug, Error, Clone)]
 pub enum CopyError {
@@ -57,13 +62,6 @@ pub enum CopyError {
          set by rehydrate; use --override to replace it)"
     )]
     TagDiffers { existing: Digest, wanted: Digest },
-}
-
-impl CopyError {
-    /// Whether trying again can help: a failed transfer can, corrupt or missing data cannot.
-    fn is_transfer_failure(&self) -> bool {
-        matches!(self, CopyError::Storage(_) | CopyError::Target(_))
-    }
 }
 
 impl From<StorageError> for CopyError {
@@ -173,6 +171,8 @@ pub struct Copier {
     target: Arc<RegistryClient>,
     pub counts: Arc<CopyCounts>,
     chunk_size: u64,
+    /// One permit per blob body in flight: the copy's memory budget.
+    bodies: tokio::sync::Semaphore,
     /// Per (repository, digest): the one attempt to get that blob or manifest there.
     done: Mutex<HashMap<(String, Digest), Once>>,
     /// Per blob: the one upload of its bytes to the target, and the repository it went to. Every other
@@ -207,12 +207,19 @@ pub fn cosign_subject(tag: &str) -> Option<Digest> {
 }
 
 impl Copier {
-    pub fn new(source: Arc<BlobStore>, target: Arc<RegistryClient>, chunk_size: u64, in_place: bool) -> Copier {
+    pub fn new(
+        source: Arc<BlobStore>,
+        target: Arc<RegistryClient>,
+        chunk_size: u64,
+        upload_concurrency: usize,
+        in_place: bool,
+    ) -> Copier {
         Copier {
             source,
             target,
             counts: Arc::default(),
             chunk_size,
+            bodies: tokio::sync::Semaphore::new(upload_concurrency.max(1)),
             done: Mutex::new(HashMap::new()),
             uploads: Mutex::new(HashMap::new()),
             in_place,
@@ -440,7 +447,7 @@ impl Copier {
                 if let Some(home) = self.journaled_home(&blob.digest) {
                     return Ok(home);
                 }
-                self.upload_with_retries(repository, blob, None).await?;
+                self.upload(repository, blob, None).await?;
                 self.remember_blob(&blob.digest, repository);
                 Ok(repository.to_string())
             })
@@ -464,150 +471,18 @@ impl Copier {
             // Harbor answers 404 to a mount of a blob its database does not know, and 401 to one from a
             // repository the credentials may not pull: upload instead.
             Err(error) if matches!(error.status(), Some(404 | 401)) && error.refusal().is_none() => {
-                return self.upload_with_retries(repository, blob, None).await
+                return self.upload(repository, blob, None).await
             }
             Err(error) => return Err(error.into()),
         };
         // The registry opened an upload session instead of mounting: upload into it.
-        self.upload_with_retries(repository, blob, Some(location)).await
+        self.upload(repository, blob, Some(location)).await
     }
-
-    /// A whole upload (session and bytes), started again from the first byte when the target or the
-    /// source fails in the middle: a streamed body cannot be resent, so the blob is read again and the
-    /// session opened anew. Corrupt or missing source data is not retried.
-    /// The first try uses `session` when the target already opened one.
-    async fn upload_with_retries(
-        &self,
-        repository: &str,
-        blob: &Descriptor,
-        session: Option<url::Url>,
-    ) -> Result<(), CopyError> {
-        let mut backoff = crate::net::Backoff::default();
-        let mut session = session;
-        loop {
-            let opened = session.take();
-            let attempt = async {
-                let location = match opened {
-                    Some(location) => location,
-                    None => self.target.start_upload(repository).await?,
-                };
-                self.upload(repository, blob, location).await
-            };
-            match attempt.await {
-                Err(error) if error.is_transfer_failure() => {
-                    if !backoff.wait(None).await {
-                        return Err(error);
-                    }
-                }
-                outcome => return outcome,
-            }
-        }
-    }
-
-    /// Streams a blob from the source into an upload session, checking size and digest on the way.
-    async fn upload(&self, repository: &str, blob: &Descriptor, location: url::Url) -> Result<(), CopyError> {
-        let key = self.source.blob_key(&blob.digest);
-        let (size, stream) = self.source.open(&blob.digest).await?.ok_or_else(|| CopyError::Missing {
-            what: "blob",
-            digest: blob.digest.clone(),
-            key: key.clone(),
-        })?;
-        if blob.size != 0 && size != blob.size {
-            return Err(CopyError::SizeMismatch {
-                digest: blob.digest.clone(),
-                expected: blob.size,
-                actual: size,
-                key,
-            });
-        }
-        let verdict: Arc<std::sync::Mutex<Option<CopyError>>> = Arc::default();
-        let checked = verified_stream(stream, blob.digest.clone(), key, verdict.clone());
-        let result = if size <= self.chunk_size {
-            self.target.upload_monolithic(repository, location, &blob.digest, size, checked).await
-        } else {
-            self.target.upload_chunked(repository, location, &blob.digest, self.chunk_size as usize, checked).await
-        };
-        // A corrupt or failing source aborts the upload body: report that, not the broken upload.
-        if let Some(corruption) = verdict.lock().expect("verdict poisoned").take() {
-            return Err(corruption);
-        }
-        result?;
-        self.counts.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
-        self.counts.bytes_uploaded.fetch_add(size, Ordering::Relaxed);
-        Ok(())
-    }
-}
-
-/// Passes a blob's bytes through while hashing them, one piece behind: the last piece is released only
-/// once the whole blob has hashed to `digest`, so a corrupt blob never completes an upload (the stream
-/// fails instead, and the registry, which also checks, discards the session). A failed read from the
-/// source fails the stream too, and is put in `verdict` so that it is reported as the source's.
-fn verified_stream(
-    stream: ByteStream,
-    digest: Digest,
-    key: String,
-    verdict: Arc<std::sync::Mutex<Option<CopyError>>>,
-) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send + Unpin + 'static {
-    struct State {
-        inner: ByteStream,
-        hasher: Sha256,
-        held: Option<Bytes>,
-        finished: bool,
-    }
-    let state = State { inner: stream, hasher: Sha256::new(), held: None, finished: false };
-    Box::pin(futures::stream::unfold(state, move |mut state| {
-        let digest = digest.clone();
-        let key = key.clone();
-        let verdict = verdict.clone();
-        async move {
-            if state.finished {
-                return None;
-            }
-            loop {
-                match state.inner.next().await {
-                    Some(Ok(piece)) => {
-                        crate::limit::bytes(piece.len()).await;
-                        state.hasher.update(&piece);
-                        if let Some(previous) = state.held.replace(piece) {
-                            return Some((Ok(previous), state));
-                        }
-                    }
-                    Some(Err(error)) => {
-                        state.finished = true;
-                        *verdict.lock().expect("verdict poisoned") =
-                            Some(CopyError::Storage(format!("blob {digest} ({key}): {error}")));
-                        return Some((Err(error), state));
-                    }
-                    None => {
-                        state.finished = true;
-                        let actual = format!("sha256:{}", hex::encode(state.hasher.clone().finalize()));
-                        if actual != digest.as_str() {
-                            *verdict.lock().expect("verdict poisoned") = Some(CopyError::Corrupt {
-                                what: "blob",
-                                digest: digest.clone(),
-                                actual: actual.clone(),
-                                key: key.clone(),
-                            });
-                            return Some((
-                                Err(std::io::Error::other(format!("blob {digest} is corrupt in storage"))),
-                                state,
-                            ));
-                        }
-                        return state.held.take().map(|last| (Ok(last), state));
-                    }
-                }
-            }
-        }
-    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn stream_of(pieces: &[&'static [u8]]) -> ByteStream {
-        Box::pin(futures::stream::iter(pieces.iter().map(|p| Ok(Bytes::from_static(p))).collect::<Vec<_>>()))
-    }
 
     #[test]
     fn cosign_tags_name_their_subject() {
@@ -631,32 +506,5 @@ mod tests {
         sweep(&mut map);
         assert_eq!(map.len(), REMEMBERED / 2, "the finished half is gone");
         assert!(map.values().all(|cell| !cell.initialized()));
-    }
-
-    #[tokio::test]
-    async fn verified_stream_passes_good_blobs_whole() {
-        let verdict = Arc::default();
-        let digest = Digest::sha256_of(b"hello world");
-        let out: Vec<_> =
-            verified_stream(stream_of(&[b"hello", b" ", b"world"]), digest, "k".into(), Arc::clone(&verdict))
-                .collect()
-                .await;
-        let bytes: Vec<u8> = out.into_iter().flat_map(|p| p.unwrap().to_vec()).collect();
-        assert_eq!(bytes, b"hello world");
-        assert!(verdict.lock().unwrap().is_none());
-    }
-
-    #[tokio::test]
-    async fn verified_stream_never_releases_the_end_of_a_corrupt_blob() {
-        let verdict = Arc::default();
-        let digest = Digest::sha256_of(b"hello world");
-        let out: Vec<_> =
-            verified_stream(stream_of(&[b"hello", b" ", b"w0rld"]), digest, "k".into(), Arc::clone(&verdict))
-                .collect()
-                .await;
-        let released: Vec<u8> = out.iter().filter_map(|p| p.as_ref().ok()).flat_map(|b| b.to_vec()).collect();
-        assert_eq!(released, b"hello ", "the last piece is held back");
-        assert!(out.last().unwrap().is_err());
-        assert!(matches!(verdict.lock().unwrap().as_ref(), Some(CopyError::Corrupt { .. })));
     }
 }

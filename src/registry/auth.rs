@@ -87,13 +87,23 @@ const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
 struct CachedToken {
     token: String,
     renew_at: Instant,
+    /// The scopes it was asked for.
+    scopes: Vec<String>,
 }
 
-/// Fetches and caches bearer tokens, one per scope set.
+/// Which scope sets one token serves: the cache key of a scope set.
+pub type TokenKey = fn(&[String]) -> String;
+
+/// Fetches and caches bearer tokens, one per scope set (or per what the registry's `TokenKey` says
+/// one token serves).
 pub struct TokenCache {
     http: reqwest::Client,
     credentials: Option<Credentials>,
     tokens: Mutex<HashMap<String, CachedToken>>,
+    /// One fetch at a time per key: the copies that need the same token wait for the one request (a
+    /// token request costs a registry a password check; Harbor's is expensive).
+    fetching: Mutex<HashMap<String, std::sync::Arc<Mutex<()>>>>,
+    key: std::sync::OnceLock<TokenKey>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +116,26 @@ pub enum AuthError {
 
 impl TokenCache {
     pub fn new(http: reqwest::Client, credentials: Option<Credentials>) -> TokenCache {
-        TokenCache { http, credentials, tokens: Mutex::new(HashMap::new()) }
+        TokenCache {
+            http,
+            credentials,
+            tokens: Mutex::new(HashMap::new()),
+            fetching: Mutex::new(HashMap::new()),
+            key: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// From now on, one token serves every scope set with the same `key` (a registry whose tokens are
+    /// wider than the scopes asked, such as Harbor's).
+    pub fn share_by(&self, key: TokenKey) {
+        let _ = self.key.set(key);
+    }
+
+    fn key_of(&self, scopes: &[String]) -> String {
+        match self.key.get() {
+            Some(key) => key(scopes),
+            None => scopes.join(" "),
+        }
     }
 
     pub fn credentials(&self) -> Option<&Credentials> {
@@ -117,13 +146,30 @@ impl TokenCache {
     /// before its project was created, so a new project gets new tokens.
     pub async fn forget_project(&self, project: &str) {
         let named = format!("repository:{project}/");
-        self.tokens.lock().await.retain(|scopes, _| !scopes.split(' ').any(|scope| scope.starts_with(&named)));
+        self.tokens.lock().await.retain(|_, token| !token.scopes.iter().any(|scope| scope.starts_with(&named)));
     }
 
     /// A cached token for exactly these scopes, if still fresh.
     pub async fn cached(&self, scopes: &[String]) -> Option<String> {
         let tokens = self.tokens.lock().await;
-        tokens.get(&scopes.join(" ")).filter(|t| Instant::now() < t.renew_at).map(|t| t.token.clone())
+        tokens.get(&self.key_of(scopes)).filter(|t| Instant::now() < t.renew_at).map(|t| t.token.clone())
+    }
+
+    /// A token for `scopes`: the cached one, or one fetched once for all the callers that ask at the same
+    /// time.
+    pub async fn get(&self, realm: &str, service: Option<&str>, scopes: &[String]) -> Result<String, AuthError> {
+        if let Some(token) = self.cached(scopes).await {
+            return Ok(token);
+        }
+        let key = self.key_of(scopes);
+        let gate = self.fetching.lock().await.entry(key.clone()).or_default().clone();
+        let _turn = gate.lock().await;
+        if let Some(token) = self.cached(scopes).await {
+            return Ok(token);
+        }
+        let fetched = self.fetch(realm, service, scopes).await;
+        self.fetching.lock().await.remove(&key);
+        fetched
     }
 
     /// Asks the token service for a token covering every scope at once (repeated `scope=` parameters).
@@ -165,7 +211,8 @@ impl TokenCache {
         })?;
         let lifetime = answer.expires_in.map(Duration::from_secs).unwrap_or(DEFAULT_LIFETIME);
         let renew_at = Instant::now() + lifetime.saturating_sub(EXPIRY_MARGIN).max(Duration::from_secs(1));
-        self.tokens.lock().await.insert(scopes.join(" "), CachedToken { token: token.clone(), renew_at });
+        let cached = CachedToken { token: token.clone(), renew_at, scopes: scopes.to_vec() };
+        self.tokens.lock().await.insert(self.key_of(scopes), cached);
         Ok(token)
     }
 }

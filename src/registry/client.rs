@@ -5,7 +5,6 @@
 use std::fmt;
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
@@ -35,7 +34,14 @@ pub struct ErrorCode {
 #[derive(Debug, Error)]
 pub enum RegistryError {
     #[error("{operation} {target}: HTTP {status}{}", describe_codes(codes))]
-    Status { operation: &'static str, target: String, status: u16, codes: Vec<ErrorCode> },
+    Status {
+        operation: &'static str,
+        target: String,
+        status: u16,
+        codes: Vec<ErrorCode>,
+        /// The wait the registry asked for (`Retry-After`), if any.
+        retry_after: Option<std::time::Duration>,
+    },
     #[error("{operation} {target}: {message}")]
     Transport { operation: &'static str, target: String, message: String },
     #[error("{operation} {target}: {message}")]
@@ -52,6 +58,14 @@ impl RegistryError {
     /// True when the registry answered with this error code (e.g. `MANIFEST_BLOB_UNKNOWN`).
     pub fn has_code(&self, code: &str) -> bool {
         matches!(self, RegistryError::Status { codes, .. } if codes.iter().any(|c| c.code == code))
+    }
+
+    /// The wait the registry asked for before another try.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            RegistryError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
     }
 
     pub fn status(&self) -> Option<u16> {
@@ -130,10 +144,7 @@ impl RegistryClient {
                 None => request,
             },
             Some(Challenge::Bearer { realm, service }) => {
-                let token = match self.tokens.cached(scopes).await {
-                    Some(token) => token,
-                    None => self.tokens.fetch(&realm, service.as_deref(), scopes).await?,
-                };
+                let token = self.tokens.get(&realm, service.as_deref(), scopes).await?;
                 request.bearer_auth(token)
             }
             None => request,
@@ -190,6 +201,7 @@ impl RegistryClient {
     /// Turns a non-success answer into an error with the registry's codes.
     async fn fail(operation: &'static str, target: &str, response: Response) -> RegistryError {
         let status = response.status().as_u16();
+        let retry_after = crate::net::retry_after(response.headers());
         let text = response.text().await.unwrap_or_default();
         let codes = serde_json::from_str::<ErrorBody>(&text).map(|b| b.errors).unwrap_or_default();
         let codes = if codes.is_empty() && !text.trim().is_empty() {
@@ -197,12 +209,17 @@ impl RegistryClient {
         } else {
             codes
         };
-        RegistryError::Status { operation, target: target.to_string(), status, codes }
+        RegistryError::Status { operation, target: target.to_string(), status, codes, retry_after }
     }
 
     /// The user name the client authenticates as, if any.
     pub fn username(&self) -> Option<&str> {
         self.tokens.credentials().map(|c| c.username.as_str())
+    }
+
+    /// From now on, one token serves every scope set with the same `key` (see `TokenCache::share_by`).
+    pub fn share_tokens_by(&self, key: super::auth::TokenKey) {
+        self.tokens.share_by(key);
     }
 
     /// Forgets the tokens naming `project` (just created: Harbor ignores tokens issued before).
@@ -393,38 +410,38 @@ impl RegistryClient {
         })
     }
 
-    /// Sends a whole blob in one PUT (`?digest=`), streaming the body. The registry checks the digest
-    /// before it commits anything.
-    pub async fn upload_monolithic<S>(
+    /// Sends a request that carries part of a blob once, authenticated for `repository`: a body that was
+    /// partly sent is never sent again as if nothing had gone (the upload asks the target where it
+    /// stands instead, see `upload_status`).
+    async fn send_body_once(
+        &self,
+        operation: &'static str,
+        repository: &str,
+        target: &str,
+        request: RequestBuilder,
+    ) -> Result<Response, RegistryError> {
+        let scopes = [repository_scope(repository, "pull,push")];
+        crate::net::execute("target", operation, self.authorize(request, &scopes).await?).await.map_err(|e| {
+            RegistryError::Transport { operation, target: target.to_string(), message: crate::net::describe_error(&e) }
+        })
+    }
+
+    /// Sends a whole blob in one PUT (`?digest=`), its body streamed, once. The registry checks the
+    /// digest before it commits anything.
+    pub async fn put_blob(
         &self,
         repository: &str,
-        location: Url,
+        location: &Url,
         digest: &Digest,
         size: u64,
-        body: S,
-    ) -> Result<(), RegistryError>
-    where
-        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
-    {
+        body: reqwest::Body,
+    ) -> Result<(), RegistryError> {
         let target = format!("{repository}@{digest}");
-        let mut url = location;
+        let mut url = location.clone();
         url.query_pairs_mut().append_pair("digest", digest.as_str());
-        let scopes = [repository_scope(repository, "pull,push")];
-        let request = self
-            .http
-            .put(url)
-            .header(CONTENT_TYPE, "application/octet-stream")
-            .header(CONTENT_LENGTH, size)
-            .body(reqwest::Body::wrap_stream(body));
-        // A streamed body cannot be sent twice: the upload session was opened (and authenticated) by
-        // the POST, so this request goes once, with the token already cached.
-        let response = crate::net::execute("target", "upload blob", self.authorize(request, &scopes).await?)
-            .await
-            .map_err(|e| RegistryError::Transport {
-                operation: "upload blob",
-                target: target.clone(),
-                message: crate::net::describe_error(&e),
-            })?;
+        let request =
+            self.http.put(url).header(CONTENT_TYPE, "application/octet-stream").header(CONTENT_LENGTH, size).body(body);
+        let response = self.send_body_once("upload blob", repository, &target, request).await?;
         if response.status() == StatusCode::CREATED {
             Ok(())
         } else {
@@ -432,49 +449,38 @@ impl RegistryClient {
         }
     }
 
-    /// Sends a blob in chunks of `chunk_size` (PATCH each, then PUT `?digest=`), for large blobs: a
-    /// failure costs one chunk, and memory holds one chunk at a time.
-    pub async fn upload_chunked<S>(
+    /// Sends `length` bytes of a blob from `offset` on in one PATCH, its body streamed, once; returns
+    /// where the upload goes on.
+    pub async fn patch_blob(
         &self,
         repository: &str,
-        location: Url,
-        digest: &Digest,
-        chunk_size: usize,
-        body: S,
-    ) -> Result<(), RegistryError>
-    where
-        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + Unpin,
-    {
+        location: &Url,
+        offset: u64,
+        length: u64,
+        body: reqwest::Body,
+    ) -> Result<Url, RegistryError> {
+        let target = format!("{repository} upload");
+        let request = self
+            .http
+            .request(Method::PATCH, location.clone())
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_RANGE, format!("{offset}-{}", offset + length - 1))
+            .header(CONTENT_LENGTH, length)
+            .body(body);
+        let response = self.send_body_once("upload chunk", repository, &target, request).await?;
+        if response.status() == StatusCode::ACCEPTED {
+            self.location("upload chunk", &target, &response)
+        } else {
+            Err(Self::fail("upload chunk", &target, response).await)
+        }
+    }
+
+    /// Commits an upload whose bytes were all sent by PATCH: an empty PUT `?digest=` (no body, so it
+    /// may be sent again).
+    pub async fn finish_upload(&self, repository: &str, location: &Url, digest: &Digest) -> Result<(), RegistryError> {
         let target = format!("{repository}@{digest}");
         let scopes = [repository_scope(repository, "pull,push")];
-        let mut location = location;
-        let mut offset: u64 = 0;
-        let mut chunks = rechunk(body, chunk_size);
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(|e| RegistryError::Transport {
-                operation: "read blob",
-                target: target.clone(),
-                message: e.to_string(),
-            })?;
-            let end = offset + chunk.len() as u64 - 1;
-            let url = location.clone();
-            let response = self
-                .send("upload chunk", &target, &scopes, || {
-                    self.http
-                        .request(Method::PATCH, url.clone())
-                        .header(CONTENT_TYPE, "application/octet-stream")
-                        .header(CONTENT_RANGE, format!("{offset}-{end}"))
-                        .header(CONTENT_LENGTH, chunk.len())
-                        .body(chunk.clone())
-                })
-                .await?;
-            if response.status() != StatusCode::ACCEPTED {
-                return Err(Self::fail("upload chunk", &target, response).await);
-            }
-            location = self.location("upload chunk", &target, &response)?;
-            offset = end + 1;
-        }
-        let mut url = location;
+        let mut url = location.clone();
         url.query_pairs_mut().append_pair("digest", digest.as_str());
         let response = self
             .send("finish upload", &target, &scopes, || self.http.put(url.clone()).header(CONTENT_LENGTH, "0"))
@@ -484,6 +490,51 @@ impl RegistryClient {
         } else {
             Err(Self::fail("finish upload", &target, response).await)
         }
+    }
+
+    /// Where an upload session stands: how many bytes the target holds (its `Range`) and where to send
+    /// the rest, or that it no longer knows the session.
+    pub async fn upload_status(&self, repository: &str, location: &Url) -> Result<UploadStatus, RegistryError> {
+        let target = format!("{repository} upload");
+        let scopes = [repository_scope(repository, "pull,push")];
+        let response = self.send("upload status", &target, &scopes, || self.http.get(location.clone())).await?;
+        match response.status() {
+            // Distribution answers 404 (BLOB_UPLOAD_UNKNOWN, or BLOB_UPLOAD_INVALID for a session a cut
+            // request left at another offset than its Location says; it cancels that session).
+            StatusCode::NOT_FOUND => Ok(UploadStatus::Forgotten),
+            StatusCode::NO_CONTENT | StatusCode::OK | StatusCode::ACCEPTED => {
+                let range = response.headers().get("range").and_then(|h| h.to_str().ok());
+                let offset = range.and_then(held_bytes).ok_or_else(|| RegistryError::Protocol {
+                    operation: "upload status",
+                    target: target.clone(),
+                    message: format!("unreadable Range {range:?}"),
+                })?;
+                let location = self.location("upload status", &target, &response)?;
+                Ok(UploadStatus::At { offset, location })
+            }
+            _ => Err(Self::fail("upload status", &target, response).await),
+        }
+    }
+}
+
+/// Where an upload session stands on the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadStatus {
+    /// The target holds the blob's first `offset` bytes; the rest goes to `location`.
+    At { offset: u64, location: Url },
+    /// The target no longer knows the session (expired, cancelled, or invalidated by a cut request).
+    Forgotten,
+}
+
+/// The bytes an upload's `Range: 0-LAST` says the target holds. Distribution writes `0-0` for an empty
+/// session as for a one-byte one: read as empty (a wrong guess costs a refused digest and a new session).
+fn held_bytes(range: &str) -> Option<u64> {
+    let (first, last) = range.trim().trim_start_matches("bytes=").split_once('-')?;
+    let (first, last): (u64, u64) = (first.parse().ok()?, last.parse().ok()?);
+    match (first, last) {
+        (0, 0) => Some(0),
+        (0, last) => Some(last + 1),
+        _ => None,
     }
 }
 
@@ -495,40 +546,17 @@ fn content_type(headers: &HeaderMap) -> String {
         .unwrap_or_default()
 }
 
-/// Regroups a byte stream into chunks of exactly `size` bytes (the last one shorter).
-fn rechunk<S>(body: S, size: usize) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Unpin
-where
-    S: Stream<Item = Result<Bytes, std::io::Error>> + Unpin,
-{
-    Box::pin(futures::stream::unfold(
-        (body, bytes::BytesMut::new(), false),
-        move |(mut body, mut buffer, mut done)| async move {
-            while !done && buffer.len() < size {
-                match body.next().await {
-                    Some(Ok(bytes)) => buffer.extend_from_slice(&bytes),
-                    Some(Err(error)) => return Some((Err(error), (body, buffer, true))),
-                    None => done = true,
-                }
-            }
-            if buffer.is_empty() {
-                return None;
-            }
-            let chunk = buffer.split_to(buffer.len().min(size)).freeze();
-            Some((Ok(chunk), (body, buffer, done)))
-        },
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn rechunk_gives_exact_chunks() {
-        let parts: Vec<Result<Bytes, std::io::Error>> =
-            vec![Ok(Bytes::from_static(b"abc")), Ok(Bytes::from_static(b"defgh")), Ok(Bytes::from_static(b"ij"))];
-        let chunks: Vec<Bytes> = rechunk(futures::stream::iter(parts), 4).map(|c| c.unwrap()).collect().await;
-        assert_eq!(chunks, vec![Bytes::from_static(b"abcd"), Bytes::from_static(b"efgh"), Bytes::from_static(b"ij")]);
+    #[test]
+    fn upload_ranges_give_the_bytes_held() {
+        assert_eq!(held_bytes("0-1048575"), Some(1 << 20));
+        assert_eq!(held_bytes("bytes=0-9"), Some(10));
+        assert_eq!(held_bytes("0-0"), Some(0));
+        assert_eq!(held_bytes("5-9"), None);
+        assert_eq!(held_bytes("garbage"), None);
     }
 
     #[test]
@@ -538,6 +566,7 @@ mod tests {
             target: "p/r:t".into(),
             status: 400,
             codes: vec![ErrorCode { code: "MANIFEST_BLOB_UNKNOWN".into(), message: "blob unknown to registry".into() }],
+            retry_after: None,
         };
         assert!(error.has_code("MANIFEST_BLOB_UNKNOWN"));
         assert_eq!(error.to_string(), "PUT manifest p/r:t: HTTP 400 MANIFEST_BLOB_UNKNOWN: blob unknown to registry");

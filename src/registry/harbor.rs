@@ -33,6 +33,25 @@ pub enum HarborError {
     Transport(String),
 }
 
+/// The projects a scope set names, as the key of Harbor's tokens: one token serves them all. Harbor's
+/// token service grants the caller's full rights on each repository asked for, whatever the actions
+/// asked, and its `/v2` check keys those rights by project (the repository's first component: the
+/// `v2token` security context), so a token asked for `p/a` pushes to `p/b` too (seen on v2.15.2). Every
+/// token request costs Harbor a password check (PBKDF2 with 600,000 rounds since v2.15: 0.1 to 0.3 s of
+/// its CPU), so one per project instead of one per repository is most of what a sync costs it.
+pub fn token_key(scopes: &[String]) -> String {
+    let mut projects: Vec<&str> = scopes
+        .iter()
+        .map(|scope| {
+            let repository = scope.strip_prefix("repository:").unwrap_or(scope);
+            repository.split(['/', ':']).next().unwrap_or(repository)
+        })
+        .collect();
+    projects.sort_unstable();
+    projects.dedup();
+    projects.join(" ")
+}
+
 /// A Harbor instance's projects API.
 pub struct Harbor {
     api: Url,
@@ -135,15 +154,30 @@ impl Harbor {
     }
 
     /// Creates `project` unless it exists, then checks that it takes pushes; once per project whatever
-    /// the number of callers.
-    pub async fn ensure_project(&self, project: &str) -> Result<ProjectReady, HarborError> {
+    /// the number of callers. `after_creation` runs once, when this call created it, before any caller
+    /// goes on (tokens asked for before its creation do not cover it).
+    pub async fn ensure_project<F>(
+        &self,
+        project: &str,
+        after_creation: impl FnOnce() -> F,
+    ) -> Result<ProjectReady, HarborError>
+    where
+        F: std::future::Future<Output = ()>,
+    {
         let cell = self.projects.lock().await.entry(project.to_string()).or_default().clone();
-        cell.get_or_init(|| self.prepare_project(project)).await.clone()
+        let prepare = async {
+            let ready = self.prepare_project(project).await;
+            if matches!(ready, Ok(ProjectReady::Created)) {
+                after_creation().await;
+            }
+            ready
+        };
+        cell.get_or_init(|| prepare).await.clone()
     }
 
     async fn prepare_project(&self, project: &str) -> Result<ProjectReady, HarborError> {
         let ready = self.create_project(project).await?;
-        if self.project(project).await?.is_some_and(|info| info.registry_id.is_some()) {
+        if self.project(project).await?.is_some_and(|info| info.is_proxy_cache()) {
             return Err(HarborError::Policy {
                 class: RefusalClass::ProxyCache,
                 message: format!("project {project} is a proxy-cache project: Harbor takes no pushes into it"),
@@ -251,9 +285,17 @@ pub enum ProjectReady {
 /// What the project API says of a project that matters here.
 #[derive(Debug, Deserialize)]
 pub struct ProjectInfo {
-    /// Set for a proxy-cache project.
+    /// The registry a proxy-cache project caches. Harbor leaves a zero out of its JSON (omitempty), but
+    /// a gateway in front of it, or another version, may write 0 or null: all mean none.
     #[serde(default)]
     pub registry_id: Option<i64>,
+}
+
+impl ProjectInfo {
+    /// Harbor's own rule (`Project.IsProxy`): a registry id above 0.
+    pub fn is_proxy_cache(&self) -> bool {
+        self.registry_id.is_some_and(|id| id > 0)
+    }
 }
 
 #[derive(Deserialize)]
@@ -280,4 +322,29 @@ struct ResourceList {
 struct ErrorBody {
     #[serde(default)]
     errors: Vec<ErrorCode>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_project_is_a_proxy_cache_only_with_a_registry_id_above_zero() {
+        let info = |json: &str| serde_json::from_str::<ProjectInfo>(json).unwrap().is_proxy_cache();
+        assert!(!info(r#"{"name": "p"}"#), "Harbor leaves a zero out");
+        assert!(!info(r#"{"registry_id": 0}"#), "a gateway may write it");
+        assert!(!info(r#"{"registry_id": null}"#));
+        assert!(info(r#"{"registry_id": 3}"#));
+    }
+
+    #[test]
+    fn one_token_key_per_set_of_projects() {
+        let scopes = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let key = |list: &[&str]| token_key(&scopes(list));
+        assert_eq!(key(&["repository:p/a:pull,push"]), key(&["repository:p/b/c:pull,push"]));
+        assert_eq!(key(&["repository:p/a:pull,push", "repository:q/x:pull"]), "p q");
+        assert_eq!(key(&["repository:q/x:pull", "repository:p/a:pull,push"]), "p q");
+        assert_eq!(key(&["repository:p/a:pull,push", "repository:p/b:pull"]), "p");
+        assert_ne!(key(&["repository:p/a:pull"]), key(&["repository:pp/a:pull"]));
+    }
 }

@@ -71,8 +71,9 @@ impl BlobStore {
         }
     }
 
-    /// Opens a blob as a stream, with its size; `None` when it is missing.
-    pub async fn open(&self, digest: &Digest) -> Result<Option<(u64, ByteStream)>, StorageError> {
+    /// Opens a blob as a stream of its bytes from byte `from` on (a seek on disk, a ranged read on an
+    /// object store), with the blob's whole size; `None` when it is missing.
+    pub async fn open(&self, digest: &Digest, from: u64) -> Result<Option<(u64, ByteStream)>, StorageError> {
         match self {
             BlobStore::Filesystem { root } => {
                 let io_error = |e: io::Error| StorageError::Transport {
@@ -84,10 +85,12 @@ impl BlobStore {
                     return Ok(None);
                 };
                 let size = file.metadata().map_err(io_error)?.len();
+                let mut file = file;
+                std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(from)).map_err(io_error)?;
                 Ok(Some((size, file_stream(file))))
             }
             BlobStore::Object { store, root } => {
-                store.open_stream(&format!("{root}{}", layout::blob_data_key(digest))).await
+                store.open_stream(&format!("{root}{}", layout::blob_data_key(digest)), from).await
             }
         }
     }
@@ -115,9 +118,12 @@ fn read_file_below(root: &Path, key: &str, max_len: usize) -> io::Result<Option<
     Ok(Some(content))
 }
 
-/// Streams a file in 1 MiB pieces, read on the blocking pool.
+/// The size of a piece read from a file: what one blob body holds at a time (with the piece being
+/// written out), so the copy's memory is pieces times `--upload-concurrency`.
+pub const PIECE: usize = 512 * 1024;
+
+/// Streams a file in pieces of `PIECE` bytes, read on the blocking pool.
 fn file_stream(file: std::fs::File) -> ByteStream {
-    const PIECE: usize = 1 << 20;
     let file = Arc::new(file);
     Box::pin(futures::stream::unfold(Some(file), |file| async move {
         let file = file?;

@@ -14,7 +14,7 @@ use super::target::Target;
 use super::{Consumer, SyncMode};
 use crate::copy::{Copier, CopyError, Replace, TagOutcome};
 use crate::layout::Digest;
-use crate::registry::harbor::{Harbor, ProjectReady};
+use crate::registry::harbor::Harbor;
 use crate::run::Outcome;
 
 /// What every task needs.
@@ -166,10 +166,8 @@ async fn copy_one(
 ) -> Result<TagOutcome, CopyError> {
     if let Some(harbor) = harbor {
         let project = project_of(repository);
-        if harbor.ensure_project(project).await? == ProjectReady::Created {
-            // Harbor ignores a token issued before its project was created.
-            copier.target().forget_tokens_for(project).await;
-        }
+        // Harbor ignores a token issued before its project was created.
+        harbor.ensure_project(project, || copier.target().forget_tokens_for(project)).await?;
     }
     match tag {
         Some(tag) => copier.copy_tag(repository, tag, digest, replace).await,

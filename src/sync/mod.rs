@@ -58,6 +58,8 @@ pub struct SyncPlan {
     pub dry_run: bool,
     pub push_concurrency: usize,
     pub chunk_size: u64,
+    /// Blob bodies in flight at once: the copy's memory budget.
+    pub upload_concurrency: usize,
     pub reporting: Reporting,
     /// The target serves the source's own storage (disaster recovery): manifests first, blobs on demand.
     pub in_place: bool,
@@ -103,7 +105,8 @@ async fn sync(plan: SyncPlan, planning: Option<PlanFormat>) -> anyhow::Result<Ou
     let target = Target::connect(&plan).await?;
     let blobs = BlobStore::connect(&plan.source, &plan.options.object).await.context("opening the source storage")?;
     let journal = open_journal(&plan)?;
-    let copier = Copier::new(Arc::new(blobs), target.registry.clone(), plan.chunk_size, plan.in_place);
+    let copier =
+        Copier::new(Arc::new(blobs), target.registry.clone(), plan.chunk_size, plan.upload_concurrency, plan.in_place);
     let copier =
         copier.with_journal(journal.as_ref().map(|run| run.journal.clone())).with_harbor(target.harbor.clone());
     let copier = Arc::new(copier);

@@ -330,7 +330,7 @@ impl Planner {
             let info = harbor.project(name).await.ok().flatten();
             let (limit, used) = harbor.quota(name).await.ok().flatten().unwrap_or((None, 0));
             let headroom = limit.map(|limit| limit.saturating_sub(used));
-            let proxy_cache = info.as_ref().is_some_and(|info| info.registry_id.is_some());
+            let proxy_cache = info.as_ref().is_some_and(|info| info.is_proxy_cache());
             project.harbor = Some(HarborView {
                 exists: info.is_some(),
                 proxy_cache,

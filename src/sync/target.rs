@@ -30,6 +30,7 @@ impl Target {
         let harbor = match detected {
             Some(harbor) => {
                 harbor.check_credentials().await?;
+                registry.share_tokens_by(crate::registry::harbor::token_key);
                 crate::log::info(format!("target is Harbor {}", harbor.version().await.unwrap_or_default()));
                 Some(Arc::new(harbor))
             }

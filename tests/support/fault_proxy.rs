@@ -76,6 +76,20 @@ pub struct FaultState {
     /// is broken off in the middle (0: never), whatever the plan, so that a test knows blob transfers
     /// themselves were cut.
     pub large_body_reset_every: u64,
+    /// Cut the upload body (PATCH or PUT into `/blobs/uploads/`) that carries the uploaded bytes past
+    /// this count, once: the connection breaks there. What happened to the bytes of that request before
+    /// the cut is `cut_upload_forwards`'.
+    pub cut_upload_at: Option<u64>,
+    /// Whether the cut request's bytes before the cut reach the server (which then holds a session at an
+    /// offset its Location does not say: distribution cancels it) or are dropped (the session stays at
+    /// the end of the previous request).
+    pub cut_upload_forwards: bool,
+    /// Answer every upload status request (GET on a session) as distribution answers for a session it
+    /// no longer knows (expired, purged, or from before a restart with another secret): 404
+    /// `BLOB_UPLOAD_UNKNOWN`.
+    pub forget_upload_sessions: bool,
+    /// Bytes received in upload bodies (PATCH and PUT into `/blobs/uploads/`), cut ones included.
+    pub upload_bytes: u64,
     /// Faults injected, by name.
     pub injected: BTreeMap<String, u64>,
     /// Every request seen, faulted or not.
@@ -161,6 +175,10 @@ impl FaultProxy {
             plan,
             path_prefix: path_prefix.to_string(),
             large_body_reset_every: 0,
+            cut_upload_at: None,
+            cut_upload_forwards: false,
+            forget_upload_sessions: false,
+            upload_bytes: 0,
             injected: BTreeMap::new(),
             requests: 0,
             paths: None,
@@ -263,11 +281,21 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Result<Response<
         tokio::time::sleep(delay).await;
     }
     let reset = || std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset");
+    let is_upload = [Method::PATCH, Method::PUT].contains(request.method())
+        && request.uri().path().contains("/blobs/uploads/")
+        && has_body(&request);
     match fault {
         None if body_length(&request) >= LARGE_BODY
             && shared.state.lock().unwrap().cut_large_body("reset mid-upload") =>
         {
             read_half_then_hang_up(request, Duration::ZERO).await
+        }
+        None if is_upload => upload_through(shared, request).await,
+        None if request.method() == Method::GET
+            && request.uri().path().contains("/blobs/uploads/")
+            && shared.state.lock().unwrap().forget_upload_sessions =>
+        {
+            Ok(registry_error(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry"))
         }
         None if request.method() == Method::GET => {
             let response = forward(&shared.http, &shared.upstream, Some(&shared.public), request).await;
@@ -311,6 +339,47 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Result<Response<
             Ok(cut_in_half(response, time).await)
         }
     }
+}
+
+/// Forwards an upload body, counting its bytes, and cuts it where `cut_upload_at` says (once).
+async fn upload_through(shared: &Shared, request: Request<Incoming>) -> Result<Response<Body>, std::io::Error> {
+    let (parts, body) = request.into_parts();
+    let state = shared.state.clone();
+    let cut_seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cut = cut_seen.clone();
+    let counted = http_body_util::BodyDataStream::new(body).map(move |piece| {
+        let piece = piece.map_err(|e| std::io::Error::other(e.to_string()))?;
+        let mut state = state.lock().unwrap();
+        state.upload_bytes += piece.len() as u64;
+        match state.cut_upload_at {
+            Some(at) if state.upload_bytes > at => {
+                state.cut_upload_at = None;
+                *state.injected.entry("cut upload".to_string()).or_default() += 1;
+                state.upload_bytes = at;
+                cut.store(true, std::sync::atomic::Ordering::SeqCst);
+                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected cut"))
+            }
+            _ => Ok(piece),
+        }
+    });
+    let forwards = shared.state.lock().unwrap().cut_upload_forwards;
+    if forwards {
+        // The server gets every byte before the cut, then a broken body.
+        let body = BodyExt::boxed(StreamBody::new(counted.map(|piece| piece.map(Frame::data))));
+        let response = forward_parts(&shared.http, &shared.upstream, Some(&shared.public), parts, body).await;
+        if cut_seen.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected cut"));
+        }
+        return Ok(response);
+    }
+    // The body is read whole first: a cut one never reaches the server.
+    let pieces: Vec<std::io::Result<Bytes>> = counted.collect().await;
+    if pieces.iter().any(Result::is_err) {
+        return Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected cut"));
+    }
+    let whole = futures::stream::iter(pieces.into_iter().map(|piece| piece.map(Frame::data)));
+    let body = BodyExt::boxed(StreamBody::new(whole));
+    Ok(forward_parts(&shared.http, &shared.upstream, Some(&shared.public), parts, body).await)
 }
 
 fn body_length(request: &Request<Incoming>) -> u64 {

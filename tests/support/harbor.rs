@@ -11,7 +11,9 @@
 //! - the token service `/service/token`: RS256 JWTs with `x5c`, every asked scope in one token, no
 //!   rights on a project that does not exist, an anonymous token (not a 401) for a wrong password when a
 //!   scope is asked, 401 for a wrong password without scope;
-//! - on `/v2/`: 401 "project X not found" for a missing project; blob HEAD answered 404 for blobs missing
+//! - on `/v2/`: a client's token serves every repository of the projects it names (Harbor keys a
+//!   token's rights by project), passed on to the registry as a token for exactly the repositories
+//!   involved; 401 "project X not found" for a missing project; blob HEAD answered 404 for blobs missing
 //!   from its own record (as Harbor's HeadBlobMiddleware answers from its database, never asking storage),
 //!   and passed to the registry for known ones; mounts answered 201 only for
 //!   recorded blobs, else 404 (after the registry below has linked the blob, as in Harbor); manifest
@@ -280,17 +282,7 @@ fn token(shared: &Shared, request: &Request<Incoming>) -> Response<Body> {
             access.push(serde_json::json!({"type": "repository", "name": name, "actions": ["pull", "push", "delete"]}));
         }
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-    let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [base64::engine::general_purpose::STANDARD.encode(&shared.cert_der)]});
-    let claims = serde_json::json!({
-        "iss": ISSUER, "sub": user.clone().unwrap_or_default(), "aud": SERVICE,
-        "exp": now + 1800, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", scopes.len()),
-        "access": access,
-    });
-    let url_safe = |v: &serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
-    let signing_input = format!("{}.{}", url_safe(&header), url_safe(&claims));
-    let signature = shared.key.sign(signing_input.as_bytes()).unwrap();
-    let jwt = format!("{signing_input}.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature));
+    let jwt = mint(shared, &user.unwrap_or_default(), access);
     full(
         StatusCode::OK,
         serde_json::json!({"token": jwt, "access_token": jwt, "expires_in": 1800, "issued_at": "2026-11-24T00:00:00Z"})
@@ -464,11 +456,58 @@ fn may_act_on(user: &str, project: &str, limited: &HashSet<String>) -> bool {
 
 /// The user a bearer token was issued to (its `sub`), read without checking it: the registry checks.
 fn bearer_subject(request: &Request<Incoming>) -> Option<String> {
-    let header = request.headers().get("authorization")?.to_str().ok()?;
+    bearer_claims(request.headers())?["sub"].as_str().map(str::to_string)
+}
+
+/// The claims of the bearer token a request carries.
+fn bearer_claims(headers: &hyper::HeaderMap) -> Option<serde_json::Value> {
+    let header = headers.get("authorization")?.to_str().ok()?;
     let payload = header.strip_prefix("Bearer ")?.split('.').nth(1)?;
-    let claims: serde_json::Value =
-        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
-    claims["sub"].as_str().map(str::to_string)
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
+}
+
+/// A token signed by the emulator's token service, for `subject`, with `access`.
+fn mint(shared: &Shared, subject: &str, access: Vec<serde_json::Value>) -> String {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [base64::engine::general_purpose::STANDARD.encode(&shared.cert_der)]});
+    let claims = serde_json::json!({
+        "iss": ISSUER, "sub": subject, "aud": SERVICE,
+        "exp": now + 1800, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", access.len()),
+        "access": access,
+    });
+    let url_safe = |v: &serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let signing_input = format!("{}.{}", url_safe(&header), url_safe(&claims));
+    let signature = shared.key.sign(signing_input.as_bytes()).unwrap();
+    format!("{signing_input}.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature))
+}
+
+/// What Harbor's core does with a client's token on `/v2/` before the registry sees the request: it
+/// keys the token's rights by project (its `v2token` security context: a token asked for `p/a` serves
+/// `p/b`), and, where they cover the repository (and a mount's source), passes the request on with its
+/// own credentials. Here those are a token for exactly the repositories involved, which the registry
+/// below (with token auth) takes. A token without those rights goes on unchanged, and the registry
+/// refuses it as Harbor would.
+fn as_harbor_core(shared: &Shared, request: &mut hyper::http::request::Parts) {
+    let Some(claims) = bearer_claims(&request.headers) else { return };
+    let Some((repository, _, _)) = split_v2(request.uri.path()) else { return };
+    let projects: HashSet<&str> = claims["access"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|access| access["name"].as_str()?.split('/').next())
+        .collect();
+    let mut repositories = vec![repository];
+    let query = request.uri.query().unwrap_or_default().as_bytes();
+    repositories.extend(url::form_urlencoded::parse(query).filter(|(k, _)| k == "from").map(|(_, v)| v.into_owned()));
+    let covered = repositories.iter().all(|name| projects.contains(name.split('/').next().unwrap_or_default()));
+    if covered {
+        let access = repositories
+            .iter()
+            .map(|name| serde_json::json!({"type": "repository", "name": name, "actions": ["pull", "push", "delete"]}))
+            .collect();
+        let token = mint(shared, claims["sub"].as_str().unwrap_or_default(), access);
+        request.headers.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
 }
 
 /// Answers a refusal by policy, and counts it.
@@ -740,7 +779,8 @@ async fn put_manifest(
     repository: String,
     reference: String,
 ) -> Response<Body> {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    as_harbor_core(shared, &mut parts);
     let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
     let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)));
@@ -818,5 +858,8 @@ async fn put_manifest(
 
 /// Forwards a request to the real registry, streaming both bodies.
 async fn proxy(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
-    fault_proxy::forward(&shared.http, &shared.registry_url, None, request).await
+    let (mut parts, body) = request.into_parts();
+    as_harbor_core(shared, &mut parts);
+    let body = body.map_err(|e| std::io::Error::other(e.to_string())).boxed();
+    fault_proxy::forward_parts(&shared.http, &shared.registry_url, None, parts, body).await
 }

@@ -16,7 +16,7 @@ use url::Url;
 
 use super::{
     current_credential, encode_key_path, found, http_client, http_request, listing_text, md5_from_base64, send,
-    to_reqwest,
+    to_reqwest, with_range,
 };
 use super::{ListPage, ListRequest, ListedObject, ObjectOptions, StorageError};
 
@@ -75,8 +75,9 @@ impl Azure {
         Ok(Azure { client: http_client(options)?, container_url, account, store })
     }
 
-    async fn signed_get(&self, url: &Url) -> Result<reqwest::RequestBuilder, StorageError> {
+    async fn signed_get(&self, url: &Url, from: u64) -> Result<reqwest::RequestBuilder, StorageError> {
         let mut request = http_request(http::Method::GET, url);
+        with_range(&mut request, from);
         match current_credential(self.store.as_ref().map(|store| store.credentials())).await? {
             Some(credential) => AzureAuthorizer::new(&credential, &self.account)
                 .try_authorize(&mut request)
@@ -108,7 +109,7 @@ impl Azure {
                 query.append_pair("maxresults", &max_keys.to_string());
             }
         }
-        let response = send("list", request.prefix, || self.signed_get(&url)).await?;
+        let response = send("list", request.prefix, self.signed_get(&url, 0)).await?;
         let body = listing_text(request.prefix, response).await?;
         let mut page = parse_list(&body).map_err(|message| StorageError::Parse {
             operation: "list",
@@ -125,12 +126,12 @@ impl Azure {
     }
 
     /// GETs a blob; `None` when it does not exist.
-    pub async fn get(&self, key: &str) -> Result<Option<reqwest::Response>, StorageError> {
+    pub async fn get(&self, key: &str, from: u64) -> Result<Option<reqwest::Response>, StorageError> {
         let mut url = self.container_url.clone();
         let base = url.path().trim_end_matches('/').to_string();
         // A name starting with `/` keeps it: `<container>//docker/...` is that blob's URL.
         url.set_path(&format!("{base}/{}", encode_key_path(key)));
-        found(key, send("read", key, || self.signed_get(&url)).await?).await
+        found(key, send("read", key, self.signed_get(&url, from)).await?).await
     }
 }
 

@@ -40,8 +40,11 @@ impl Gcs {
         Ok(Gcs { client: http_client(options)?, objects_url, store })
     }
 
-    async fn authorized_get(&self, url: &Url) -> Result<reqwest::RequestBuilder, StorageError> {
-        let request = self.client.get(url.clone());
+    async fn authorized_get(&self, url: &Url, from: u64) -> Result<reqwest::RequestBuilder, StorageError> {
+        let mut request = self.client.get(url.clone());
+        if from > 0 {
+            request = request.header(reqwest::header::RANGE, format!("bytes={from}-"));
+        }
         match current_credential(self.store.as_ref().map(|store| store.credentials())).await? {
             Some(credential) if !credential.bearer.is_empty() => Ok(request.bearer_auth(&credential.bearer)),
             _ => Ok(request),
@@ -66,7 +69,7 @@ impl Gcs {
                 query.append_pair("maxResults", &max_keys.to_string());
             }
         }
-        let response = send("list", request.prefix, || self.authorized_get(&url)).await?;
+        let response = send("list", request.prefix, self.authorized_get(&url, 0)).await?;
         let body = listing_text(request.prefix, response).await?;
         let answer: ObjectsList = serde_json::from_str(&body).map_err(|e| StorageError::Parse {
             operation: "list",
@@ -87,11 +90,11 @@ impl Gcs {
     }
 
     /// GETs an object's content; `None` when it does not exist.
-    pub async fn get(&self, key: &str) -> Result<Option<reqwest::Response>, StorageError> {
+    pub async fn get(&self, key: &str, from: u64) -> Result<Option<reqwest::Response>, StorageError> {
         let mut url = self.objects_url.clone();
         url.path_segments_mut().expect("an http URL has a path").push(key);
         url.query_pairs_mut().append_pair("alt", "media");
-        found(key, send("read", key, || self.authorized_get(&url)).await?).await
+        found(key, send("read", key, self.authorized_get(&url, from)).await?).await
     }
 }
 

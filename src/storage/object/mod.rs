@@ -54,9 +54,12 @@ pub struct ListRequest<'a> {
 #[derive(Debug, Error)]
 pub enum StorageError {
     #[error("{operation} {target}: HTTP {status}: {message}")]
-    Http { operation: &'static str, target: String, status: u16, message: String },
+    Http { operation: &'static str, target: String, status: u16, message: String, retry_after: Option<Duration> },
     #[error("{operation} {target}: {message}")]
     Transport { operation: &'static str, target: String, message: String },
+    /// No answer, or none in time (a refused or reset connection, a stall): worth trying again.
+    #[error("{operation} {target}: {message}")]
+    Unanswered { operation: &'static str, target: String, message: String },
     /// The answer started but broke off (a reset or stalled connection): worth trying again.
     #[error("{operation} {target}: the answer broke off: {message}")]
     Interrupted { operation: &'static str, target: String, message: String },
@@ -66,6 +69,18 @@ pub enum StorageError {
     Credentials(String),
     #[error("configuration: {0}")]
     Config(String),
+}
+
+impl StorageError {
+    /// Whether trying again can help (429, 5xx, no answer, an answer that broke off), and how long the
+    /// store asked to wait (its `Retry-After`).
+    fn retry(&self) -> Option<Option<Duration>> {
+        match self {
+            StorageError::Http { status, retry_after, .. } if *status == 429 || *status >= 500 => Some(*retry_after),
+            StorageError::Unanswered { .. } | StorageError::Interrupted { .. } => Some(None),
+            _ => None,
+        }
+    }
 }
 
 /// Which cloud a source names.
@@ -104,7 +119,7 @@ impl ObjectBackend {
     }
 
     pub async fn list(&self, request: &ListRequest<'_>) -> Result<ListPage, StorageError> {
-        retry_interrupted(|| async {
+        retrying(|| async {
             match self {
                 ObjectBackend::S3(store) => store.list(request).await,
                 ObjectBackend::Gcs(store) => store.list(request).await,
@@ -114,19 +129,20 @@ impl ObjectBackend {
         .await
     }
 
-    async fn get(&self, key: &str) -> Result<Option<reqwest::Response>, StorageError> {
+    /// One GET of an object, from byte `from` on (a ranged read when `from > 0`).
+    async fn get(&self, key: &str, from: u64) -> Result<Option<reqwest::Response>, StorageError> {
         match self {
-            ObjectBackend::S3(store) => store.get(key).await,
-            ObjectBackend::Gcs(store) => store.get(key).await,
-            ObjectBackend::Azure(store) => store.get(key).await,
+            ObjectBackend::S3(store) => store.get(key, from).await,
+            ObjectBackend::Gcs(store) => store.get(key, from).await,
+            ObjectBackend::Azure(store) => store.get(key, from).await,
         }
     }
 
     /// Reads an object, refusing more than `max_len` bytes (it returns `max_len + 1` then, so that the
     /// caller can tell); `None` when it does not exist.
     pub async fn read_small(&self, key: &str, max_len: usize) -> Result<Option<Vec<u8>>, StorageError> {
-        retry_interrupted(|| async {
-            match self.get(key).await? {
+        retrying(|| async {
+            match self.get(key, 0).await? {
                 Some(response) => small_body(key, response, max_len).await.map(Some),
                 None => Ok(None),
             }
@@ -134,14 +150,27 @@ impl ObjectBackend {
         .await
     }
 
-    /// Opens an object as a stream of bytes, with its size; `None` when it does not exist.
-    pub async fn open_stream(&self, key: &str) -> Result<Option<(u64, ByteStream)>, StorageError> {
-        let Some(response) = self.get(key).await? else { return Ok(None) };
-        let size = response.content_length().ok_or_else(|| StorageError::Parse {
+    /// Opens an object as a stream of its bytes from byte `from` on (a ranged read), with the object's
+    /// whole size; `None` when it does not exist. Tried again until the answer starts; a stream that
+    /// breaks off later is the reader's to open again where it stopped.
+    pub async fn open_stream(&self, key: &str, from: u64) -> Result<Option<(u64, ByteStream)>, StorageError> {
+        let Some(response) = retrying(|| self.get(key, from)).await? else { return Ok(None) };
+        let unreadable = |message: &str| StorageError::Parse {
             operation: "read",
             target: key.to_string(),
-            message: "the answer has no Content-Length".to_string(),
-        })?;
+            message: message.to_string(),
+        };
+        let length = response.content_length().ok_or_else(|| unreadable("the answer has no Content-Length"))?;
+        let size = match response.headers().get(reqwest::header::CONTENT_RANGE) {
+            // `bytes FIRST-LAST/SIZE`: the store sent the range asked for.
+            Some(range) => range
+                .to_str()
+                .ok()
+                .and_then(|range| range.rsplit_once('/')?.1.parse().ok())
+                .ok_or_else(|| unreadable("unreadable Content-Range"))?,
+            None if from == 0 => length,
+            None => return Err(unreadable("the store ignored the byte range asked for")),
+        };
         let target = key.to_string();
         let stream = response.bytes_stream().map(move |chunk| {
             chunk.map_err(|e| std::io::Error::other(format!("reading {target}: {}", crate::net::describe_error(&e))))
@@ -168,50 +197,29 @@ pub(crate) async fn current_credential<C>(
     provider.get_credential().await.map(Some).map_err(|e| StorageError::Credentials(e.to_string()))
 }
 
-/// Sends a request built (and signed) afresh by `build` for each attempt, retrying transient failures
-/// (connection errors, 429, 5xx) with backoff. `target` names what is asked for in errors (a key or
-/// prefix; never a URL with a query, which could carry a SAS token).
-pub(crate) async fn send<F, Fut>(
+/// Sends one request (no retry: `retrying` around the whole read is the one retry layer). `target`
+/// names what is asked for in errors (a key or prefix; never a URL with a query, which could carry a SAS
+/// token).
+pub(crate) async fn send(
     operation: &'static str,
     target: &str,
-    build: F,
-) -> Result<reqwest::Response, StorageError>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<reqwest::RequestBuilder, StorageError>>,
-{
-    let mut backoff = crate::net::Backoff::default();
-    loop {
-        match crate::net::execute("storage", operation, build().await?).await {
-            Ok(response) if crate::net::is_transient(response.status()) => {
-                if !backoff.wait(crate::net::retry_after(response.headers())).await {
-                    return Ok(response);
-                }
-            }
-            Ok(response) => return Ok(response),
-            Err(error) if crate::net::is_transient_error(&error) => {
-                if !backoff.wait(None).await {
-                    return Err(StorageError::Transport {
-                        operation,
-                        target: target.to_string(),
-                        message: crate::net::describe_error(&error),
-                    });
-                }
-            }
-            Err(error) => {
-                return Err(StorageError::Transport {
-                    operation,
-                    target: target.to_string(),
-                    message: crate::net::describe_error(&error),
-                })
-            }
+    request: impl std::future::Future<Output = Result<reqwest::RequestBuilder, StorageError>>,
+) -> Result<reqwest::Response, StorageError> {
+    crate::net::execute("storage", operation, request.await?).await.map_err(|error| {
+        let message = crate::net::describe_error(&error);
+        let target = target.to_string();
+        if crate::net::is_transient_error(&error) {
+            StorageError::Unanswered { operation, target, message }
+        } else {
+            StorageError::Transport { operation, target, message }
         }
-    }
+    })
 }
 
-/// Runs a request and the reading of its answer again when the answer broke off in the middle (`send`
-/// retries only what fails before an answer starts).
-async fn retry_interrupted<T, F, Fut>(attempt: F) -> Result<T, StorageError>
+/// The one retry loop of every storage read: runs `attempt` (a request and the reading of its answer)
+/// again after failures worth trying again (429, 5xx, S3's `SlowDown`, no answer, an answer that broke
+/// off), with backoff and the store's `Retry-After`, up to `net::ATTEMPTS` tries.
+async fn retrying<T, F, Fut>(attempt: F) -> Result<T, StorageError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<T, StorageError>>,
@@ -219,9 +227,20 @@ where
     let mut backoff = crate::net::Backoff::default();
     loop {
         match attempt().await {
-            Err(StorageError::Interrupted { .. }) if backoff.wait(None).await => continue,
-            outcome => return outcome,
+            Err(error) => match error.retry() {
+                Some(wait) if backoff.wait(wait).await => continue,
+                _ => return Err(error),
+            },
+            done => return done,
         }
+    }
+}
+
+/// Asks for the bytes from `from` on (nothing to add for a whole object).
+pub(crate) fn with_range(request: &mut object_store::client::HttpRequest, from: u64) {
+    if from > 0 {
+        let range = http::HeaderValue::from_str(&format!("bytes={from}-")).expect("digits are a valid header");
+        request.headers_mut().insert(http::header::RANGE, range);
     }
 }
 
@@ -249,9 +268,10 @@ pub(crate) async fn check_status(
         return Ok(response);
     }
     let status = response.status().as_u16();
+    let retry_after = crate::net::retry_after(response.headers());
     let body = response.text().await.unwrap_or_default();
     let message: String = body.chars().take(300).collect();
-    Err(StorageError::Http { operation, target: target.to_string(), status, message })
+    Err(StorageError::Http { operation, target: target.to_string(), status, message, retry_after })
 }
 
 /// The body of a listing's answer, as text; an error for a failed listing.

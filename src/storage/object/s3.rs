@@ -12,7 +12,7 @@ use url::Url;
 
 use super::{
     current_credential, encode_key_path, found, http_client, http_request, listing_text, md5_from_hex_etag, send,
-    to_reqwest,
+    to_reqwest, with_range,
 };
 use super::{ListPage, ListRequest, ListedObject, ObjectOptions, StorageError};
 
@@ -50,9 +50,10 @@ impl S3 {
         Ok(S3 { client: http_client(options)?, bucket_url, region, store })
     }
 
-    /// A GET of `url`, signed with SigV4 unless anonymous.
-    async fn signed_get(&self, url: &Url) -> Result<reqwest::RequestBuilder, StorageError> {
+    /// A GET of `url` (from byte `from` on), signed with SigV4 unless anonymous.
+    async fn signed_get(&self, url: &Url, from: u64) -> Result<reqwest::RequestBuilder, StorageError> {
         let mut request = http_request(http::Method::GET, url);
+        with_range(&mut request, from);
         if let Some(credential) = current_credential(self.store.as_ref().map(|store| store.credentials())).await? {
             AwsAuthorizer::new(&credential, "s3", &self.region)
                 .try_authorize(&mut request, None)
@@ -79,7 +80,7 @@ impl S3 {
                 query.append_pair("max-keys", &max_keys.to_string());
             }
         }
-        let response = send("list", request.prefix, || self.signed_get(&url)).await?;
+        let response = send("list", request.prefix, self.signed_get(&url, 0)).await?;
         let body = listing_text(request.prefix, response).await?;
         parse_list(&body).map_err(|message| StorageError::Parse {
             operation: "list",
@@ -89,9 +90,9 @@ impl S3 {
     }
 
     /// GETs an object; `None` when it does not exist.
-    pub async fn get(&self, key: &str) -> Result<Option<reqwest::Response>, StorageError> {
+    pub async fn get(&self, key: &str, from: u64) -> Result<Option<reqwest::Response>, StorageError> {
         let url = object_url(&self.bucket_url, key);
-        found(key, send("read", key, || self.signed_get(&url)).await?).await
+        found(key, send("read", key, self.signed_get(&url, from)).await?).await
     }
 }
 
