@@ -159,6 +159,8 @@ struct Row {
     name: String,
     wall: Duration,
     peak_mib: Option<f64>,
+    /// CPU time of the receiving registry: with one large blob it, not the copier, sets the pace.
+    receiver_cpu: Duration,
 }
 
 fn assert_complete(target: &Registry, truth: &[TruthRecord], tool: &str) {
@@ -237,14 +239,17 @@ fn measure(case: &Case, work: &Path) -> Vec<Row> {
         &case.truth,
         PARALLEL,
     );
-    rows.push(Row { name: "(a) skopeo, 8 at once".into(), wall: started.elapsed(), peak_mib: None });
+    let wall = started.elapsed();
+    let receiver_cpu = common::cpu_time(target.pid());
+    rows.push(Row { name: "(a) skopeo, 8 at once".into(), wall, peak_mib: None, receiver_cpu });
     assert_complete(&target, &case.truth, "skopeo");
     drop((source, target));
 
     let target = fresh_target();
     let (wall, peak) = rehydrate_sync(case.root.to_str().unwrap(), &target, &[]);
     assert_complete(&target, &case.truth, "rehydrate from disk");
-    rows.push(Row { name: "(b) rehydrate sync from disk".into(), wall, peak_mib: Some(peak) });
+    let receiver_cpu = common::cpu_time(target.pid());
+    rows.push(Row { name: "(b) rehydrate sync from disk".into(), wall, peak_mib: Some(peak), receiver_cpu });
     drop(target);
 
     match s3s_fs(case.root.parent().unwrap()) {
@@ -258,7 +263,9 @@ fn measure(case: &Case, work: &Path) -> Vec<Row> {
             ];
             let (wall, peak) = rehydrate_sync(&format!("s3://{}", case.name), &target, &env);
             assert_complete(&target, &case.truth, "rehydrate from S3");
-            rows.push(Row { name: "(c) rehydrate sync from S3 (s3s-fs)".into(), wall, peak_mib: Some(peak) });
+            let receiver_cpu = common::cpu_time(target.pid());
+            let name = "(c) rehydrate sync from S3 (s3s-fs)".into();
+            rows.push(Row { name, wall, peak_mib: Some(peak), receiver_cpu });
         }
         None => eprintln!("s3s-fs not found (REHYDRATE_BENCH_S3S_FS): the S3 row is left out"),
     }
@@ -270,15 +277,16 @@ fn print_table(case: &Case, rows: &[Row]) {
     let skopeo = rows[0].wall;
     let gib = case.bytes as f64 / (1u64 << 30) as f64;
     println!("\n{}: {} tags, {gib:.2} GiB of layers\n", case.name, case.truth.len());
-    println!("| copy | time | throughput | peak memory | against skopeo (8 at once) |");
-    println!("|---|---|---|---|---|");
+    println!("| copy | time | throughput | peak memory | receiving registry's CPU | against skopeo (8 at once) |");
+    println!("|---|---|---|---|---|---|");
     for row in rows {
         println!(
-            "| {} | {:.1} s | {:.0} MiB/s | {} | {:.2}x |",
+            "| {} | {:.1} s | {:.0} MiB/s | {} | {:.1} s | {:.2}x |",
             row.name,
             row.wall.as_secs_f64(),
             case.bytes as f64 / MIB as f64 / row.wall.as_secs_f64(),
             row.peak_mib.map(|mib| format!("{mib:.1} MiB")).unwrap_or_else(|| "-".into()),
+            row.receiver_cpu.as_secs_f64(),
             skopeo.as_secs_f64() / row.wall.as_secs_f64()
         );
     }

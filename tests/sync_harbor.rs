@@ -6,6 +6,7 @@ mod support;
 use std::collections::BTreeSet;
 
 use support::harbor::*;
+use support::harbor_target::TestHarbor;
 use support::images::*;
 use support::*;
 
@@ -23,23 +24,30 @@ fn sync_creates_projects_pushes_through_tokens_and_verifies() {
     let expected = fixture.registry.inventory();
     let root = fixture.root();
     let harbor_dir = tempfile::tempdir().unwrap();
-    let harbor = HarborEmulator::start(harbor_dir.path());
+    let harbor = TestHarbor::start(harbor_dir.path(), "sync");
     let admin = harbor.env_admin();
+    let command = |verb: &str, extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = [verb, root, &harbor.url, "--plain-http"].iter().map(|s| s.to_string()).collect();
+        args.extend(harbor.mapping_args());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let run_as =
+        |args: Vec<String>, env: &[(&str, String)]| run(&args.iter().map(String::as_str).collect::<Vec<_>>(), env);
 
-    let output = run(&["sync", root, &harbor.url, "--plain-http"], &admin);
+    let output = run_as(command("sync", &[]), &admin);
     let stderr = stderr_of(&output);
     assert!(output.status.success(), "{stderr}");
-    assert!(stderr.contains("target is Harbor v2.15.2-emulator"), "{stderr}");
+    assert!(stderr.contains("target is Harbor v2."), "{stderr}");
     assert!(stderr.contains(&format!("{FIXTURE_TAGS} pushed, 0 already there, 0 failed")), "{stderr}");
-    let projects: BTreeSet<String> = harbor.state.lock().unwrap().projects.iter().cloned().collect();
-    let wanted: BTreeSet<String> =
-        ["library", "team-a", "multi", "nest", "my_org", "x0", "sort"].iter().map(|s| s.to_string()).collect();
-    assert_eq!(projects, wanted, "one project per first name component, created before the first push");
-    let tags: BTreeSet<(String, String, String)> =
-        harbor.state.lock().unwrap().tags.iter().map(|((r, t), d)| (r.clone(), t.clone(), d.clone())).collect();
-    assert_eq!(tags, expected, "Harbor recorded every tag with its source digest");
+    let wanted: BTreeSet<String> = ["library", "team-a", "multi", "nest", "my_org", "x0", "sort"]
+        .iter()
+        .map(|project| harbor.target_project(project))
+        .collect();
+    assert_eq!(harbor.projects(), wanted, "one project per first name component, created before the first push");
+    assert_eq!(harbor.tags(), harbor.mapped(&expected), "Harbor recorded every tag with its source digest");
 
-    let verify = run(&["verify", root, &harbor.url, "--plain-http"], &admin);
+    let verify = run_as(command("verify", &[]), &admin);
     assert!(verify.status.success(), "{}", stderr_of(&verify));
 
     // A re-run sends no blob and no manifest: from the journal (the last run finished, so this is a
@@ -47,26 +55,26 @@ fn sync_creates_projects_pushes_through_tokens_and_verifies() {
     // it there.
     let uploads_before = harbor.count("POST upload") + harbor.count("PUT upload");
     let heads_before = harbor.count("HEAD manifest");
-    let again = run(&["sync", root, &harbor.url, "--plain-http"], &admin);
+    let again = run_as(command("sync", &[]), &admin);
     assert!(
         stderr_of(&again).contains(&format!("0 new, 0 moved, {FIXTURE_TAGS} unchanged (skipped without a request)")),
         "{}",
         stderr_of(&again)
     );
     assert_eq!(harbor.count("HEAD manifest"), heads_before, "no tag is even checked on the target");
-    let again = run(&["sync", root, &harbor.url, "--plain-http", "--no-journal"], &admin);
+    let again = run_as(command("sync", &["--no-journal"]), &admin);
     assert!(stderr_of(&again).contains(&format!("0 pushed, {FIXTURE_TAGS} already there")), "{}", stderr_of(&again));
     assert_eq!(harbor.count("POST upload") + harbor.count("PUT upload"), uploads_before);
 
     // A system robot account works as well.
-    let robot =
-        [("REHYDRATE_TARGET_USERNAME", ROBOT.to_string()), ("REHYDRATE_TARGET_PASSWORD", ROBOT_PASSWORD.to_string())];
-    let verify = run(&["verify", root, &harbor.url, "--plain-http"], &robot);
+    let (robot, secret) = harbor.system_robot();
+    let robot = [("REHYDRATE_TARGET_USERNAME", robot), ("REHYDRATE_TARGET_PASSWORD", secret)];
+    let verify = run_as(command("verify", &[]), &robot);
     assert!(verify.status.success(), "{}", stderr_of(&verify));
 
     // And a real client reads every tag back, checking every blob.
-    let host = harbor.url.trim_start_matches("http://");
-    skopeo_reads_back(host, &expected, Some(&format!("{ADMIN}:{ADMIN_PASSWORD}")));
+    let (user, password) = harbor.admin();
+    skopeo_reads_back(harbor.host(), &harbor.mapped(&expected), Some(&format!("{user}:{password}")));
 }
 
 #[test]
@@ -79,22 +87,29 @@ fn wrong_credentials_are_reported_plainly_and_never_printed() {
     )
     .unwrap();
     let harbor_dir = tempfile::tempdir().unwrap();
-    let harbor = HarborEmulator::start(harbor_dir.path());
+    let harbor = TestHarbor::start(harbor_dir.path(), "wrong-credentials");
     let secret = "this-password-is-wrong-123";
-    let env = [("REHYDRATE_TARGET_USERNAME", ADMIN.to_string()), ("REHYDRATE_TARGET_PASSWORD", secret.to_string())];
-    let output = run(&["sync", source_dir.path().to_str().unwrap(), &harbor.url, "--plain-http"], &env);
+    // Not the administrator's name: after a failed login Harbor refuses that name for 1.5 s, even with
+    // the right password, and the other tests run at the same time.
+    let user = "rehydrate-nobody";
+    let env = [("REHYDRATE_TARGET_USERNAME", user.to_string()), ("REHYDRATE_TARGET_PASSWORD", secret.to_string())];
+    let mut args = vec!["sync", source_dir.path().to_str().unwrap(), &harbor.url, "--plain-http"];
+    let mapping = harbor.mapping_args();
+    args.extend(mapping.iter().map(String::as_str));
+    let output = run(&args, &env);
     assert_eq!(output.status.code(), Some(1));
     let stderr = stderr_of(&output);
-    assert!(stderr.contains("Harbor refused the credentials of \"admin\""), "{stderr}");
+    assert!(stderr.contains(&format!("Harbor refused the credentials of \"{user}\"")), "{stderr}");
     assert!(!stderr.contains(secret) && !String::from_utf8_lossy(&output.stdout).contains(secret));
-    assert!(harbor.state.lock().unwrap().projects.is_empty());
+    assert!(harbor.projects().is_empty(), "nothing was created");
 }
 
 #[test]
 fn tokens_are_what_the_registry_checks() {
     let harbor_dir = tempfile::tempdir().unwrap();
-    let harbor = HarborEmulator::start(harbor_dir.path());
-    harbor.add_project("proj");
+    let harbor = TestHarbor::start(harbor_dir.path(), "tokens");
+    let project = harbor.add_project("proj");
+    let (admin, password) = harbor.admin();
     let client = reqwest::blocking::Client::new();
     let token = |credentials: Option<(&str, &str)>, scope: &str| -> String {
         let mut request = client.get(format!("{}/service/token?service={SERVICE}&scope={scope}", harbor.url));
@@ -113,23 +128,32 @@ fn tokens_are_what_the_registry_checks() {
             .status()
             .as_u16()
     };
-    // The real registry accepts the emulator's RS256 token for an existing project...
-    assert_eq!(push(&token(Some((ADMIN, ADMIN_PASSWORD)), "repository:proj/app:pull,push"), "proj/app"), 202);
-    // ...refuses an anonymous one, and a wrong password gets an anonymous token, as in Harbor.
-    assert_eq!(push(&token(None, "repository:proj/app:pull,push"), "proj/app"), 401);
-    assert_eq!(push(&token(Some((ADMIN, "wrong")), "repository:proj/app:pull,push"), "proj/app"), 401);
+    let (app, other) = (format!("{project}/app"), format!("{project}/other"));
+    let scope = format!("repository:{app}:pull,push");
+    // The registry accepts the token for an existing project, and Harbor keys its rights by project:
+    // the same token pushes to another repository of that project.
+    let admin_token = token(Some((&admin, &password)), &scope);
+    assert_eq!(push(&admin_token, &app), 202);
+    assert_eq!(push(&admin_token, &other), 202, "a token serves its whole project");
+    // It refuses an anonymous token, and a wrong password gets an anonymous token, as in Harbor. (Not
+    // the administrator's password: Harbor then refuses that name for 1.5 s, to the other tests too.)
+    let stranger = "rehydrate-nobody";
+    assert_eq!(push(&token(None, &scope), &app), 401);
+    assert_eq!(push(&token(Some((stranger, "wrong")), &scope), &app), 401);
     // A project that does not exist: no rights, and Harbor's message.
+    let nowhere = format!("{project}-nowhere/app");
     let response = client
-        .post(format!("{}/v2/nowhere/app/blobs/uploads/", harbor.url))
-        .bearer_auth(token(Some((ADMIN, ADMIN_PASSWORD)), "repository:nowhere/app:pull,push"))
+        .post(format!("{}/v2/{nowhere}/blobs/uploads/", harbor.url))
+        .bearer_auth(token(Some((&admin, &password)), &format!("repository:{nowhere}:pull,push")))
         .send()
         .unwrap();
     assert_eq!(response.status().as_u16(), 401);
-    assert!(response.text().unwrap().contains("project nowhere not found"));
+    let text = response.text().unwrap();
+    assert!(text.contains(&format!("project {project}-nowhere not found")), "{text}");
     // Without a scope, a wrong password is a 401 from the token service itself.
     let status = client
         .get(format!("{}/service/token?service={SERVICE}", harbor.url))
-        .basic_auth(ADMIN, Some("wrong"))
+        .basic_auth(stranger, Some("wrong"))
         .send()
         .unwrap()
         .status();
@@ -147,26 +171,36 @@ fn credentials_come_from_the_docker_config_or_a_password_file() {
     .unwrap();
     let root = source_dir.path().to_str().unwrap();
     let harbor_dir = tempfile::tempdir().unwrap();
-    let harbor = HarborEmulator::start(harbor_dir.path());
-    let host = harbor.url.trim_start_matches("http://");
+    let harbor = TestHarbor::start(harbor_dir.path(), "credentials");
+    let mapping = harbor.mapping_args();
+    let with_mapping = |args: &[&'static str]| -> Vec<String> {
+        let mut all: Vec<String> = vec![args[0].into(), root.into(), harbor.url.clone(), "--plain-http".into()];
+        all.extend(mapping.iter().cloned());
+        all.extend(args[1..].iter().map(|s| s.to_string()));
+        all
+    };
+    let (admin, password) = harbor.admin();
 
     // `docker login` leaves base64(user:password) under the registry's host.
     let docker = tempfile::tempdir().unwrap();
-    let auth = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("{ADMIN}:{ADMIN_PASSWORD}"));
-    std::fs::write(docker.path().join("config.json"), serde_json::json!({"auths": {host: {"auth": auth}}}).to_string())
-        .unwrap();
-    let output =
-        run(&["sync", root, &harbor.url, "--plain-http"], &[("DOCKER_CONFIG", docker.path().display().to_string())]);
+    let auth = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("{admin}:{password}"));
+    let config = serde_json::json!({"auths": {harbor.host(): {"auth": auth}}});
+    std::fs::write(docker.path().join("config.json"), config.to_string()).unwrap();
+    let args = with_mapping(&["sync"]);
+    let output = run(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[("DOCKER_CONFIG", docker.path().display().to_string())],
+    );
     assert!(output.status.success(), "{}", stderr_of(&output));
     assert!(stderr_of(&output).contains("9 pushed"), "{}", stderr_of(&output));
 
     // A password file, with the user name from the flag.
+    let (robot, secret) = harbor.system_robot();
     let secrets = tempfile::tempdir().unwrap();
     let file = secrets.path().join("password");
-    std::fs::write(&file, format!("{ROBOT_PASSWORD}\n")).unwrap();
-    let output = run(
-        &["verify", root, &harbor.url, "--plain-http", "--username", ROBOT, "--password-file", file.to_str().unwrap()],
-        &[],
-    );
+    std::fs::write(&file, format!("{secret}\n")).unwrap();
+    let mut args = with_mapping(&["verify"]);
+    args.extend(["--username".to_string(), robot, "--password-file".to_string(), file.display().to_string()]);
+    let output = run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
     assert!(output.status.success(), "{}", stderr_of(&output));
 }

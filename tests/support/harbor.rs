@@ -231,14 +231,8 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
         "token"
     } else if path.starts_with("/api/") {
         "api"
-    } else if path.contains("/blobs/uploads") {
-        "upload"
-    } else if path.contains("/blobs/") {
-        "blob"
-    } else if path.contains("/manifests/") {
-        "manifest"
     } else {
-        "other"
+        v2_kind(&path)
     };
     {
         let mut state = shared.state.lock().unwrap();
@@ -254,6 +248,19 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
         "token" => token(shared, &request),
         "api" => api(shared, request).await,
         _ => registry_api(shared, request).await,
+    }
+}
+
+/// The kind of a registry API request, as requests are counted: upload, blob, manifest or other.
+pub fn v2_kind(path: &str) -> &'static str {
+    if path.contains("/blobs/uploads") {
+        "upload"
+    } else if path.contains("/blobs/") {
+        "blob"
+    } else if path.contains("/manifests/") {
+        "manifest"
+    } else {
+        "other"
     }
 }
 

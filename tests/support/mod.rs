@@ -5,6 +5,7 @@
 
 pub mod fault_proxy;
 pub mod harbor;
+pub mod harbor_target;
 pub mod images;
 pub mod servers;
 

@@ -1,0 +1,337 @@
+//! The Harbor a Harbor suite runs against: the emulator (`support::harbor`) by default, or a real Harbor
+//! when `REHYDRATE_TEST_HARBOR_URL` is set (with an administrator's `REHYDRATE_TEST_HARBOR_USERNAME`,
+//! default `admin`, and `REHYDRATE_TEST_HARBOR_PASSWORD`; `scripts/test-against-harbor.sh URL` sets
+//! them). Either way a counting proxy (`fault_proxy`, no faults) stands in front, so that a test counts
+//! the requests that reach Harbor's `/v2/` the same way.
+//!
+//! Against a real Harbor, each test works in a project of its own: every repository goes under the
+//! namespace `rehydrate-test-<test>-<pid>` (`--dest-namespace`, `mapping_args`), and that project,
+//! its repositories and the robots the test made are removed at the end. What can only be arranged in
+//! the emulator is said by `needs_emulator`, which a test calls before that one assertion.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use reqwest::blocking::Client;
+use serde_json::Value;
+
+use super::fault_proxy::FaultProxy;
+use super::harbor::{v2_kind, HarborEmulator, ADMIN, ADMIN_PASSWORD, ROBOT, ROBOT_PASSWORD};
+
+/// A real Harbor reached through its REST API as an administrator.
+pub struct RealHarbor {
+    pub url: String,
+    username: String,
+    password: String,
+    api: Client,
+    /// Robots made by the test (their ids), deleted at the end.
+    robots: std::sync::Mutex<Vec<i64>>,
+}
+
+pub struct TestHarbor {
+    /// What rehydrate is pointed at: the counting proxy in front of the Harbor.
+    pub url: String,
+    pub proxy: FaultProxy,
+    pub emulator: Option<HarborEmulator>,
+    pub real: Option<RealHarbor>,
+    /// Against a real Harbor: the project every repository of the test goes into.
+    pub namespace: Option<String>,
+    /// Other projects the test made on a real Harbor, removed at the end.
+    extra_projects: std::sync::Mutex<Vec<String>>,
+}
+
+impl TestHarbor {
+    /// The emulator on `storage_root`, or the real Harbor the environment names; `test` names the test's
+    /// project there.
+    pub fn start(storage_root: &Path, test: &str) -> TestHarbor {
+        match std::env::var("REHYDRATE_TEST_HARBOR_URL").ok().filter(|url| !url.is_empty()) {
+            Some(url) => {
+                let real = RealHarbor {
+                    url: url.trim_end_matches('/').to_string(),
+                    username: std::env::var("REHYDRATE_TEST_HARBOR_USERNAME").unwrap_or_else(|_| "admin".into()),
+                    password: std::env::var("REHYDRATE_TEST_HARBOR_PASSWORD")
+                        .expect("REHYDRATE_TEST_HARBOR_PASSWORD: the administrator's password of that Harbor"),
+                    api: Client::new(),
+                    robots: Default::default(),
+                };
+                let namespace = format!("rehydrate-test-{}-{}", test.replace('_', "-"), std::process::id());
+                real.delete_project(&namespace);
+                let proxy = counting_proxy(&real.url);
+                TestHarbor {
+                    url: proxy.url.clone(),
+                    proxy,
+                    emulator: None,
+                    real: Some(real),
+                    namespace: Some(namespace),
+                    extra_projects: Default::default(),
+                }
+            }
+            None => {
+                let emulator = HarborEmulator::start(storage_root);
+                let proxy = counting_proxy(&emulator.url);
+                TestHarbor {
+                    url: proxy.url.clone(),
+                    proxy,
+                    emulator: Some(emulator),
+                    real: None,
+                    namespace: None,
+                    extra_projects: Default::default(),
+                }
+            }
+        }
+    }
+
+    pub fn is_real(&self) -> bool {
+        self.real.is_some()
+    }
+
+    /// Says that an assertion can only be arranged in the emulator: true (go on) against the emulator;
+    /// against a real Harbor, prints why that one assertion is left out and gives false.
+    pub fn needs_emulator(&self, what: &str) -> bool {
+        if self.is_real() {
+            eprintln!("against a real Harbor, left out: {what} (only the emulator can arrange it)");
+        }
+        !self.is_real()
+    }
+
+    /// The mapping flags that put the test's repositories where they belong.
+    pub fn mapping_args(&self) -> Vec<String> {
+        match &self.namespace {
+            Some(namespace) => vec!["--dest-namespace".into(), namespace.clone()],
+            None => vec![],
+        }
+    }
+
+    /// The target repository a source repository is copied to.
+    pub fn target_repository(&self, source: &str) -> String {
+        match &self.namespace {
+            Some(namespace) => format!("{namespace}/{source}"),
+            None => source.to_string(),
+        }
+    }
+
+    /// The target project a source repository's first component becomes.
+    pub fn target_project(&self, source_project: &str) -> String {
+        self.namespace.clone().unwrap_or_else(|| source_project.to_string())
+    }
+
+    pub fn admin(&self) -> (String, String) {
+        match &self.real {
+            Some(real) => (real.username.clone(), real.password.clone()),
+            None => (ADMIN.into(), ADMIN_PASSWORD.into()),
+        }
+    }
+
+    pub fn env_admin(&self) -> Vec<(&'static str, String)> {
+        let (username, password) = self.admin();
+        vec![("REHYDRATE_TARGET_USERNAME", username), ("REHYDRATE_TARGET_PASSWORD", password)]
+    }
+
+    /// A system robot with push and pull on every project (made through the API on a real Harbor).
+    pub fn system_robot(&self) -> (String, String) {
+        match &self.real {
+            Some(real) => real.create_system_robot(self.namespace.as_deref().unwrap_or("rehydrate")),
+            None => (ROBOT.into(), ROBOT_PASSWORD.into()),
+        }
+    }
+
+    /// Makes a project of the test (its name under the test's namespace on a real Harbor); returns it.
+    pub fn add_project(&self, name: &str) -> String {
+        match (&self.real, &self.emulator) {
+            (Some(real), _) => {
+                let project = format!("{}-{name}", self.namespace.as_deref().unwrap());
+                real.create_project(&project);
+                self.extra_projects.lock().unwrap().push(project.clone());
+                project
+            }
+            (None, Some(emulator)) => {
+                emulator.add_project(name);
+                name.to_string()
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    /// The projects that hold the test's repositories.
+    pub fn projects(&self) -> BTreeSet<String> {
+        match (&self.real, &self.emulator) {
+            (Some(real), _) => {
+                let namespace = self.namespace.as_deref().unwrap();
+                real.project_exists(namespace).then(|| namespace.to_string()).into_iter().collect()
+            }
+            (None, Some(emulator)) => emulator.state.lock().unwrap().projects.iter().cloned().collect(),
+            _ => unreachable!(),
+        }
+    }
+
+    /// Every tag Harbor lists for the test, as (repository, tag, digest).
+    pub fn tags(&self) -> BTreeSet<(String, String, String)> {
+        match (&self.real, &self.emulator) {
+            (Some(real), _) => real.tags(self.namespace.as_deref().unwrap()),
+            (None, Some(emulator)) => {
+                let state = emulator.state.lock().unwrap();
+                state.tags.iter().map(|((r, t), d)| (r.clone(), t.clone(), d.clone())).collect()
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    /// `expected` (source repository, tag, digest) as the target names them.
+    pub fn mapped(&self, expected: &BTreeSet<(String, String, String)>) -> BTreeSet<(String, String, String)> {
+        expected.iter().map(|(r, t, d)| (self.target_repository(r), t.clone(), d.clone())).collect()
+    }
+
+    /// Requests that reached Harbor's `/v2/` through the proxy, by "METHOD kind" as the emulator counts
+    /// them (kinds: manifest, upload, blob).
+    pub fn count(&self, kind: &str) -> u64 {
+        let (method, kind) = kind.split_once(' ').expect("METHOD kind");
+        let state = self.proxy.state.lock().unwrap();
+        let paths = state.paths.as_ref().expect("counted");
+        paths
+            .iter()
+            .filter(|(request, _)| {
+                let (m, path) = request.split_once(' ').unwrap_or_default();
+                m == method && v2_kind(path) == kind
+            })
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// The host (and port) a registry client such as skopeo reaches the Harbor at.
+    pub fn host(&self) -> &str {
+        self.url.trim_start_matches("http://").trim_start_matches("https://")
+    }
+}
+
+impl Drop for TestHarbor {
+    fn drop(&mut self) {
+        if let (Some(real), Some(namespace)) = (&self.real, &self.namespace) {
+            real.delete_project(namespace);
+            for project in self.extra_projects.lock().unwrap().iter() {
+                real.delete_project(project);
+            }
+            real.delete_robots();
+        }
+    }
+}
+
+fn counting_proxy(upstream: &str) -> FaultProxy {
+    let proxy = FaultProxy::start(upstream, "/", 0, vec![]);
+    proxy.state.lock().unwrap().paths = Some(Default::default());
+    proxy
+}
+
+/// A repository name as Harbor's REST API takes it in a path: encoded twice (`a/b` is `a%252Fb`).
+fn api_repository(name: &str) -> String {
+    name.replace('/', "%252F")
+}
+
+impl RealHarbor {
+    /// A call of the REST API as the administrator (`path` below `/api/v2.0/`).
+    fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> reqwest::blocking::Response {
+        let request = self.api.request(method, format!("{}/api/v2.0/{path}", self.url));
+        let request = request.basic_auth(&self.username, Some(&self.password));
+        match body {
+            Some(body) => request.json(body),
+            None => request,
+        }
+        .send()
+        .unwrap()
+    }
+
+    fn get(&self, path: &str) -> reqwest::blocking::Response {
+        self.call(reqwest::Method::GET, path, None)
+    }
+
+    /// Every page of a list answer (none for a missing resource).
+    fn list(&self, path: &str) -> Vec<Value> {
+        self.try_list(path).unwrap_or_else(|status| panic!("GET {path}: {status}"))
+    }
+
+    /// Every page of a list answer, or the status that refused it.
+    fn try_list(&self, path: &str) -> Result<Vec<Value>, reqwest::StatusCode> {
+        let mut all = Vec::new();
+        for page in 1.. {
+            let separator = if path.contains('?') { '&' } else { '?' };
+            let response = self.get(&format!("{path}{separator}page={page}&page_size=100"));
+            if response.status() == reqwest::StatusCode::NOT_FOUND {
+                return Ok(all);
+            }
+            if !response.status().is_success() {
+                return Err(response.status());
+            }
+            let items: Vec<Value> = response.json().unwrap();
+            let done = items.len() < 100;
+            all.extend(items);
+            if done {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
+    pub fn project_exists(&self, project: &str) -> bool {
+        self.get(&format!("projects/{project}")).status().is_success()
+    }
+
+    /// (repository, tag, digest) of every tagged artifact in `project`.
+    pub fn tags(&self, project: &str) -> BTreeSet<(String, String, String)> {
+        let mut tags = BTreeSet::new();
+        for repository in self.list(&format!("projects/{project}/repositories")) {
+            let name = repository["name"].as_str().unwrap().to_string();
+            let within = name.strip_prefix(&format!("{project}/")).unwrap();
+            let artifacts = self
+                .list(&format!("projects/{project}/repositories/{}/artifacts?with_tag=true", api_repository(within)));
+            for artifact in artifacts {
+                let digest = artifact["digest"].as_str().unwrap().to_string();
+                for tag in artifact["tags"].as_array().into_iter().flatten() {
+                    tags.insert((name.clone(), tag["name"].as_str().unwrap().to_string(), digest.clone()));
+                }
+            }
+        }
+        tags
+    }
+
+    pub fn create_project(&self, project: &str) {
+        let body = serde_json::json!({"project_name": project, "metadata": {"public": "false"}});
+        let response = self.call(reqwest::Method::POST, "projects", Some(&body));
+        assert!(matches!(response.status().as_u16(), 201 | 409), "creating project {project}: {}", response.status());
+    }
+
+    /// Removes a project and everything in it (Harbor deletes only empty projects). Quietly: it also
+    /// runs while a failed test unwinds.
+    pub fn delete_project(&self, project: &str) {
+        for repository in self.try_list(&format!("projects/{project}/repositories")).unwrap_or_default() {
+            let name = repository["name"].as_str().unwrap();
+            let within = name.strip_prefix(&format!("{project}/")).unwrap();
+            let path = format!("projects/{project}/repositories/{}", api_repository(within));
+            self.call(reqwest::Method::DELETE, &path, None);
+        }
+        self.call(reqwest::Method::DELETE, &format!("projects/{project}"), None);
+    }
+
+    /// A system robot with pull and push on every project, for as long as the test runs.
+    fn create_system_robot(&self, name: &str) -> (String, String) {
+        let access = serde_json::json!([
+            {"resource": "repository", "action": "pull"}, {"resource": "repository", "action": "push"},
+        ]);
+        let body = serde_json::json!({
+            "name": name, "duration": -1, "level": "system", "disable": false,
+            "permissions": [
+                {"kind": "project", "namespace": "*", "access": access},
+                {"kind": "system", "namespace": "/", "access": [{"resource": "project", "action": "create"}]},
+            ],
+        });
+        let response = self.call(reqwest::Method::POST, "robots", Some(&body));
+        assert_eq!(response.status().as_u16(), 201, "creating robot {name}: {}", response.text().unwrap_or_default());
+        let created: Value = response.json().unwrap();
+        self.robots.lock().unwrap().push(created["id"].as_i64().unwrap());
+        (created["name"].as_str().unwrap().to_string(), created["secret"].as_str().unwrap().to_string())
+    }
+
+    fn delete_robots(&self) {
+        for id in self.robots.lock().unwrap().drain(..) {
+            self.call(reqwest::Method::DELETE, &format!("robots/{id}"), None);
+        }
+    }
+}
