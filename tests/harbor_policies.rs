@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::harbor::*;
+use support::harbor_target::TestHarbor;
 use support::images::*;
 use support::*;
 
@@ -43,48 +44,61 @@ fn push_sized(registry: &Registry, repository: &str, tag: &str, seed: u64, len: 
         .0
 }
 
+/// Requests that reached Harbor's `/v2/` under `project`, and their answers (through the counting proxy).
+fn answered(harbor: &TestHarbor, project: &str, status: u16) -> u64 {
+    let under = format!(" /v2/{project}/");
+    harbor
+        .answers()
+        .iter()
+        .filter(|(k, _)| k.contains(&under) && k.ends_with(&format!(" {status}")))
+        .map(|(_, n)| n)
+        .sum()
+}
+
 #[test]
 fn every_refusal_by_policy_is_handled_by_its_class() {
+    let harbor_dir = tempfile::tempdir().unwrap();
+    let harbor = TestHarbor::start(harbor_dir.path(), "policies");
+    let [team, small, frozen, cache, signed, other] =
+        ["team", "small", "frozen", "cache", "signed", "other"].map(|name| harbor.project_name(name));
+    let repo = |project: &str, name: &str| format!("{project}/{name}");
+
     let source_dir = tempfile::tempdir().unwrap();
     let source = Registry::start(source_dir.path());
     for tag in ["v1", "v2"] {
-        push_image(&source, "team/app", Some(tag), Kind::Oci, &format!("team {tag}"));
+        push_image(&source, &repo(&team, "app"), Some(tag), Kind::Oci, &format!("team {tag}"));
     }
-    for (n, repository) in ["small/a", "small/b", "small/c"].iter().enumerate() {
-        push_sized(&source, repository, "v1", n as u64 + 1, 2000);
+    for (n, name) in ["a", "b", "c"].iter().enumerate() {
+        push_sized(&source, &repo(&small, name), "v1", n as u64 + 1, 2000);
     }
-    push_image(&source, "frozen/app", Some("v1"), Kind::Oci, "frozen v1");
-    push_image(&source, "frozen/app", Some("v2"), Kind::Oci, "frozen v2, re-pointed at the source");
-    push_image(&source, "cache/app", Some("v1"), Kind::Oci, "cache");
-    push_image(&source, "signed/app", Some("v1"), Kind::Oci, "signed");
-    push_image(&source, "other/app", Some("v1"), Kind::Oci, "other");
+    push_image(&source, &repo(&frozen, "app"), Some("v1"), Kind::Oci, "frozen v1");
+    push_image(&source, &repo(&frozen, "app"), Some("v2"), Kind::Oci, "frozen v2, re-pointed at the source");
+    push_image(&source, &repo(&cache, "app"), Some("v1"), Kind::Oci, "cache");
+    push_image(&source, &repo(&signed, "app"), Some("v1"), Kind::Oci, "signed");
+    push_image(&source, &repo(&other, "app"), Some("v1"), Kind::Oci, "other");
     let root = source.root.to_str().unwrap().to_string();
 
-    let harbor_dir = tempfile::tempdir().unwrap();
-    let harbor = HarborEmulator::start(harbor_dir.path());
     // Before the policies: frozen and signed already hold tags (frozen/app:v2 at another digest).
     let earlier_dir = tempfile::tempdir().unwrap();
     let earlier = Registry::start(earlier_dir.path());
-    push_image(&earlier, "frozen/app", Some("v1"), Kind::Oci, "frozen v1");
-    push_image(&earlier, "frozen/app", Some("v2"), Kind::Oci, "frozen v2, as it was");
-    push_image(&earlier, "signed/app", Some("v1"), Kind::Oci, "signed");
+    push_image(&earlier, &repo(&frozen, "app"), Some("v1"), Kind::Oci, "frozen v1");
+    push_image(&earlier, &repo(&frozen, "app"), Some("v2"), Kind::Oci, "frozen v2, as it was");
+    push_image(&earlier, &repo(&signed, "app"), Some("v1"), Kind::Oci, "signed");
     let earlier_root = earlier.root.to_str().unwrap().to_string();
     let pre =
         rehydrate_with_env(&["sync", &earlier_root, &harbor.url, "--plain-http", "--no-journal"], &harbor.env_admin());
     assert!(pre.status.success(), "{}", String::from_utf8_lossy(&pre.stderr));
-    harbor.add_project("cache");
-    {
-        let mut state = harbor.state.lock().unwrap();
-        state.proxy_cache.insert("cache".into());
-        state.content_trust.insert("signed".into());
-        state.immutable.insert("frozen".into(), vec!["v*".into()]);
-        state.quotas.insert("small".into(), 3000);
-        state.limited_robot_projects.extend(["team", "small", "frozen", "cache", "signed"].map(String::from));
-    }
-    let refused_before = harbor.state.lock().unwrap().refusals.clone();
-    assert!(refused_before.is_empty());
+    harbor.proxy_cache_project(&cache, &source.url);
+    harbor.content_trust(&signed);
+    harbor.immutable_rule(&frozen, "v*");
+    harbor.set_quota(&small, 3000);
+    // A robot's rights name existing projects.
+    harbor.ensure_project_for_robot(&team);
+    let (robot_name, robot_secret) =
+        harbor.limited_robot(&[team.clone(), small.clone(), frozen.clone(), cache.clone(), signed.clone()]);
+    let answers_before = harbor.answers().len();
 
-    let robot = env_of(LIMITED_ROBOT, LIMITED_ROBOT_PASSWORD);
+    let robot = env_of(&robot_name, &robot_secret);
     let args = ["sync", &root, &harbor.url, "--plain-http", "--override", "--no-journal", "--push-concurrency", "1"];
     let mut json_args = args.to_vec();
     json_args.extend(["--log-format", "json"]);
@@ -96,37 +110,41 @@ fn every_refusal_by_policy_is_handled_by_its_class() {
 
     // Each refused item is named with its class.
     for (item, class) in [
-        ("frozen/app:v2 -> frozen/app:v2", "immutable"),
-        ("cache/app:v1 -> cache/app:v1", "proxy_cache"),
-        ("other/app:v1 -> other/app:v1", "permission"),
+        (repo(&frozen, "app:v2"), "immutable"),
+        (repo(&cache, "app:v1"), "proxy_cache"),
+        (repo(&other, "app:v1"), "permission"),
     ] {
-        assert!(stderr.contains(&format!("{item}: refused by Harbor ({class})")), "{item}: {stderr}");
+        assert!(stderr.contains(&format!("{item} -> {item}: refused by Harbor ({class})")), "{item}: {stderr}");
     }
     assert!(stderr.contains("is a proxy-cache project"), "{stderr}");
     assert!(
         stderr.contains("was refused earlier: over its storage quota,") && stderr.contains("were missing"),
         "{stderr}"
     );
-    assert!(stderr.contains("signed/app:v1 -> signed/app:v1: present, pulls blocked by policy"), "{stderr}");
-    let state = harbor.state.lock().unwrap();
-    // Nothing Harbor refused by policy was asked again, and the proxy-cache project was never pushed to.
-    let repeated: Vec<_> = state.refusals.iter().filter(|(_, n)| **n > 1).collect();
+    let blocked = repo(&signed, "app:v1");
+    assert!(stderr.contains(&format!("{blocked} -> {blocked}: present, pulls blocked by policy")), "{stderr}");
+    // Nothing Harbor refused by policy was asked again (a 401 carries a challenge, answered once with a
+    // new token), and the proxy-cache project was never pushed to: the project API told it first.
+    let answers = harbor.answers();
+    assert!(answers.len() > answers_before);
+    let repeated: Vec<_> = answers
+        .iter()
+        .filter(|(k, n)| (k.ends_with(" 403") || k.ends_with(" 412")) && **n > 1 || k.ends_with(" 401") && **n > 2)
+        .collect();
     assert!(repeated.is_empty(), "asked again after a refusal: {repeated:?}");
-    assert_eq!(state.refused("proxy_cache"), 0, "the project API told it before any push");
-    assert_eq!(state.refused("quota"), 1, "the third tag of the full project was not even tried");
-    assert!(state.paths.keys().all(|path| !path.contains("/v2/cache/")), "no request into the proxy cache");
-    let small: Vec<_> = state.tags.keys().filter(|(r, _)| r.starts_with("small/")).collect();
-    assert_eq!(small.len(), 1, "one image fits the quota: {small:?}");
-    assert!(state.usage("small") <= 3000);
-    let frozen_v2 = state.tags.get(&("frozen/app".to_string(), "v2".to_string())).cloned();
-    drop(state);
-    assert_ne!(frozen_v2, source.head_manifest("frozen/app", "v2"), "the immutable tag kept its digest");
+    assert!(answers.keys().all(|k| !k.contains(&format!(" /v2/{cache}/"))), "no request into the proxy cache");
+    assert_eq!(answered(&harbor, &small, 403), 1, "the third tag of the full project was not even tried");
+    let tags = harbor.tags();
+    let small_tags: Vec<_> = tags.iter().filter(|(r, _, _)| r.starts_with(&format!("{small}/"))).collect();
+    assert_eq!(small_tags.len(), 1, "one image fits the quota: {small_tags:?}");
+    assert!(harbor.usage(&small) <= 3000);
+    let frozen_v2 = tags.iter().find(|(r, t, _)| r == &repo(&frozen, "app") && t == "v2").map(|(_, _, d)| d.clone());
+    assert_ne!(frozen_v2, source.head_manifest(&repo(&frozen, "app"), "v2"), "the immutable tag kept its digest");
 
     // The healthy project is complete and verifies; verify reads the signed one through the API.
-    let verify = rehydrate_with_env(
-        &["verify", &root, &harbor.url, "--plain-http", "--include", "{team,signed}/**"],
-        &harbor.env_admin(),
-    );
+    let include = format!("{{{team},{signed}}}/**");
+    let verify =
+        rehydrate_with_env(&["verify", &root, &harbor.url, "--plain-http", "--include", &include], &harbor.env_admin());
     let verified = String::from_utf8_lossy(&verify.stderr);
     assert!(verify.status.success(), "{verified}");
     assert!(
@@ -135,12 +153,12 @@ fn every_refusal_by_policy_is_handled_by_its_class() {
     );
 
     // The quota raised, the same command completes the project.
-    harbor.state.lock().unwrap().quotas.insert("small".into(), 1 << 20);
+    harbor.set_quota(&small, 1 << 20);
     let again = rehydrate_with_env(&json_args, &robot);
     let expected = [("quota", 0), ("immutable", 1), ("read_only", 0), ("proxy_cache", 1), ("permission", 1)];
     assert_eq!(refusals(&again.stderr), counts(&expected), "{}", String::from_utf8_lossy(&again.stderr));
-    let small = harbor.state.lock().unwrap().tags.keys().filter(|(r, _)| r.starts_with("small/")).count();
-    assert_eq!(small, 3);
+    let small_tags = harbor.tags().iter().filter(|(r, _, _)| r.starts_with(&format!("{small}/"))).count();
+    assert_eq!(small_tags, 3);
 }
 
 #[test]

@@ -96,6 +96,8 @@ pub struct FaultState {
     pub requests: u64,
     /// Requests seen by "METHOD path", when a test asks for them (`Some`).
     pub paths: Option<BTreeMap<String, u64>>,
+    /// Answers passed on, by "METHOD path STATUS", when a test asks for them (`Some`).
+    pub answers: Option<BTreeMap<String, u64>>,
     /// Each request is held back this long before it is forwarded: a simulated round trip.
     pub delay: Duration,
     /// A server that sheds load: above this many requests in flight, each new one is answered 429
@@ -182,6 +184,7 @@ impl FaultProxy {
             injected: BTreeMap::new(),
             requests: 0,
             paths: None,
+            answers: None,
             delay: Duration::ZERO,
             max_in_flight: None,
             shed_as_s3: false,
@@ -309,7 +312,12 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Result<Response<
             }
             Ok(response)
         }
-        None => Ok(forward(&shared.http, &shared.upstream, Some(&shared.public), request).await),
+        None => {
+            let key = format!("{} {}", request.method(), request.uri().path());
+            let response = forward(&shared.http, &shared.upstream, Some(&shared.public), request).await;
+            record_answer(shared, &key, &response);
+            Ok(response)
+        }
         Some(Fault::Status(code)) => {
             let status = StatusCode::from_u16(code).unwrap();
             Ok(registry_error(status, "UNAVAILABLE", "injected fault"))
@@ -341,8 +349,16 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Result<Response<
     }
 }
 
+/// Counts an answer passed on, when the test asks for answers.
+fn record_answer(shared: &Shared, request: &str, response: &Response<Body>) {
+    if let Some(answers) = &mut shared.state.lock().unwrap().answers {
+        *answers.entry(format!("{request} {}", response.status().as_u16())).or_default() += 1;
+    }
+}
+
 /// Forwards an upload body, counting its bytes, and cuts it where `cut_upload_at` says (once).
 async fn upload_through(shared: &Shared, request: Request<Incoming>) -> Result<Response<Body>, std::io::Error> {
+    let key = format!("{} {}", request.method(), request.uri().path());
     let (parts, body) = request.into_parts();
     let state = shared.state.clone();
     let cut_seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -370,6 +386,7 @@ async fn upload_through(shared: &Shared, request: Request<Incoming>) -> Result<R
         if cut_seen.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected cut"));
         }
+        record_answer(shared, &key, &response);
         return Ok(response);
     }
     // The body is read whole first: a cut one never reaches the server.
@@ -379,7 +396,9 @@ async fn upload_through(shared: &Shared, request: Request<Incoming>) -> Result<R
     }
     let whole = futures::stream::iter(pieces.into_iter().map(|piece| piece.map(Frame::data)));
     let body = BodyExt::boxed(StreamBody::new(whole));
-    Ok(forward_parts(&shared.http, &shared.upstream, Some(&shared.public), parts, body).await)
+    let response = forward_parts(&shared.http, &shared.upstream, Some(&shared.public), parts, body).await;
+    record_answer(shared, &key, &response);
+    Ok(response)
 }
 
 fn body_length(request: &Request<Incoming>) -> u64 {

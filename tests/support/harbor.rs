@@ -809,8 +809,9 @@ async fn put_manifest(
             && state.tags.contains_key(&(repository.clone(), reference.clone()))
         {
             drop(state);
-            let message =
-                format!("Failed to process request due to '{repository}:{reference}' configured as immutable.");
+            // Harbor v2.15.2 names the repository without its project here ('app:v2').
+            let within = repository.split_once('/').map_or(repository.as_str(), |(_, name)| name);
+            let message = format!("Failed to process request due to '{within}:{reference}' configured as immutable.");
             return refuse(
                 shared,
                 "immutable",

@@ -24,8 +24,9 @@ pub struct RealHarbor {
     username: String,
     password: String,
     api: Client,
-    /// Robots made by the test (their ids), deleted at the end.
+    /// Robots and registry endpoints made by the test (their ids), deleted at the end.
     robots: std::sync::Mutex<Vec<i64>>,
+    registries: std::sync::Mutex<Vec<i64>>,
 }
 
 pub struct TestHarbor {
@@ -53,6 +54,7 @@ impl TestHarbor {
                         .expect("REHYDRATE_TEST_HARBOR_PASSWORD: the administrator's password of that Harbor"),
                     api: Client::new(),
                     robots: Default::default(),
+                    registries: Default::default(),
                 };
                 let namespace = format!("rehydrate-test-{}-{}", test.replace('_', "-"), std::process::id());
                 real.delete_project(&namespace);
@@ -130,9 +132,114 @@ impl TestHarbor {
     /// A system robot with push and pull on every project (made through the API on a real Harbor).
     pub fn system_robot(&self) -> (String, String) {
         match &self.real {
-            Some(real) => real.create_system_robot(self.namespace.as_deref().unwrap_or("rehydrate")),
+            Some(real) => real.create_robot(self.namespace.as_deref().unwrap_or("rehydrate"), &[], true),
             None => (ROBOT.into(), ROBOT_PASSWORD.into()),
         }
+    }
+
+    /// The name of the test's project `short`: itself on the emulator; on a real Harbor, under the
+    /// test's namespace (and removed at the end, whoever creates it).
+    pub fn project_name(&self, short: &str) -> String {
+        match &self.namespace {
+            Some(namespace) => {
+                let project = format!("{namespace}-{short}");
+                let mut extra = self.extra_projects.lock().unwrap();
+                if !extra.contains(&project) {
+                    extra.push(project.clone());
+                }
+                project
+            }
+            None => short.to_string(),
+        }
+    }
+
+    /// Sets a project's storage quota (the project exists on a real Harbor first).
+    pub fn set_quota(&self, project: &str, bytes: u64) {
+        match (&self.real, &self.emulator) {
+            (Some(real), _) => real.set_quota(project, bytes),
+            (None, Some(emulator)) => {
+                emulator.state.lock().unwrap().quotas.insert(project.to_string(), bytes);
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    /// Storage a project uses, as its quota counts it.
+    pub fn usage(&self, project: &str) -> u64 {
+        match (&self.real, &self.emulator) {
+            (Some(real), _) => {
+                let summary: Value = real.get(&format!("projects/{project}/summary")).json().unwrap();
+                summary["quota"]["used"]["storage"].as_u64().unwrap_or(0)
+            }
+            (None, Some(emulator)) => emulator.state.lock().unwrap().usage(project),
+            _ => unreachable!(),
+        }
+    }
+
+    /// An immutable tag rule on every repository of `project`, for tags matching `pattern`.
+    pub fn immutable_rule(&self, project: &str, pattern: &str) {
+        match (&self.real, &self.emulator) {
+            (Some(real), _) => real.add_immutable_rule(project, pattern),
+            (None, Some(emulator)) => {
+                let mut state = emulator.state.lock().unwrap();
+                state.immutable.insert(project.to_string(), vec![pattern.to_string()]);
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    /// Makes `project` a proxy-cache project of the registry at `upstream` (Harbor checks that it
+    /// answers when the endpoint is made).
+    pub fn proxy_cache_project(&self, project: &str, upstream: &str) {
+        match (&self.real, &self.emulator) {
+            (Some(real), _) => real.create_proxy_cache_project(project, upstream),
+            (None, Some(emulator)) => {
+                emulator.add_project(project);
+                emulator.state.lock().unwrap().proxy_cache.insert(project.to_string());
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    /// Switches on cosign content trust in `project`: pulls (and manifest HEADs) of unsigned artifacts
+    /// are refused.
+    pub fn content_trust(&self, project: &str) {
+        match (&self.real, &self.emulator) {
+            (Some(real), _) => real.set_metadata(project, "enable_content_trust_cosign", "true"),
+            (None, Some(emulator)) => {
+                emulator.state.lock().unwrap().content_trust.insert(project.to_string());
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    /// A system robot whose rights cover only `projects` (pull and push), which exist first on a real
+    /// Harbor.
+    pub fn limited_robot(&self, projects: &[String]) -> (String, String) {
+        match (&self.real, &self.emulator) {
+            (Some(real), _) => {
+                let namespace = self.namespace.as_deref().unwrap();
+                real.create_robot(&format!("{namespace}-limited"), projects, false)
+            }
+            (None, Some(emulator)) => {
+                emulator.state.lock().unwrap().limited_robot_projects.extend(projects.iter().cloned());
+                (super::harbor::LIMITED_ROBOT.into(), super::harbor::LIMITED_ROBOT_PASSWORD.into())
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    /// On a real Harbor, creates `project` (a robot's rights can only name existing projects); on the
+    /// emulator, nothing: the sync creates it.
+    pub fn ensure_project_for_robot(&self, project: &str) {
+        if let Some(real) = &self.real {
+            real.create_project(project);
+        }
+    }
+
+    /// Answers Harbor gave through the proxy to `/v2/` requests, by "METHOD path STATUS".
+    pub fn answers(&self) -> std::collections::BTreeMap<String, u64> {
+        self.proxy.state.lock().unwrap().answers.clone().unwrap_or_default()
     }
 
     /// Makes a project of the test (its name under the test's namespace on a real Harbor); returns it.
@@ -167,7 +274,12 @@ impl TestHarbor {
     /// Every tag Harbor lists for the test, as (repository, tag, digest).
     pub fn tags(&self) -> BTreeSet<(String, String, String)> {
         match (&self.real, &self.emulator) {
-            (Some(real), _) => real.tags(self.namespace.as_deref().unwrap()),
+            (Some(real), _) => {
+                let extra = self.extra_projects.lock().unwrap().clone();
+                let mut projects = vec![self.namespace.clone().unwrap()];
+                projects.extend(extra);
+                projects.iter().flat_map(|project| real.tags(project)).collect()
+            }
             (None, Some(emulator)) => {
                 let state = emulator.state.lock().unwrap();
                 state.tags.iter().map(|((r, t), d)| (r.clone(), t.clone(), d.clone())).collect()
@@ -217,7 +329,10 @@ impl Drop for TestHarbor {
 
 fn counting_proxy(upstream: &str) -> FaultProxy {
     let proxy = FaultProxy::start(upstream, "/", 0, vec![]);
-    proxy.state.lock().unwrap().paths = Some(Default::default());
+    let mut state = proxy.state.lock().unwrap();
+    state.paths = Some(Default::default());
+    state.answers = Some(Default::default());
+    drop(state);
     proxy
 }
 
@@ -310,17 +425,27 @@ impl RealHarbor {
         self.call(reqwest::Method::DELETE, &format!("projects/{project}"), None);
     }
 
-    /// A system robot with pull and push on every project, for as long as the test runs.
-    fn create_system_robot(&self, name: &str) -> (String, String) {
+    /// A system robot with pull and push on `projects` (every project when empty), and project creation
+    /// when `creates` says so, for as long as the test runs.
+    fn create_robot(&self, name: &str, projects: &[String], creates: bool) -> (String, String) {
+        // Reading the project (its proxy-cache and quota settings, before any push) and its artifacts
+        // (where a pull-side policy blocks the registry API) through the REST API.
         let access = serde_json::json!([
             {"resource": "repository", "action": "pull"}, {"resource": "repository", "action": "push"},
+            {"resource": "artifact", "action": "read"}, {"resource": "project", "action": "read"},
         ]);
+        let namespaces: Vec<&str> =
+            if projects.is_empty() { vec!["*"] } else { projects.iter().map(String::as_str).collect() };
+        let mut permissions: Vec<Value> = namespaces
+            .iter()
+            .map(|namespace| serde_json::json!({"kind": "project", "namespace": namespace, "access": access}))
+            .collect();
+        if creates {
+            let create = serde_json::json!([{"resource": "project", "action": "create"}]);
+            permissions.push(serde_json::json!({"kind": "system", "namespace": "/", "access": create}));
+        }
         let body = serde_json::json!({
-            "name": name, "duration": -1, "level": "system", "disable": false,
-            "permissions": [
-                {"kind": "project", "namespace": "*", "access": access},
-                {"kind": "system", "namespace": "/", "access": [{"resource": "project", "action": "create"}]},
-            ],
+            "name": name, "duration": -1, "level": "system", "disable": false, "permissions": permissions,
         });
         let response = self.call(reqwest::Method::POST, "robots", Some(&body));
         assert_eq!(response.status().as_u16(), 201, "creating robot {name}: {}", response.text().unwrap_or_default());
@@ -329,9 +454,62 @@ impl RealHarbor {
         (created["name"].as_str().unwrap().to_string(), created["secret"].as_str().unwrap().to_string())
     }
 
+    fn project_id(&self, project: &str) -> i64 {
+        let info: Value = self.get(&format!("projects/{project}")).json().unwrap();
+        info["project_id"].as_i64().unwrap_or_else(|| panic!("project {project}: {info}"))
+    }
+
+    fn set_quota(&self, project: &str, bytes: u64) {
+        self.create_project(project);
+        let id = self.project_id(project);
+        let quotas: Vec<Value> = self.get(&format!("quotas?reference=project&reference_id={id}")).json().unwrap();
+        let quota = quotas[0]["id"].as_i64().unwrap();
+        let body = serde_json::json!({"hard": {"storage": bytes}});
+        let response = self.call(reqwest::Method::PUT, &format!("quotas/{quota}"), Some(&body));
+        assert!(response.status().is_success(), "quota of {project}: {}", response.text().unwrap_or_default());
+    }
+
+    fn add_immutable_rule(&self, project: &str, pattern: &str) {
+        self.create_project(project);
+        let selector = |decoration: &str, pattern: &str| serde_json::json!([{"kind": "doublestar", "decoration": decoration, "pattern": pattern}]);
+        let body = serde_json::json!({
+            "disabled": false, "action": "immutable", "template": "immutable_template",
+            "tag_selectors": selector("matches", pattern),
+            "scope_selectors": {"repository": selector("repoMatches", "**")},
+        });
+        let path = format!("projects/{project}/immutabletagrules");
+        let response = self.call(reqwest::Method::POST, &path, Some(&body));
+        assert!(response.status().is_success(), "immutable rule: {}", response.text().unwrap_or_default());
+    }
+
+    fn set_metadata(&self, project: &str, key: &str, value: &str) {
+        self.create_project(project);
+        let body = serde_json::json!({"metadata": {key: value}});
+        let response = self.call(reqwest::Method::PUT, &format!("projects/{project}"), Some(&body));
+        assert!(response.status().is_success(), "metadata of {project}: {}", response.text().unwrap_or_default());
+    }
+
+    /// A proxy-cache project, of a registry endpoint made for it.
+    fn create_proxy_cache_project(&self, project: &str, upstream: &str) {
+        let endpoint = serde_json::json!({
+            "name": project, "type": "docker-registry", "url": upstream, "insecure": true,
+        });
+        let response = self.call(reqwest::Method::POST, "registries", Some(&endpoint));
+        assert_eq!(response.status().as_u16(), 201, "endpoint: {}", response.text().unwrap_or_default());
+        let registries: Vec<Value> = self.get(&format!("registries?name={project}")).json().unwrap();
+        let id = registries[0]["id"].as_i64().unwrap();
+        self.registries.lock().unwrap().push(id);
+        let body = serde_json::json!({"project_name": project, "registry_id": id, "metadata": {"public": "false"}});
+        let response = self.call(reqwest::Method::POST, "projects", Some(&body));
+        assert_eq!(response.status().as_u16(), 201, "proxy cache: {}", response.text().unwrap_or_default());
+    }
+
     fn delete_robots(&self) {
         for id in self.robots.lock().unwrap().drain(..) {
             self.call(reqwest::Method::DELETE, &format!("robots/{id}"), None);
+        }
+        for id in self.registries.lock().unwrap().drain(..) {
+            self.call(reqwest::Method::DELETE, &format!("registries/{id}"), None);
         }
     }
 }
