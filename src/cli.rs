@@ -39,6 +39,31 @@ enum Command {
     /// Plan a sync without writing anything: per target project, what it would hold (repositories, tags,
     /// bytes as Harbor's quota counts them) and whether it fits; names Harbor would refuse, collisions.
     Plan(PlanArgs),
+    /// Write every tag a Harbor holds (repository, tag, digest) as JSON lines: Harbor 2.15 and later keep
+    /// tag names only in their database, so a rebuild after a lost database (`sync --in-place --untagged
+    /// --tags-from FILE`) needs them kept. Run it on a schedule.
+    ExportTags(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Write here (a complete file, or the previous one left in place) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+impl ExportArgs {
+    fn run(self) -> anyhow::Result<Outcome> {
+        let (target, credentials) = self.target.resolve()?;
+        crate::run::export::run_export_tags(crate::run::export::ExportPlan {
+            target,
+            credentials,
+            ca_cert: self.target.ca_cert.clone(),
+            output: self.output,
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -226,6 +251,10 @@ struct SyncArgs {
     /// answers MANIFEST_BLOB_UNKNOWN.
     #[arg(long)]
     in_place: bool,
+    /// With --untagged: give each manifest found by digest the tags this file names for it (the lines
+    /// `rehydrate export-tags` wrote), for a rebuild of a Harbor 2.15+ whose storage holds no tags.
+    #[arg(long, value_name = "FILE", requires = "untagged")]
+    tags_from: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -259,6 +288,7 @@ impl Cli {
             Command::Verify(args) => args.run(SyncMode::Verify),
             Command::Status(args) => args.run(),
             Command::Plan(args) => args.run(),
+            Command::ExportTags(args) => args.run(),
         }
     }
 }
@@ -432,6 +462,7 @@ fn read_only_plan(
         delete: false,
         ca_cert: target.ca_cert.clone(),
         journal: None,
+        tags_from: None,
     })
 }
 
@@ -461,6 +492,7 @@ impl SyncArgs {
         plan.chunk_size = self.chunk_size.max(1024 * 1024);
         plan.upload_concurrency = self.upload_concurrency;
         plan.in_place = self.in_place;
+        plan.tags_from = self.tags_from.clone();
         plan.delete = self.delete;
         let storage_ceiling = plan.options.list_concurrency + plan.push_concurrency;
         crate::window::init(plan.push_concurrency, storage_ceiling, self.source.fixed_window);

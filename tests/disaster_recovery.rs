@@ -89,3 +89,58 @@ fn a_bucket_without_tags_is_restored_by_digest_and_says_so() {
     }
     assert!(artifacts.len() >= 17, "every manifest of the bucket, by digest: {}", artifacts.len());
 }
+
+#[test]
+fn tags_exported_from_harbor_come_back_with_a_rebuild_from_a_tagless_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = {
+        let original = Registry::start(dir.path());
+        push_fixture(&original);
+        original.inventory()
+    };
+    let root = dir.path().to_str().unwrap();
+    // The Harbor before the loss holds every tag; its tags are exported on a schedule.
+    let before_dir = tempfile::tempdir().unwrap();
+    let before = HarborEmulator::start(before_dir.path());
+    let sync = rehydrate_with_env(&["sync", root, &before.url, "--plain-http", "--no-journal"], &before.env_admin());
+    assert!(sync.status.success(), "{}", stderr_of(&sync));
+    let exports = tempfile::tempdir().unwrap();
+    let export = exports.path().join("tags.jsonl");
+    let output = rehydrate_with_env(
+        &["export-tags", &before.url, "--plain-http", "--output", export.to_str().unwrap()],
+        &before.env_admin(),
+    );
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert!(stderr_of(&output).contains(&format!("exported {} tags", expected.len())), "{}", stderr_of(&output));
+
+    // The bucket as Harbor 2.15 leaves it (no tag folders), served by a Harbor that lost its database.
+    let tag_folders: BTreeSet<PathBuf> =
+        support::servers::walk_files(&dir.path().join("docker/registry/v2/repositories"))
+            .into_iter()
+            .filter_map(|file| {
+                let text = file.to_str().unwrap();
+                text.find("/_manifests/tags/").map(|at| PathBuf::from(&text[..at + "/_manifests/tags".len()]))
+            })
+            .collect();
+    for folder in tag_folders {
+        std::fs::remove_dir_all(folder).unwrap();
+    }
+    let harbor = HarborEmulator::start(dir.path());
+    let args = ["sync", root, &harbor.url, "--plain-http", "--in-place", "--untagged", "--no-journal", "--tags-from"];
+    let mut args = args.to_vec();
+    args.push(export.to_str().unwrap());
+    let output = rehydrate_with_env(&args, &harbor.env_admin());
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert_eq!(uploads(&harbor), 0, "no blob byte moved");
+    let tags: BTreeSet<(String, String, String)> =
+        harbor.state.lock().unwrap().tags.iter().map(|((r, t), d)| (r.clone(), t.clone(), d.clone())).collect();
+    assert_eq!(tags, expected, "every tag is back, at its digest");
+
+    // Without --untagged there is nothing to give tags back to: said plainly.
+    let refused = rehydrate_with_env(
+        &["sync", root, &harbor.url, "--plain-http", "--tags-from", export.to_str().unwrap()],
+        &harbor.env_admin(),
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr_of(&refused));
+    assert!(stderr_of(&refused).contains("--untagged"), "{}", stderr_of(&refused));
+}

@@ -245,6 +245,60 @@ impl Harbor {
         }
     }
 
+    /// Every tag Harbor's database holds, as (repository, tag, digest), handed to `each` project by
+    /// project: since v2.15 a tag's name lives nowhere else (its storage holds none), so this is what a
+    /// rebuild after a lost database needs kept (`rehydrate export-tags`).
+    pub async fn each_tag(&self, mut each: impl FnMut(&str, &str, &str)) -> Result<u64, HarborError> {
+        #[derive(Deserialize)]
+        struct Named {
+            name: String,
+        }
+        #[derive(Deserialize)]
+        struct Artifact {
+            digest: String,
+            #[serde(default)]
+            tags: Option<Vec<Named>>,
+        }
+        let mut count = 0;
+        for project in self.all_pages::<Named>("harbor projects", "projects").await? {
+            let repositories = format!("projects/{}/repositories", project.name);
+            for repository in self.all_pages::<Named>("harbor repositories", &repositories).await? {
+                let within = repository.name.strip_prefix(&format!("{}/", project.name)).unwrap_or(&repository.name);
+                let path = format!("{repositories}/{}/artifacts?with_tag=true", within.replace('/', "%252F"));
+                for artifact in self.all_pages::<Artifact>("harbor artifacts", &path).await? {
+                    for tag in artifact.tags.unwrap_or_default() {
+                        each(&repository.name, &tag.name, &artifact.digest);
+                        count += 1;
+                    }
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    /// Every item of a paged list (`page`, `page_size` 100), page after page.
+    async fn all_pages<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &'static str,
+        path: &str,
+    ) -> Result<Vec<T>, HarborError> {
+        const PAGE: usize = 100;
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let mut all = Vec::new();
+        for page in 1.. {
+            let items: Vec<T> = self
+                .get_json(what, &format!("{path}{separator}page={page}&page_size={PAGE}"))
+                .await?
+                .unwrap_or_default();
+            let last = items.len() < PAGE;
+            all.extend(items);
+            if last {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
     /// A project as the API shows it; `None` when it does not exist (or may not be read).
     pub async fn project(&self, project: &str) -> Result<Option<ProjectInfo>, HarborError> {
         self.get_json("harbor project", &format!("projects/{project}")).await

@@ -2,6 +2,7 @@
 //! (progress, metrics, problems printed as they come), and the storage-requests line of its summary.
 //! The scan command's run is `scan.rs`; the sync and verify runs are `crate::sync`.
 
+pub mod export;
 pub mod scan;
 
 use std::sync::Arc;

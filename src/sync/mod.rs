@@ -10,13 +10,14 @@
 mod dry_run;
 mod execute;
 mod gone;
+mod overlay;
 mod plan;
 mod record;
 mod select;
 mod skip;
 mod stops;
 mod summary;
-mod target;
+pub mod target;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -69,6 +70,8 @@ pub struct SyncPlan {
     pub ca_cert: Option<PathBuf>,
     /// Where finished tags are recorded (and found again after a crash); `None`: no journal.
     pub journal: Option<PathBuf>,
+    /// Tags to give back to untagged manifests (`--tags-from`, an export of Harbor's tags).
+    pub tags_from: Option<PathBuf>,
     /// Delete from the target the tags gone from the source (only those rehydrate pushed, still at the
     /// digest it pushed).
     pub delete: bool,
@@ -120,15 +123,17 @@ async fn sync(plan: SyncPlan, planning: Option<PlanFormat>) -> anyhow::Result<Ou
     let scan_options = scan_options(&plan, journal.as_ref());
     let (items, scan_thread) = scan::start(&plan.source, scan_options, requests);
     let finished_journal = journal.as_ref().map(|run| run.journal.clone());
+    let overlay = plan.tags_from.as_deref().map(overlay::TagOverlay::load).transpose()?;
     let mut record =
         Record::new(live.clone(), plan.mode, journal, plan.selection.mapping.clone(), plan.reporting.quiet);
     record.stops = stops.clone();
 
     let flowed = if let Some(format) = planning {
         let planner = plan::Planner::new(copier, target, format)?;
-        flow(items, scan_thread, &plan.selection, &mut record, planner).await
+        flow(items, scan_thread, &plan.selection, overlay.as_ref(), &mut record, planner).await
     } else if plan.dry_run {
-        flow(items, scan_thread, &plan.selection, &mut record, dry_run::DryRun::new(copier, target)).await
+        flow(items, scan_thread, &plan.selection, overlay.as_ref(), &mut record, dry_run::DryRun::new(copier, target))
+            .await
     } else {
         let context = execute::TaskContext {
             copier,
@@ -139,7 +144,7 @@ async fn sync(plan: SyncPlan, planning: Option<PlanFormat>) -> anyhow::Result<Ou
             stops,
         };
         let tasks = execute::Tasks::new(context, plan.push_concurrency);
-        flow(items, scan_thread, &plan.selection, &mut record, tasks).await
+        flow(items, scan_thread, &plan.selection, overlay.as_ref(), &mut record, tasks).await
     };
     if let Some(flusher) = flusher {
         flusher.abort();
@@ -185,6 +190,7 @@ async fn flow<C: Consumer>(
     mut items: Receiver<ScanItem>,
     scan_thread: std::thread::JoinHandle<std::io::Result<()>>,
     selection: &Selection,
+    overlay: Option<&overlay::TagOverlay>,
     record: &mut Record,
     mut consumer: C,
 ) -> anyhow::Result<(FlowEnd, Outcome)> {
@@ -194,7 +200,19 @@ async fn flow<C: Consumer>(
             break;
         }
         match Found::from_item(item) {
-            Ok(found) => take_found(found, selection, record, &mut consumer).await?,
+            Ok(found) => {
+                // An untagged manifest also goes under the tags an export gives back for it.
+                let restored = match (&found.tag, overlay) {
+                    (None, Some(overlay)) => overlay.tags_of(&found.repository, &found.digest).to_vec(),
+                    _ => Vec::new(),
+                };
+                let (repository, digest) = (found.repository.clone(), found.digest.clone());
+                take_found(found, selection, record, &mut consumer).await?;
+                for tag in restored {
+                    let found = Found { repository: repository.clone(), tag: Some(tag), digest: digest.clone() };
+                    take_found(found, selection, record, &mut consumer).await?;
+                }
+            }
             Err(ScanItem::RepositoryEnd { name }) => {
                 for gone in record.gone_in(&name)? {
                     consumer.gone(gone, record).await;

@@ -10,6 +10,7 @@ use url::Url;
 
 use super::SyncPlan;
 use crate::registry::client::RegistryClient;
+use crate::registry::credentials::Credentials;
 use crate::registry::harbor::Harbor;
 
 /// The target registry, and its Harbor control plane when it is a Harbor.
@@ -22,11 +23,21 @@ pub struct Target {
 impl Target {
     /// Connects to the target: detects Harbor (and checks the credentials there), then pings `/v2/`.
     pub async fn connect(plan: &SyncPlan) -> anyhow::Result<Target> {
-        let http = target_http(plan.ca_cert.as_deref(), plan.options.object.stall_timeout)?;
-        let registry = Arc::new(RegistryClient::new(plan.target.clone(), http.clone(), plan.credentials.clone()));
-        let detected = Harbor::detect(&plan.target, &http, plan.credentials.clone())
-            .await
-            .map_err(|e| unreachable_target(&plan.target, e.to_string()))?;
+        let stall_timeout = plan.options.object.stall_timeout;
+        Target::connect_to(&plan.target, plan.credentials.clone(), plan.ca_cert.as_deref(), stall_timeout).await
+    }
+
+    /// `connect` with what it needs spelled out (for commands that have no sync plan).
+    pub async fn connect_to(
+        target: &Url,
+        credentials: Option<Credentials>,
+        ca_cert: Option<&Path>,
+        stall_timeout: Option<Duration>,
+    ) -> anyhow::Result<Target> {
+        let http = target_http(ca_cert, stall_timeout)?;
+        let registry = Arc::new(RegistryClient::new(target.clone(), http.clone(), credentials.clone()));
+        let detected =
+            Harbor::detect(target, &http, credentials).await.map_err(|e| unreachable_target(target, e.to_string()))?;
         let harbor = match detected {
             Some(harbor) => {
                 harbor.check_credentials().await?;
@@ -36,7 +47,7 @@ impl Target {
             }
             None => None,
         };
-        registry.ping().await.map_err(|error| unreachable_target(&plan.target, error.to_string()))?;
+        registry.ping().await.map_err(|error| unreachable_target(target, error.to_string()))?;
         Ok(Target { registry, harbor })
     }
 }

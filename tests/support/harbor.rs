@@ -359,6 +359,18 @@ async fn api(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
             }
             full(StatusCode::CREATED, "")
         }
+        // Lists answer everything on their first page, nothing on the next.
+        _ if query_values(&request, "page").first().is_some_and(|page| page != "1") => full(StatusCode::OK, "[]"),
+        (Method::GET, "/projects") => match user {
+            Some(Some(_)) => {
+                let state = shared.state.lock().unwrap();
+                let mut names: Vec<&String> = state.projects.iter().collect();
+                names.sort();
+                let list: Vec<serde_json::Value> = names.iter().map(|name| serde_json::json!({"name": name})).collect();
+                full(StatusCode::OK, serde_json::Value::Array(list).to_string())
+            }
+            _ => registry_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "unauthorized"),
+        },
         (Method::GET, _) if path.starts_with("/projects/") => match user {
             Some(Some(_)) => project_api(shared, &path),
             _ => registry_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "unauthorized"),
@@ -405,6 +417,33 @@ fn project_api(shared: &Shared, path: &str) -> Response<Body> {
             let body = serde_json::json!({"repo_count": repositories,
                 "quota": {"hard": {"storage": hard}, "used": {"storage": state.usage(project)}}});
             full(StatusCode::OK, body.to_string())
+        }
+        ["projects", _, "repositories"] => {
+            let mut names: Vec<&String> = state
+                .artifacts
+                .iter()
+                .map(|(repository, _)| repository)
+                .filter(|repository| repository.split('/').next() == Some(project))
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
+            names.sort();
+            let list: Vec<serde_json::Value> = names.iter().map(|name| serde_json::json!({"name": name})).collect();
+            full(StatusCode::OK, serde_json::Value::Array(list).to_string())
+        }
+        ["projects", _, "repositories", name, "artifacts"] => {
+            let repository = format!("{project}/{}", decode(&decode(name)));
+            let mut list = Vec::new();
+            for (_, digest) in state.artifacts.iter().filter(|(r, _)| r == &repository) {
+                let tags: Vec<serde_json::Value> = state
+                    .tags
+                    .iter()
+                    .filter(|((r, _), d)| r == &repository && *d == digest)
+                    .map(|((_, tag), _)| serde_json::json!({"name": tag}))
+                    .collect();
+                list.push(serde_json::json!({"digest": digest, "tags": tags}));
+            }
+            full(StatusCode::OK, serde_json::Value::Array(list).to_string())
         }
         ["projects", _, "repositories", name, "artifacts", reference] => {
             let repository = format!("{project}/{}", decode(&decode(name)));
