@@ -333,7 +333,8 @@ fn note_tagless_storage(plan: &SyncPlan, live: &Live) {
     if plan.untagged && seen > 0 && get(&live.run.untagged) == seen {
         crate::log::info(
             "note: the storage holds no tags at all (as buckets written by Harbor 2.15 or later): every manifest \
-             was restored by digest; tag names cannot be recovered from it",
+             was restored by digest; tag names cannot be recovered from it (keep them with `rehydrate \
+             export-tags` on a schedule, and give them back with --tags-from)",
         );
     }
 }
