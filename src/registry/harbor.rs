@@ -31,6 +31,9 @@ pub enum HarborError {
     Policy { class: RefusalClass, message: String },
     #[error("Harbor API {0}")]
     Transport(String),
+    /// The account may not read this through the REST API (403): a robot without the right.
+    #[error("{what}: {account} may not read it (a robot needs Harbor's '{right}' right)")]
+    NoRight { what: String, account: String, right: &'static str },
 }
 
 /// The projects a scope set names, as the key of Harbor's tokens: one token serves them all. Harbor's
@@ -177,7 +180,16 @@ impl Harbor {
 
     async fn prepare_project(&self, project: &str) -> Result<ProjectReady, HarborError> {
         let ready = self.create_project(project).await?;
-        if self.project(project).await?.is_some_and(|info| info.is_proxy_cache()) {
+        let info = match self.project(project).await {
+            Ok(info) => info,
+            // Without the right, its settings are learnt from Harbor's answers to the pushes instead.
+            Err(error @ HarborError::NoRight { .. }) => {
+                crate::log::warn(format!("{error}: its proxy-cache setting is found at the first push instead"));
+                None
+            }
+            Err(error) => return Err(error),
+        };
+        if info.is_some_and(|info| info.is_proxy_cache()) {
             return Err(HarborError::Policy {
                 class: RefusalClass::ProxyCache,
                 message: format!("project {project} is a proxy-cache project: Harbor takes no pushes into it"),
@@ -236,7 +248,16 @@ impl Harbor {
             200 => serde_json::from_slice(&body)
                 .map(Some)
                 .map_err(|e| HarborError::Transport(format!("{what}: unreadable answer: {e}"))),
-            401 | 403 | 404 => Ok(None),
+            403 => Err(HarborError::NoRight {
+                what: format!("{what} {}", path.split('?').next().unwrap_or(path)),
+                account: self.credentials.as_ref().map_or("the anonymous caller".into(), |c| c.username.clone()),
+                right: if what == "harbor artifact" || what == "harbor artifacts" {
+                    "artifact: read"
+                } else {
+                    "project: read"
+                },
+            }),
+            401 | 404 => Ok(None),
             other => Err(HarborError::Refused {
                 what: what.to_string(),
                 status: other,

@@ -174,6 +174,9 @@ pub struct ProjectPlan {
 #[derive(Debug, Serialize)]
 pub struct HarborView {
     pub exists: bool,
+    /// Whether the account may read the project (a robot needs Harbor's `project: read` right); when it
+    /// may not, whether it exists and its settings are unknown.
+    pub readable: bool,
     pub proxy_cache: bool,
     /// The storage quota (`None`: unlimited) and its usage.
     pub quota_limit: Option<u64>,
@@ -327,17 +330,22 @@ impl Planner {
     async fn ask_harbor(&mut self) {
         let Some(harbor) = self.target.harbor.clone() else { return };
         for (name, project) in self.projects.iter_mut() {
-            let info = harbor.project(name).await.ok().flatten();
+            let (info, readable) = match harbor.project(name).await {
+                Ok(info) => (info, true),
+                Err(_) => (None, false),
+            };
             let (limit, used) = harbor.quota(name).await.ok().flatten().unwrap_or((None, 0));
             let headroom = limit.map(|limit| limit.saturating_sub(used));
             let proxy_cache = info.as_ref().is_some_and(|info| info.is_proxy_cache());
             project.harbor = Some(HarborView {
                 exists: info.is_some(),
+                readable,
                 proxy_cache,
                 quota_limit: limit,
                 quota_used: used,
                 headroom,
-                fits: !proxy_cache && headroom.is_none_or(|room| project.bytes <= room),
+                // A project the account may not read may be full or a proxy cache: no promise.
+                fits: readable && !proxy_cache && headroom.is_none_or(|room| project.bytes <= room),
             });
         }
     }
@@ -527,7 +535,11 @@ fn print_table(planner: &Planner, totals: &Totals) {
 }
 
 fn describe_harbor(view: &HarborView, bytes: u64) -> String {
-    let exists = if view.exists { "exists" } else { "to create" };
+    let exists = match (view.readable, view.exists) {
+        (false, _) => "UNKNOWN: the account may not read it (Harbor's 'project: read' right)",
+        (true, true) => "exists",
+        (true, false) => "to create",
+    };
     let quota = match (view.quota_limit, view.headroom) {
         (Some(limit), Some(room)) => {
             format!("quota {} used {} headroom {}", human_bytes(limit), human_bytes(view.quota_used), human_bytes(room))
@@ -535,6 +547,7 @@ fn describe_harbor(view: &HarborView, bytes: u64) -> String {
         _ => "no quota".into(),
     };
     let verdict = match (view.proxy_cache, view.fits) {
+        _ if !view.readable => "cannot tell whether it fits".to_string(),
         (true, _) => "PROXY CACHE: takes no pushes".to_string(),
         (false, true) => "fits".into(),
         (false, false) => format!("does NOT fit: {} over", human_bytes(bytes - view.headroom.unwrap_or(0))),
