@@ -36,6 +36,16 @@ pub enum HarborError {
     NoRight { what: String, account: String, right: &'static str },
 }
 
+/// The right a robot needs for a read of the REST API (`what` names the read).
+fn right_to_read(what: &str) -> &'static str {
+    match what {
+        "harbor artifact" => "artifact: read",
+        "harbor artifacts" => "artifact: list",
+        "harbor repositories" => "repository: list",
+        _ => "project: read",
+    }
+}
+
 /// The projects a scope set names, as the key of Harbor's tokens: one token serves them all. Harbor's
 /// token service grants the caller's full rights on each repository asked for, whatever the actions
 /// asked, and its `/v2` check keys those rights by project (the repository's first component: the
@@ -251,11 +261,7 @@ impl Harbor {
             403 => Err(HarborError::NoRight {
                 what: format!("{what} {}", path.split('?').next().unwrap_or(path)),
                 account: self.credentials.as_ref().map_or("the anonymous caller".into(), |c| c.username.clone()),
-                right: if what == "harbor artifact" || what == "harbor artifacts" {
-                    "artifact: read"
-                } else {
-                    "project: read"
-                },
+                right: right_to_read(what),
             }),
             401 | 404 => Ok(None),
             other => Err(HarborError::Refused {
