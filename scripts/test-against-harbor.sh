@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 url=${1:?usage: scripts/test-against-harbor.sh HARBOR_URL (password in REHYDRATE_TEST_HARBOR_PASSWORD)}
-: "${REHYDRATE_TEST_HARBOR_PASSWORD:?set REHYDRATE_TEST_HARBOR_PASSWORD to the administrator's password}"
+: "${REHYDRATE_TEST_HARBOR_PASSWORD:?set REHYDRATE_TEST_HARBOR_PASSWORD to the password of a Harbor administrator}"
 export REHYDRATE_TEST_HARBOR_URL=$url
 bash scripts/install-servers.sh
 suites=(sync_harbor harbor_policies)
