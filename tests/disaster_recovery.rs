@@ -16,6 +16,20 @@ fn stderr_of(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Leaves the storage as Harbor 2.15 and later write it: no `_manifests/tags` folder anywhere.
+fn remove_tag_folders(root: &std::path::Path) {
+    let tag_folders: BTreeSet<PathBuf> = support::servers::walk_files(&root.join("docker/registry/v2/repositories"))
+        .into_iter()
+        .filter_map(|file| {
+            let text = file.to_str().unwrap();
+            text.find("/_manifests/tags/").map(|at| PathBuf::from(&text[..at + "/_manifests/tags".len()]))
+        })
+        .collect();
+    for folder in tag_folders {
+        std::fs::remove_dir_all(folder).unwrap();
+    }
+}
+
 fn uploads(harbor: &HarborEmulator) -> u64 {
     ["POST upload", "PATCH upload", "PUT upload"].iter().map(|kind| harbor.count(kind)).sum()
 }
@@ -63,17 +77,7 @@ fn a_bucket_without_tags_is_restored_by_digest_and_says_so() {
         push_fixture(&original)
     };
     // Harbor 2.15 and later keep tags in the database only: the bucket has no _manifests/tags at all.
-    let tag_folders: BTreeSet<PathBuf> =
-        support::servers::walk_files(&dir.path().join("docker/registry/v2/repositories"))
-            .into_iter()
-            .filter_map(|file| {
-                let text = file.to_str().unwrap();
-                text.find("/_manifests/tags/").map(|at| PathBuf::from(&text[..at + "/_manifests/tags".len()]))
-            })
-            .collect();
-    for folder in tag_folders {
-        std::fs::remove_dir_all(folder).unwrap();
-    }
+    remove_tag_folders(dir.path());
     let harbor = HarborEmulator::start(dir.path());
     let output = rehydrate_with_env(
         &["sync", dir.path().to_str().unwrap(), &harbor.url, "--plain-http", "--in-place", "--untagged"],
@@ -114,17 +118,7 @@ fn tags_exported_from_harbor_come_back_with_a_rebuild_from_a_tagless_bucket() {
     assert!(stderr_of(&output).contains(&format!("exported {} tags", expected.len())), "{}", stderr_of(&output));
 
     // The bucket as Harbor 2.15 leaves it (no tag folders), served by a Harbor that lost its database.
-    let tag_folders: BTreeSet<PathBuf> =
-        support::servers::walk_files(&dir.path().join("docker/registry/v2/repositories"))
-            .into_iter()
-            .filter_map(|file| {
-                let text = file.to_str().unwrap();
-                text.find("/_manifests/tags/").map(|at| PathBuf::from(&text[..at + "/_manifests/tags".len()]))
-            })
-            .collect();
-    for folder in tag_folders {
-        std::fs::remove_dir_all(folder).unwrap();
-    }
+    remove_tag_folders(dir.path());
     let harbor = HarborEmulator::start(dir.path());
     let args = ["sync", root, &harbor.url, "--plain-http", "--in-place", "--untagged", "--no-journal", "--tags-from"];
     let mut args = args.to_vec();
