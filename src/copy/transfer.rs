@@ -113,13 +113,16 @@ impl Copier {
         location: &mut Url,
         from: u64,
     ) -> Result<(), RegistryError> {
+        let generation = reader.lock().await.generation();
         if from == 0 && size <= self.chunk_size {
-            return self.target.put_blob(repository, location, &blob.digest, size, body(reader.clone(), size)).await;
+            let whole = body(reader.clone(), size, generation);
+            return self.target.put_blob(repository, location, &blob.digest, size, whole).await;
         }
         let mut offset = from;
         while offset < size {
             let length = self.chunk_size.min(size - offset);
-            let next = self.target.patch_blob(repository, location, offset, length, body(reader.clone(), length));
+            let part = body(reader.clone(), length, generation);
+            let next = self.target.patch_blob(repository, location, offset, length, part);
             *location = next.await?;
             offset += length;
         }

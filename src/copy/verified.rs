@@ -39,6 +39,9 @@ pub struct SourceReader {
     spacing: u64,
     /// Why the bytes cannot be sent (corrupt, or the source failed), once known.
     failure: Option<CopyError>,
+    /// Counts rewinds: a request body made before the last one may not take pieces any more (a failed
+    /// request's body can outlive the failure for a moment).
+    generation: u64,
 }
 
 impl SourceReader {
@@ -72,6 +75,7 @@ impl SourceReader {
             checkpoints: vec![(0, Sha256::new())],
             spacing: spacing.max(1),
             failure: None,
+            generation: 0,
         };
         reader.check_if_complete();
         Ok(reader)
@@ -79,6 +83,11 @@ impl SourceReader {
 
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Which rewind the reader is at (see `body`).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The offset of the next byte to hand out.
@@ -185,6 +194,7 @@ impl SourceReader {
         })?;
         self.stream = Some(stream);
         self.hasher = hasher;
+        self.generation += 1;
         (self.read, self.handed, self.pending, self.failure) = (at, at, Bytes::new(), None);
         self.checkpoints.retain(|(checkpoint, _)| *checkpoint <= at);
         self.check_if_complete();
@@ -197,13 +207,20 @@ impl SourceReader {
     }
 }
 
-/// The next `length` bytes of a shared reader as a request body, streamed piece by piece.
-pub fn body(reader: Arc<tokio::sync::Mutex<SourceReader>>, length: u64) -> reqwest::Body {
-    let pieces = futures::stream::unfold((reader, length), |(reader, left)| async move {
+/// The next `length` bytes of a shared reader as a request body, streamed piece by piece, as long as
+/// the reader is at `generation` (a body made before a rewind fails instead of taking pieces).
+pub fn body(reader: Arc<tokio::sync::Mutex<SourceReader>>, length: u64, generation: u64) -> reqwest::Body {
+    let pieces = futures::stream::unfold((reader, length), move |(reader, left)| async move {
         if left == 0 {
             return None;
         }
-        let piece = reader.lock().await.next_piece(left).await;
+        let mut current = reader.lock().await;
+        if current.generation() != generation {
+            drop(current);
+            return Some((Err(std::io::Error::other("a body of an earlier try")), (reader, 0)));
+        }
+        let piece = current.next_piece(left).await;
+        drop(current);
         match piece {
             Ok(Some(piece)) => {
                 let left = left - piece.len() as u64;
@@ -292,6 +309,20 @@ mod tests {
             assert!(error.is_none(), "{error:?}");
             assert_eq!(&rest[..], &content[offset as usize..]);
         }
+    }
+
+    #[tokio::test]
+    async fn a_body_made_before_a_rewind_takes_nothing() {
+        use http_body_util::BodyExt;
+        let content: Vec<u8> = (0..1_500_000u32).map(|i| (i % 241) as u8).collect();
+        let (_dir, store, digest) = store_with(&content);
+        let reader = Arc::new(tokio::sync::Mutex::new(SourceReader::open(store, &digest, 0, 1 << 20).await.unwrap()));
+        let stale = body(reader.clone(), 1000, reader.lock().await.generation());
+        reader.lock().await.rewind_to(0).await.unwrap();
+        assert!(stale.collect().await.is_err(), "a body of an earlier try fails");
+        assert_eq!(reader.lock().await.position(), 0, "and took no byte from the current one");
+        let fresh = body(reader.clone(), 1000, reader.lock().await.generation());
+        assert_eq!(fresh.collect().await.unwrap().to_bytes(), &content[..1000]);
     }
 
     #[tokio::test]
