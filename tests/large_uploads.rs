@@ -70,6 +70,17 @@ fn target_blob_digest(target: &Registry, repository: &str, digest: &str) -> Opti
     response.status().is_success().then(|| sha256(&response.bytes().unwrap()))
 }
 
+/// Syncs through the proxy, which cuts one upload: the run succeeds; its stderr, and the upload bytes
+/// the target was sent in all.
+fn sync_with_one_cut(setup: &Setup) -> (String, u64) {
+    let output = sync_through_proxy(setup);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    let state = setup.proxy.state.lock().unwrap();
+    assert_eq!(state.injected.get("cut upload"), Some(&1), "{:?}", state.injected);
+    (stderr, state.upload_bytes)
+}
+
 fn requests_of(proxy: &FaultProxy, method: &str, path_part: &str) -> u64 {
     let state = proxy.state.lock().unwrap();
     let paths = state.paths.as_ref().unwrap();
@@ -79,16 +90,11 @@ fn requests_of(proxy: &FaultProxy, method: &str, path_part: &str) -> u64 {
 #[test]
 fn an_upload_cut_at_60_percent_goes_on_at_the_targets_offset() {
     let setup = setup(false);
-    let output = sync_through_proxy(&setup);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    let state = setup.proxy.state.lock().unwrap().injected.clone();
-    assert_eq!(state.get("cut upload"), Some(&1), "{state:?}");
+    let (stderr, sent) = sync_with_one_cut(&setup);
 
     // The target was asked where the session stands, and the rest went from there: in all, less than
     // the blob and one chunk (a restart from the first byte would cost 60% more).
     assert!(requests_of(&setup.proxy, "GET", "/blobs/uploads/") >= 1, "the upload's status was asked");
-    let sent = setup.proxy.state.lock().unwrap().upload_bytes;
     let config_and_layer = LAYER as u64 + 1_000;
     assert!(sent > LAYER as u64, "the cut bytes are counted too: {sent}");
     assert!(sent < config_and_layer + MIB as u64, "{sent} bytes sent for a {LAYER}-byte layer");
@@ -104,11 +110,7 @@ fn a_cut_whose_first_bytes_reached_the_registry_goes_on_at_its_offset_too() {
     // The cut request's first bytes reach the registry before the connection breaks: distribution 2.8
     // keeps the session consistent, and the upload goes on where it says.
     let setup = setup(true);
-    let output = sync_through_proxy(&setup);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    assert_eq!(setup.proxy.state.lock().unwrap().injected.get("cut upload"), Some(&1));
-    let sent = setup.proxy.state.lock().unwrap().upload_bytes;
+    let (stderr, sent) = sync_with_one_cut(&setup);
     assert!(sent < LAYER as u64 + 1_000 + MIB as u64, "{sent} bytes sent for a {LAYER}-byte layer");
     assert!(stderr.contains("the upload goes on at byte"), "{stderr}");
     assert_landed(&setup);
@@ -118,11 +120,7 @@ fn a_cut_whose_first_bytes_reached_the_registry_goes_on_at_its_offset_too() {
 fn a_target_that_forgot_the_session_gets_a_fresh_upload() {
     let setup = setup(false);
     setup.proxy.state.lock().unwrap().forget_upload_sessions = true;
-    let output = sync_through_proxy(&setup);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    assert_eq!(setup.proxy.state.lock().unwrap().injected.get("cut upload"), Some(&1));
-    let sent = setup.proxy.state.lock().unwrap().upload_bytes;
+    let (_, sent) = sync_with_one_cut(&setup);
     assert!(sent > LAYER as u64 * 3 / 2, "the layer went again from its first byte: {sent}");
     assert!(sent < LAYER as u64 * 2, "once again, not more: {sent}");
     assert!(requests_of(&setup.proxy, "POST", "/blobs/uploads/") >= 3, "a new session was opened");

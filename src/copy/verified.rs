@@ -121,7 +121,6 @@ impl SourceReader {
         let take = (self.pending.len() as u64).min(max) as usize;
         let piece = self.pending.split_to(take);
         self.handed += take as u64;
-        crate::limit::bytes(piece.len()).await;
         Ok(Some(piece))
     }
 
@@ -221,6 +220,10 @@ pub fn body(reader: Arc<tokio::sync::Mutex<SourceReader>>, length: u64, generati
         }
         let piece = current.next_piece(left).await;
         drop(current);
+        // `--max-bandwidth` counts bytes sent, not the ones a rewind reads again to hash.
+        if let Ok(Some(piece)) = &piece {
+            crate::limit::bytes(piece.len()).await;
+        }
         match piece {
             Ok(Some(piece)) => {
                 let left = left - piece.len() as u64;

@@ -533,7 +533,7 @@ fn mint(shared: &Shared, subject: &str, access: Vec<serde_json::Value>) -> Strin
 /// own credentials. Here those are a token for exactly the repositories involved, which the registry
 /// below (with token auth) takes. A token without those rights goes on unchanged, and the registry
 /// refuses it as Harbor would.
-fn as_harbor_core(shared: &Shared, request: &mut hyper::http::request::Parts) {
+fn pass_on_as_core_does(shared: &Shared, request: &mut hyper::http::request::Parts) {
     let Some(claims) = bearer_claims(&request.headers) else { return };
     let Some((repository, _, _)) = split_v2(request.uri.path()) else { return };
     let projects: HashSet<&str> = claims["access"]
@@ -826,7 +826,7 @@ async fn put_manifest(
     reference: String,
 ) -> Response<Body> {
     let (mut parts, body) = request.into_parts();
-    as_harbor_core(shared, &mut parts);
+    pass_on_as_core_does(shared, &mut parts);
     let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
     let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)));
@@ -906,7 +906,7 @@ async fn put_manifest(
 /// Forwards a request to the real registry, streaming both bodies.
 async fn proxy(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
     let (mut parts, body) = request.into_parts();
-    as_harbor_core(shared, &mut parts);
+    pass_on_as_core_does(shared, &mut parts);
     let body = body.map_err(|e| std::io::Error::other(e.to_string())).boxed();
     fault_proxy::forward_parts(&shared.http, &shared.registry_url, None, parts, body).await
 }
