@@ -3,11 +3,17 @@
 /// A transport error in words: its message and every cause below it (where TLS and connection details
 /// live), without its URL, whose query may carry a credential (a SAS token).
 pub fn describe_error(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
+    let mut text = error_chain(error);
     if let Some(url) = error.url() {
         text = text.replace(&format!(" for url ({})", url.as_str()), "").replace(url.as_str(), "");
     }
-    let mut source = std::error::Error::source(error);
+    text
+}
+
+/// An error's message followed by each of its causes, `: `-separated.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());

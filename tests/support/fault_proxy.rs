@@ -98,6 +98,9 @@ pub struct FaultState {
     pub paths: Option<BTreeMap<String, u64>>,
     /// Answers passed on, by "METHOD path STATUS", when a test asks for them (`Some`).
     pub answers: Option<BTreeMap<String, u64>>,
+    /// The `Authorization` headers of the requests seen (`None` for a request without one), when a test
+    /// asks for them (`Some`).
+    pub authorizations: Option<Vec<Option<String>>>,
     /// Each request is held back this long before it is forwarded: a simulated round trip.
     pub delay: Duration,
     /// A server that sheds load: above this many requests in flight, each new one is answered 429
@@ -185,6 +188,7 @@ impl FaultProxy {
             requests: 0,
             paths: None,
             answers: None,
+            authorizations: None,
             delay: Duration::ZERO,
             max_in_flight: None,
             shed_as_s3: false,
@@ -277,6 +281,10 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Result<Response<
         state.requests += 1;
         if let Some(paths) = &mut state.paths {
             *paths.entry(format!("{} {}", request.method(), request.uri().path())).or_default() += 1;
+        }
+        if let Some(authorizations) = &mut state.authorizations {
+            let value = request.headers().get(hyper::header::AUTHORIZATION);
+            authorizations.push(value.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()));
         }
         (state.next_fault(request.uri().path()), state.delay)
     };

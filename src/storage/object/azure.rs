@@ -31,6 +31,39 @@ pub struct Azure {
     account: String,
     /// `None` for anonymous access.
     store: Option<MicrosoftAzure>,
+    /// What to say when the credential cannot be fetched because nothing named one (managed identity was
+    /// the last resort).
+    nothing_found: Option<&'static str>,
+}
+
+/// What was looked for, for the one line an operator reads when no credential was found.
+const LOOKED_FOR: &str = "no Azure credentials found (looked for AZURE_STORAGE_ACCOUNT_KEY, \
+     AZURE_STORAGE_SAS_KEY, AZURE_STORAGE_CONNECTION_STRING, a service principal or workload identity \
+     (AZURE_CLIENT_ID with AZURE_TENANT_ID and AZURE_CLIENT_SECRET or AZURE_FEDERATED_TOKEN_FILE), the \
+     Azure CLI's login (`az` on PATH) and a managed identity): run `az login`, set one of those, or pass \
+     --anonymous for a public container";
+
+/// Whether the configuration names a credential, rather than leaving it to the Azure CLI or a managed
+/// identity.
+fn names_a_credential(builder: &MicrosoftAzureBuilder) -> bool {
+    let set = |key: AzureConfigKey| builder.get_config_value(&key).is_some_and(|v| !v.is_empty() && v != "false");
+    [
+        AzureConfigKey::AccessKey,
+        AzureConfigKey::SasKey,
+        AzureConfigKey::Token,
+        AzureConfigKey::ClientSecret,
+        AzureConfigKey::FederatedTokenFile,
+        AzureConfigKey::UseEmulator,
+        AzureConfigKey::UseAzureCli,
+    ]
+    .into_iter()
+    .any(set)
+}
+
+/// Whether the Azure CLI (`az`) is on PATH: its login is then the credential, as the Azure SDKs'
+/// default chain takes it on a workstation.
+fn azure_cli_installed() -> bool {
+    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("az").is_file()))
 }
 
 impl Azure {
@@ -66,19 +99,29 @@ impl Azure {
         let container_url = format!("{}/{container}", endpoint.trim_end_matches('/'));
         let container_url = Url::parse(&container_url)
             .map_err(|e| StorageError::Config(format!("Azure endpoint {endpoint:?}: {e}")))?;
+        let last_resort = !options.anonymous && !names_a_credential(&builder);
+        if last_resort && azure_cli_installed() {
+            builder = builder.with_use_azure_cli(true);
+        }
         let store = if options.anonymous {
             None
         } else {
             let built = builder.with_endpoint(endpoint.clone()).build();
             Some(built.map_err(|e| StorageError::Config(format!("Azure: {e}")))?)
         };
-        Ok(Azure { client: http_client(options)?, container_url, account, store })
+        let nothing_found = (last_resort && !azure_cli_installed()).then_some(LOOKED_FOR);
+        Ok(Azure { client: http_client(options)?, container_url, account, store, nothing_found })
     }
 
     async fn signed_get(&self, url: &Url, from: u64) -> Result<reqwest::RequestBuilder, StorageError> {
         let mut request = http_request(http::Method::GET, url);
         with_range(&mut request, from);
-        match current_credential(self.store.as_ref().map(|store| store.credentials())).await? {
+        let credential = current_credential(self.store.as_ref().map(|store| store.credentials())).await;
+        let credential = credential.map_err(|e| match self.nothing_found {
+            Some(looked_for) => StorageError::Credentials(looked_for.to_string()),
+            None => e,
+        })?;
+        match credential {
             Some(credential) => AzureAuthorizer::new(&credential, &self.account)
                 .try_authorize(&mut request)
                 .map_err(|e| StorageError::Credentials(e.to_string()))?,

@@ -1,12 +1,14 @@
 //! Google Cloud Storage through its JSON API: `objects.list` (prefix, delimiter, `startOffset`, page
 //! token; `md5Hash` listed for every non-composite object) and media downloads.
 //!
-//! Credentials: `GOOGLE_SERVICE_ACCOUNT`, `GOOGLE_SERVICE_ACCOUNT_PATH`, `GOOGLE_APPLICATION_CREDENTIALS`
-//! (service-account or authorized-user JSON), or the metadata server, through `object_store`'s builder.
+//! Credentials as Google's tools find them, through `object_store`'s builder: `GOOGLE_SERVICE_ACCOUNT`,
+//! `GOOGLE_SERVICE_ACCOUNT_PATH`, `GOOGLE_APPLICATION_CREDENTIALS` (service-account or authorized-user
+//! JSON), the application-default file `gcloud auth application-default login` writes
+//! (`~/.config/gcloud/application_default_credentials.json`), or the metadata server.
 //! `STORAGE_EMULATOR_HOST` (as Google's own client libraries read it) or `--endpoint` points at an
 //! emulator such as fake-gcs-server, which takes no credentials.
 
-use object_store::gcp::{GoogleCloudStorage, GoogleCloudStorageBuilder};
+use object_store::gcp::{GoogleCloudStorage, GoogleCloudStorageBuilder, GoogleConfigKey};
 use serde::Deserialize;
 use url::Url;
 
@@ -21,6 +23,27 @@ pub struct Gcs {
     objects_url: Url,
     /// `None` for anonymous access and emulators.
     store: Option<GoogleCloudStorage>,
+    /// Whether nothing named a credential (the metadata server was the last resort): a failure to get one
+    /// then says what was looked for.
+    nothing_named: bool,
+}
+
+/// What was looked for, for the one line an operator reads when no credential was found.
+const LOOKED_FOR: &str = "no Google credentials found (looked for GOOGLE_APPLICATION_CREDENTIALS, \
+     GOOGLE_SERVICE_ACCOUNT_PATH, GOOGLE_SERVICE_ACCOUNT_KEY, the application-default file \
+     ~/.config/gcloud/application_default_credentials.json and the metadata server): run `gcloud auth \
+     application-default login`, set GOOGLE_APPLICATION_CREDENTIALS to a key file, or pass --anonymous \
+     for a public bucket";
+
+/// Whether the configuration or the application-default file names a credential.
+fn names_a_credential(builder: &GoogleCloudStorageBuilder) -> bool {
+    let set = |key: GoogleConfigKey| builder.get_config_value(&key).is_some_and(|v| !v.is_empty());
+    let adc_file = std::env::var_os("HOME")
+        .map(|home| std::path::Path::new(&home).join(".config/gcloud/application_default_credentials.json").exists());
+    [GoogleConfigKey::ServiceAccount, GoogleConfigKey::ServiceAccountKey, GoogleConfigKey::ApplicationCredentials]
+        .into_iter()
+        .any(set)
+        || adc_file == Some(true)
 }
 
 impl Gcs {
@@ -31,13 +54,14 @@ impl Gcs {
         let objects_url = format!("{}/storage/v1/b/{bucket}/o", endpoint.trim_end_matches('/'));
         let objects_url =
             Url::parse(&objects_url).map_err(|e| StorageError::Config(format!("GCS endpoint {endpoint:?}: {e}")))?;
+        let builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+        let nothing_named = !names_a_credential(&builder);
         let store = if options.anonymous || emulator.is_some() {
             None
         } else {
-            let store = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket).build();
-            Some(store.map_err(|e| StorageError::Config(format!("GCS: {e}")))?)
+            Some(builder.build().map_err(|e| StorageError::Config(format!("GCS: {e}")))?)
         };
-        Ok(Gcs { client: http_client(options)?, objects_url, store })
+        Ok(Gcs { client: http_client(options)?, objects_url, store, nothing_named })
     }
 
     async fn authorized_get(&self, url: &Url, from: u64) -> Result<reqwest::RequestBuilder, StorageError> {
@@ -45,7 +69,12 @@ impl Gcs {
         if from > 0 {
             request = request.header(reqwest::header::RANGE, format!("bytes={from}-"));
         }
-        match current_credential(self.store.as_ref().map(|store| store.credentials())).await? {
+        let credential = current_credential(self.store.as_ref().map(|store| store.credentials())).await;
+        let credential = credential.map_err(|e| match self.nothing_named {
+            true => StorageError::Credentials(LOOKED_FOR.to_string()),
+            false => e,
+        })?;
+        match credential {
             Some(credential) if !credential.bearer.is_empty() => Ok(request.bearer_auth(&credential.bearer)),
             _ => Ok(request),
         }

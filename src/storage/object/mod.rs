@@ -10,6 +10,7 @@
 //! whose name starts with `/`, and it does not expose the Content-MD5 that Azure and GCS list, which
 //! saves one read per tag.
 
+mod aws_credentials;
 pub mod azure;
 pub mod gcs;
 pub mod s3;
@@ -112,7 +113,7 @@ pub enum ObjectBackend {
 impl ObjectBackend {
     pub async fn connect(cloud: Cloud, bucket: &str, options: &ObjectOptions) -> Result<ObjectBackend, StorageError> {
         Ok(match cloud {
-            Cloud::S3 => ObjectBackend::S3(s3::S3::connect(bucket, options)?),
+            Cloud::S3 => ObjectBackend::S3(s3::S3::connect(bucket, options).await?),
             Cloud::Gcs => ObjectBackend::Gcs(gcs::Gcs::connect(bucket, options)?),
             Cloud::Azure => ObjectBackend::Azure(azure::Azure::connect(bucket, options)?),
         })

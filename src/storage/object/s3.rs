@@ -1,18 +1,19 @@
 //! Amazon S3 and S3-compatible stores (MinIO, Ceph RGW, OSS, moto, s3s...): ListObjectsV2 and GET.
 //!
-//! Configuration comes from the usual `AWS_*` variables through `object_store`'s builder
-//! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`/`AWS_DEFAULT_REGION`,
-//! `AWS_ENDPOINT_URL`/`AWS_ENDPOINT`, `AWS_VIRTUAL_HOSTED_STYLE_REQUEST`, web identity and instance
-//! credentials), with `--endpoint` and `--anonymous` on top. Requests are path-style unless
-//! virtual-hosted style is asked for, which is what S3-compatible stores expect.
+//! Credentials and region come as the AWS tools find them (`aws_credentials`: environment, profiles,
+//! SSO, `credential_process`, web identity, ECS, instance metadata); the endpoint and addressing style
+//! from the usual variables through `object_store`'s builder (`AWS_ENDPOINT_URL`/`AWS_ENDPOINT`,
+//! `AWS_VIRTUAL_HOSTED_STYLE_REQUEST`, `AWS_SKIP_SIGNATURE`), with `--endpoint` and `--anonymous` on top.
+//! Requests are path-style unless virtual-hosted style is asked for, which is what S3-compatible stores
+//! expect.
 
-use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, AwsAuthorizer};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, AwsAuthorizer};
 use serde::Deserialize;
 use url::Url;
 
+use super::aws_credentials::{self, AwsCredentials};
 use super::{
-    current_credential, encode_key_path, found, http_client, http_request, listing_text, md5_from_hex_etag, send,
-    to_reqwest, with_range,
+    encode_key_path, found, http_client, http_request, listing_text, md5_from_hex_etag, send, to_reqwest, with_range,
 };
 use super::{ListPage, ListRequest, ListedObject, ObjectOptions, StorageError};
 
@@ -22,17 +23,17 @@ pub struct S3 {
     bucket_url: Url,
     region: String,
     /// `None` for anonymous access.
-    store: Option<AmazonS3>,
+    credentials: Option<AwsCredentials>,
 }
 
 impl S3 {
-    pub fn connect(bucket: &str, options: &ObjectOptions) -> Result<S3, StorageError> {
+    pub async fn connect(bucket: &str, options: &ObjectOptions) -> Result<S3, StorageError> {
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
         if let Some(endpoint) = &options.endpoint {
             builder = builder.with_endpoint(endpoint);
         }
         let config = |key| builder.get_config_value(&key);
-        let region = config(AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".to_string());
+        let region = aws_credentials::region().await.unwrap_or_else(|| "us-east-1".to_string());
         let virtual_hosted = config(AmazonS3ConfigKey::VirtualHostedStyleRequest).is_some_and(|v| v == "true");
         let anonymous = options.anonymous || config(AmazonS3ConfigKey::SkipSignature).is_some_and(|v| v == "true");
         let bucket_url = match (config(AmazonS3ConfigKey::Endpoint), virtual_hosted) {
@@ -43,19 +44,16 @@ impl S3 {
         };
         let bucket_url =
             Url::parse(&bucket_url).map_err(|e| StorageError::Config(format!("S3 endpoint {bucket_url:?}: {e}")))?;
-        // Plain HTTP is allowed exactly when the endpoint says `http://`.
-        builder = builder.with_allow_http(bucket_url.scheme() == "http");
-        let store =
-            if anonymous { None } else { Some(builder.build().map_err(|e| StorageError::Config(format!("S3: {e}")))?) };
-        Ok(S3 { client: http_client(options)?, bucket_url, region, store })
+        let credentials = if anonymous { None } else { Some(AwsCredentials::from_default_chain(&region).await) };
+        Ok(S3 { client: http_client(options)?, bucket_url, region, credentials })
     }
 
     /// A GET of `url` (from byte `from` on), signed with SigV4 unless anonymous.
     async fn signed_get(&self, url: &Url, from: u64) -> Result<reqwest::RequestBuilder, StorageError> {
         let mut request = http_request(http::Method::GET, url);
         with_range(&mut request, from);
-        if let Some(credential) = current_credential(self.store.as_ref().map(|store| store.credentials())).await? {
-            AwsAuthorizer::new(&credential, "s3", &self.region)
+        if let Some(credentials) = &self.credentials {
+            AwsAuthorizer::new(&*credentials.current().await?, "s3", &self.region)
                 .try_authorize(&mut request, None)
                 .map_err(|e| StorageError::Credentials(e.to_string()))?;
         }
