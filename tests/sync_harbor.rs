@@ -204,3 +204,81 @@ fn credentials_come_from_the_docker_config_or_a_password_file() {
     let output = run(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
     assert!(output.status.success(), "{}", stderr_of(&output));
 }
+
+/// Writes `docker-credential-NAME` into `bin`: it answers `get` for `host` with `username`/`secret`, says
+/// "credentials not found" for any other server, and appends each call (argument and server) to `calls`.
+fn write_credential_helper(bin: &std::path::Path, name: &str, host: &str, username: &str, secret: &str) {
+    let calls = bin.join(format!("{name}.calls"));
+    let script = format!(
+        "#!/bin/sh\nread -r server\necho \"$1 $server\" >> '{calls}'\n\
+         if [ \"$1\" = get ] && [ \"$server\" = '{host}' ]; then\n\
+         printf '{{\"ServerURL\":\"%s\",\"Username\":\"%s\",\"Secret\":\"%s\"}}' \"$server\" '{username}' '{secret}'\n\
+         else echo 'credentials not found in native keychain'; exit 1; fi\n",
+        calls = calls.display()
+    );
+    let path = bin.join(format!("docker-credential-{name}"));
+    std::fs::write(&path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn docker_credential_helpers_are_asked_as_docker_asks_them() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let spec = rehydrate::synth::SynthSpec { repositories: 2, ..Default::default() };
+    rehydrate::synth::generate(source_dir.path(), &spec, 1).unwrap();
+    let root = source_dir.path().to_str().unwrap();
+    let harbor_dir = tempfile::tempdir().unwrap();
+    let harbor = TestHarbor::start(harbor_dir.path(), "helpers");
+    let (admin, password) = harbor.admin();
+    let bin = tempfile::tempdir().unwrap();
+    write_credential_helper(bin.path(), "store", &harbor.host(), &admin, &password);
+    write_credential_helper(bin.path(), "other", "elsewhere.example.com", "nobody", "nothing");
+    std::fs::write(
+        bin.path().join("docker-credential-broken"),
+        "#!/bin/sh\necho 'gpg: decryption failed: No secret key' >&2\nexit 1\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(bin.path().join("docker-credential-broken"), std::fs::Permissions::from_mode(0o755))
+        .unwrap();
+    let docker = tempfile::tempdir().unwrap();
+    let env = [
+        ("DOCKER_CONFIG", docker.path().display().to_string()),
+        ("PATH", format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap())),
+    ];
+    let mut sync: Vec<String> = vec!["sync".into(), root.into(), harbor.url.clone(), "--plain-http".into()];
+    sync.extend(harbor.mapping_args());
+    sync.push("--verbose".into());
+    let sync: Vec<&str> = sync.iter().map(String::as_str).collect();
+    let with_config = |config: serde_json::Value| {
+        std::fs::write(docker.path().join("config.json"), config.to_string()).unwrap();
+        run(&sync, &env)
+    };
+
+    // credsStore (Docker Desktop, pass, secretservice): the helper's answer signs in.
+    let output = with_config(serde_json::json!({"credsStore": "store"}));
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert!(stderr_of(&output).contains("6 pushed"), "{}", stderr_of(&output));
+    assert!(!stderr_of(&output).contains(&password), "the helper's secret never reaches a log");
+    let calls = std::fs::read_to_string(bin.path().join("store.calls")).unwrap();
+    assert!(calls.lines().all(|call| call == format!("get {}", harbor.host())), "{calls}");
+
+    // A host's credHelpers entry comes before credsStore (which would fail if asked).
+    let output = with_config(serde_json::json!({"credsStore": "broken", "credHelpers": {harbor.host(): "store"}}));
+    assert!(output.status.success(), "{}", stderr_of(&output));
+
+    // A helper with nothing for the host: the `auths` entry, as Docker falls back to it.
+    let auth = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("{admin}:{password}"));
+    let output = with_config(serde_json::json!({"credsStore": "other", "auths": {harbor.host(): {"auth": auth}}}));
+    assert!(output.status.success(), "{}", stderr_of(&output));
+
+    // A failing helper, and one that is not installed: one error naming the helper, and no run.
+    for (helper, words) in [("broken", "gpg: decryption failed"), ("desktop", "is not on PATH")] {
+        let output = with_config(serde_json::json!({"credsStore": helper}));
+        assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+        let stderr = stderr_of(&output);
+        assert!(stderr.contains(&format!("docker-credential-{helper}")) && stderr.contains(words), "{stderr}");
+        assert!(stderr.contains(&harbor.host()), "{stderr}");
+    }
+}

@@ -1,6 +1,7 @@
 //! Target credentials: from the environment, a password file or standard input, or the user's Docker
-//! credential config (`auths` in `~/.docker/config.json`, as `docker login` leaves it). Never from the
-//! command line, and never printed: `Debug` shows the user name only.
+//! credential config as Docker reads it (`~/.docker/config.json`: the host's `credHelpers` entry, else
+//! `credsStore`, each asked through `docker-credential-NAME get`; else `auths`, as `docker login` leaves
+//! it). Never from the command line, and never printed: `Debug` shows the user name only.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -44,6 +45,10 @@ pub enum CredentialsError {
     NoUsername,
     #[error("the Docker config {path} is not valid JSON: {message}")]
     DockerConfig { path: PathBuf, message: String },
+    #[error(
+        "the Docker credential helper docker-credential-{helper} (named in {config}), asked for {host}, {problem}"
+    )]
+    Helper { helper: String, config: PathBuf, host: String, problem: String },
 }
 
 /// Where a password may come from, as the command line says.
@@ -95,7 +100,71 @@ fn docker_config_credentials(host: &str) -> Result<Option<Credentials>, Credenti
     let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
     let config: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| CredentialsError::DockerConfig { path: path.clone(), message: e.to_string() })?;
+    if let Some(helper) = helper_for(&config, host) {
+        let from_helper = ask_helper(helper, host).map_err(|problem| CredentialsError::Helper {
+            helper: helper.to_string(),
+            config: path.clone(),
+            host: host.to_string(),
+            problem,
+        })?;
+        if from_helper.is_some() {
+            return Ok(from_helper);
+        }
+    }
     Ok(credentials_from_docker_config(&config, host))
+}
+
+/// The credential helper Docker would ask for `host`: its `credHelpers` entry, else `credsStore`.
+pub fn helper_for<'a>(config: &'a serde_json::Value, host: &str) -> Option<&'a str> {
+    let per_host = config.get("credHelpers").and_then(|helpers| helpers.as_object()).and_then(|helpers| {
+        helpers.iter().find(|(key, _)| registry_host_of(key) == host).and_then(|(_, helper)| helper.as_str())
+    });
+    per_host.or_else(|| config.get("credsStore").and_then(|store| store.as_str())).filter(|name| !name.is_empty())
+}
+
+/// Asks `docker-credential-HELPER get` for `host`, as Docker does: the server address on standard input,
+/// `{"Username", "Secret"}` on standard output; `None` when the helper has nothing for it. The problem
+/// in words otherwise, never with what the helper printed on success (the secret).
+fn ask_helper(helper: &str, host: &str) -> Result<Option<Credentials>, String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let program = format!("docker-credential-{helper}");
+    let mut child = Command::new(&program)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => "is not on PATH".to_string(),
+            _ => format!("could not be started: {e}"),
+        })?;
+    // A helper that exits without reading its input is answered by its exit status below.
+    let _ = child.stdin.take().expect("piped").write_all(host.as_bytes());
+    let output = child.wait_with_output().map_err(|e| format!("could not be read: {e}"))?;
+    if !output.status.success() {
+        let said = String::from_utf8_lossy(if output.stdout.is_empty() { &output.stderr } else { &output.stdout });
+        let said = said.trim();
+        // The helpers' own words for "nothing stored for that server" (credentials.errCredentialsNotFound).
+        if said.contains("credentials not found") {
+            return Ok(None);
+        }
+        return Err(format!("failed ({}): {}", output.status, said.lines().next().unwrap_or("no message")));
+    }
+    let answer: HelperAnswer = serde_json::from_slice(&output.stdout)
+        .map_err(|e| format!("answered something that is not its JSON credentials ({e})"))?;
+    if answer.username == "<token>" {
+        return Err("gave an identity token; use a user name and password (a robot account)".to_string());
+    }
+    Ok(Some(Credentials::new(answer.username, answer.secret)))
+}
+
+#[derive(serde::Deserialize)]
+struct HelperAnswer {
+    #[serde(rename = "Username")]
+    username: String,
+    #[serde(rename = "Secret")]
+    secret: String,
 }
 
 /// Finds `host` in a Docker config's `auths` (keys may be bare hosts or URLs) and decodes its `auth`
@@ -147,6 +216,19 @@ mod tests {
         assert_eq!(credentials_from_docker_config(&config, "other:5000"), Some(Credentials::new("u", "p")));
         assert_eq!(credentials_from_docker_config(&config, "empty.example.com"), None);
         assert_eq!(credentials_from_docker_config(&config, "missing"), None);
+    }
+
+    #[test]
+    fn the_host_helper_comes_before_the_store() {
+        let config = serde_json::json!({
+            "credsStore": "desktop",
+            "credHelpers": {"harbor.example.com": "pass", "https://other.example.com": "ecr-login"},
+        });
+        assert_eq!(helper_for(&config, "harbor.example.com"), Some("pass"));
+        assert_eq!(helper_for(&config, "other.example.com"), Some("ecr-login"));
+        assert_eq!(helper_for(&config, "third.example.com"), Some("desktop"));
+        assert_eq!(helper_for(&serde_json::json!({"credsStore": ""}), "a"), None);
+        assert_eq!(helper_for(&serde_json::json!({}), "a"), None);
     }
 
     #[test]
