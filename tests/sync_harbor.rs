@@ -232,7 +232,7 @@ fn docker_credential_helpers_are_asked_as_docker_asks_them() {
     let harbor = TestHarbor::start(harbor_dir.path(), "helpers");
     let (admin, password) = harbor.admin();
     let bin = tempfile::tempdir().unwrap();
-    write_credential_helper(bin.path(), "store", &harbor.host(), &admin, &password);
+    write_credential_helper(bin.path(), "store", harbor.host(), &admin, &password);
     write_credential_helper(bin.path(), "other", "elsewhere.example.com", "nobody", "nothing");
     std::fs::write(
         bin.path().join("docker-credential-broken"),
@@ -279,6 +279,6 @@ fn docker_credential_helpers_are_asked_as_docker_asks_them() {
         assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
         let stderr = stderr_of(&output);
         assert!(stderr.contains(&format!("docker-credential-{helper}")) && stderr.contains(words), "{stderr}");
-        assert!(stderr.contains(&harbor.host()), "{stderr}");
+        assert!(stderr.contains(harbor.host()), "{stderr}");
     }
 }
