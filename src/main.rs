@@ -5,7 +5,7 @@ use clap::Parser;
 use rehydrate::cli::Cli;
 use rehydrate::run::Outcome;
 
-/// Exit codes, also listed in the README.
+/// Exit codes, also listed in the README and `docs/operations.md`.
 const EXIT_FATAL: u8 = 1;
 const EXIT_PARTIAL: u8 = 3;
 

@@ -163,7 +163,7 @@ fn a_target_answering_503_to_everything_gets_the_documented_tries_per_operation(
     assert!(!output.status.success(), "{stderr}");
     let paths = proxy.state.lock().unwrap().paths.clone().unwrap();
     assert!(!paths.is_empty());
-    // README: 5 tries per operation (the first and 4 more), each request of an operation the same one.
+    // docs/operations.md: 5 tries per operation (the first and 4 more), each request of an operation the same one.
     for (request, count) in &paths {
         assert_eq!(*count, 5, "{request} was tried {count} times: {paths:?}\n{stderr}");
     }
