@@ -12,8 +12,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::harbor::*;
-use support::harbor_target::TestHarbor;
+use support::harbor_target::{self, TestHarbor};
 use support::images::*;
 use support::*;
 
@@ -57,6 +56,7 @@ fn answered(harbor: &TestHarbor, project: &str, status: u16) -> u64 {
 
 #[test]
 fn every_refusal_by_policy_is_handled_by_its_class() {
+    let _whole_harbor = harbor_target::shared();
     let harbor_dir = tempfile::tempdir().unwrap();
     let harbor = TestHarbor::start(harbor_dir.path(), "policies");
     let [team, small, frozen, cache, signed, other] =
@@ -163,6 +163,8 @@ fn every_refusal_by_policy_is_handled_by_its_class() {
 
 #[test]
 fn read_only_mode_stops_the_run_at_once_and_the_same_command_finishes_later() {
+    // Read-only mode is the whole Harbor's: no other test of this binary runs meanwhile.
+    let _whole_harbor = harbor_target::exclusive();
     let fixture = written_fixture();
     for n in 0..30 {
         push_image(
@@ -174,28 +176,34 @@ fn read_only_mode_stops_the_run_at_once_and_the_same_command_finishes_later() {
         );
     }
     let harbor_dir = tempfile::tempdir().unwrap();
-    let harbor = HarborEmulator::start(harbor_dir.path());
+    let harbor = TestHarbor::start(harbor_dir.path(), "read_only");
     let journal_dir = tempfile::tempdir().unwrap();
     let journal = journal_dir.path().join("j.redb");
-    let command = || harbor.sync_command(fixture.root(), &journal, &["--push-concurrency", "2"]);
+    let mut args: Vec<String> =
+        ["sync", fixture.root(), &harbor.url, "--plain-http", "--push-concurrency", "2"].map(String::from).to_vec();
+    args.extend(harbor.mapping_args());
+    args.extend(["--journal".to_string(), journal.display().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let command = || rehydrate_command(&args, &harbor.env_admin());
     let mut child = command().stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let accepted = || harbor.state.lock().unwrap().manifests_accepted.len();
+    let accepted = || harbor.manifests_accepted().len();
     while accepted() < 10 {
         assert!(child.try_wait().unwrap().is_none(), "the run ended before read-only mode");
         std::thread::sleep(Duration::from_millis(2));
     }
-    let requests_then = harbor.state.lock().unwrap().requests.values().sum::<u64>();
-    harbor.state.lock().unwrap().read_only = true;
+    harbor.set_read_only(true);
+    let requests_then = harbor.requests();
     let output = child.wait_with_output().unwrap();
+    harbor.set_read_only(false);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(EXIT_PARTIAL), "{stderr}");
     assert_eq!(stderr.matches("Harbor is in read-only mode").count(), 1, "one clear message: {stderr}");
-    let after = harbor.state.lock().unwrap().requests.values().sum::<u64>() - requests_then;
+    let after = harbor.requests() - requests_then;
     // The tasks in flight (2, and one more taken before the first refusal is seen) stop at their first
     // refused writes (an image's two blobs go up at once, so two each at most): no task started after
     // that asks anything. Before its writes a task may read (a token, the tag, its blobs), so each is
     // allowed a handful of requests.
-    let refused_writes = harbor.state.lock().unwrap().refused("read_only");
+    let refused_writes = harbor.refused_writes(403);
     assert!((1..=3 * 2).contains(&refused_writes), "{refused_writes} writes refused: {stderr}");
     assert!(after <= 3 * 6, "{after} requests after read-only mode was switched on: {stderr}");
     let landed = accepted();
@@ -203,18 +211,13 @@ fn read_only_mode_stops_the_run_at_once_and_the_same_command_finishes_later() {
     let status = rehydrate(&["status", "--journal", journal.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&status.stdout).contains("stopped part-way: the next run resumes it"));
 
-    harbor.state.lock().unwrap().read_only = false;
     let last = command().output().unwrap();
     let stderr = String::from_utf8_lossy(&last.stderr);
     assert!(last.status.success(), "{stderr}");
     assert!(stderr.contains("resuming pass 1"), "{stderr}");
-    let state = harbor.state.lock().unwrap();
-    let twice = state.pushed_twice();
+    let twice: Vec<(String, u64)> = harbor.manifests_accepted().into_iter().filter(|(_, n)| *n > 1).collect();
     assert!(twice.is_empty(), "pushed twice: {twice:?}");
-    drop(state);
     let mut expected = fixture.registry.inventory();
     expected.retain(|(r, _, _)| !r.is_empty());
-    let tags: std::collections::BTreeSet<(String, String, String)> =
-        harbor.state.lock().unwrap().tags.iter().map(|((r, t), d)| (r.clone(), t.clone(), d.clone())).collect();
-    assert_eq!(tags, expected);
+    assert_eq!(harbor.tags(), harbor.mapped(&expected));
 }

@@ -309,10 +309,65 @@ impl TestHarbor {
             .sum()
     }
 
+    /// Switches Harbor's read-only mode (a real Harbor's `read_only` configuration, a whole-instance
+    /// setting: a test that uses it holds `exclusive()`).
+    pub fn set_read_only(&self, on: bool) {
+        match (&self.real, &self.emulator) {
+            (Some(real), _) => {
+                let body = serde_json::json!({"read_only": on});
+                let response = real.call(reqwest::Method::PUT, "configurations", Some(&body));
+                assert!(response.status().is_success(), "read-only {on}: {}", response.status());
+            }
+            (None, Some(emulator)) => emulator.state.lock().unwrap().read_only = on,
+            _ => unreachable!(),
+        }
+    }
+
+    /// Manifest PUTs Harbor accepted (201), by path: how many times each manifest was pushed.
+    pub fn manifests_accepted(&self) -> std::collections::BTreeMap<String, u64> {
+        self.answers()
+            .into_iter()
+            .filter_map(|(answer, n)| {
+                let path = answer.strip_prefix("PUT ")?.strip_suffix(" 201")?;
+                (v2_kind(path) == "manifest").then(|| (path.to_string(), n))
+            })
+            .collect()
+    }
+
+    /// Every request that reached Harbor through the proxy.
+    pub fn requests(&self) -> u64 {
+        self.proxy.state.lock().unwrap().requests
+    }
+
+    /// Answers with `status` to writes (PUT, POST, PATCH, DELETE) under `/v2/`.
+    pub fn refused_writes(&self, status: u16) -> u64 {
+        let suffix = format!(" {status}");
+        self.answers()
+            .iter()
+            .filter(|(answer, _)| {
+                answer.ends_with(&suffix)
+                    && ["PUT ", "POST ", "PATCH ", "DELETE "].iter().any(|m| answer.starts_with(m))
+            })
+            .map(|(_, n)| n)
+            .sum()
+    }
+
     /// The host (and port) a registry client such as skopeo reaches the Harbor at.
     pub fn host(&self) -> &str {
         self.url.trim_start_matches("http://").trim_start_matches("https://")
     }
+}
+
+/// Tests of one binary run at once; a test that changes the whole Harbor (read-only mode) holds this
+/// exclusively, every other test shares it (`shared()`), so that none runs into the other's setting.
+static WHOLE_HARBOR: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+pub fn exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
+    WHOLE_HARBOR.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    WHOLE_HARBOR.read().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Drop for TestHarbor {
