@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 use support::harbor::HarborEmulator;
+use support::harbor_target::TestHarbor;
 use support::images::*;
 use support::*;
 
@@ -153,4 +154,63 @@ fn against_a_plain_registry_a_plan_has_no_projects_to_check() {
     assert!(stdout.contains(&format!("{FIXTURE_TAGS} tags")) && stdout.contains("it fits"), "{stdout}");
     assert!(!stdout.contains("quota"), "a plain registry has no quotas: {stdout}");
     assert!(target.catalog().is_empty(), "nothing written");
+}
+
+/// The same promises against whichever Harbor the suite is given (a real one with
+/// `REHYDRATE_TEST_HARBOR_URL`): a plan writes nothing, reads a project's quota, and the bytes it gives
+/// each project are what that Harbor's quota counts after the real sync.
+#[test]
+fn the_plans_bytes_are_what_the_harbors_quota_counts() {
+    let fixture = written_fixture();
+    let root = fixture.root();
+    let harbor_dir = tempfile::tempdir().unwrap();
+    let harbor = TestHarbor::start(harbor_dir.path(), "plan");
+    let with_mapping = |verb: &'static str, extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = [verb, root, &harbor.url, "--plain-http"].map(String::from).to_vec();
+        args.extend(harbor.mapping_args());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let run = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        rehydrate_with_env(&args, &harbor.env_admin())
+    };
+    let plan_of = |output: &std::process::Output| -> BTreeMap<String, Value> {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        projects(&serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}")))
+    };
+
+    // A quota one byte short on one project that exists: that project does not fit.
+    let first = plan_of(&run(with_mapping("plan", &["--format", "json"])));
+    let project = first.keys().next().unwrap().clone();
+    let short = first[&project]["bytes"].as_u64().unwrap() - 1;
+    harbor.set_quota(&project, short);
+    let output = run(with_mapping("plan", &["--format", "json"]));
+    assert_eq!(output.status.code(), Some(EXIT_PARTIAL), "{}", String::from_utf8_lossy(&output.stderr));
+    let planned = plan_of(&output);
+    assert_eq!(
+        (planned[&project]["exists"].as_bool(), planned[&project]["quota_limit"].as_u64()),
+        (Some(true), Some(short))
+    );
+    assert_eq!(planned[&project]["fits"], false);
+    let writes: u64 = harbor
+        .answers()
+        .iter()
+        .filter(|(answer, _)| !answer.starts_with("GET ") && !answer.starts_with("HEAD "))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(writes, 0, "a plan writes nothing: {:?}", harbor.answers());
+
+    // The quota lifted, it fits; after the sync, each project's usage equals its bytes.
+    harbor.lift_quota(&project);
+    let output = run(with_mapping("plan", &["--format", "json"]));
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let planned = plan_of(&output);
+    let synced = run(with_mapping("sync", &["--no-journal"]));
+    assert!(synced.status.success(), "{}", String::from_utf8_lossy(&synced.stderr));
+    for (project, plan) in &planned {
+        assert_eq!(plan["bytes"].as_u64().unwrap(), harbor.usage(project), "project {project}: plan against quota");
+    }
+    let tags: u64 = planned.values().map(|p| p["tags"].as_u64().unwrap()).sum();
+    assert_eq!(tags as usize, FIXTURE_TAGS);
 }

@@ -178,6 +178,12 @@ pub struct Copier {
     /// Per blob: the one upload of its bytes to the target, and the repository it went to. Every other
     /// repository that needs the blob waits for it, then mounts from there: bytes cross once.
     uploads: Mutex<HashMap<Digest, BlobHome>>,
+    /// Per (namespace, digest): one write of that manifest or blob at a time (a manifest PUT, a blob
+    /// mount). Harbor charges a project's quota for a manifest or blob it does not hold yet, decided
+    /// when the request comes in, so two writes of the same digest at once into one project (two tags
+    /// of one image, an index child that is also tagged, two repositories mounting one blob) are both
+    /// charged (seen on Harbor v2.15.2); one after the other, the second costs nothing.
+    writes_in_namespace: Mutex<HashMap<(String, Digest), Arc<Mutex<()>>>>,
     /// Rehydrating a target that serves the source's own storage: manifests first, blobs only on demand.
     in_place: bool,
     /// Where blobs known on the target are remembered beyond the in-memory maps.
@@ -222,6 +228,7 @@ impl Copier {
             bodies: tokio::sync::Semaphore::new(upload_concurrency.max(1)),
             done: Mutex::new(HashMap::new()),
             uploads: Mutex::new(HashMap::new()),
+            writes_in_namespace: Mutex::new(HashMap::new()),
             in_place,
             journal: None,
             harbor: None,
@@ -372,19 +379,44 @@ impl Copier {
                 Manifest::Image { .. } if self.in_place => {}
                 Manifest::Image { blobs, .. } => self.ensure_blobs(repository, blobs).await?,
             }
-            let pushed = self.target.put_manifest(repository, reference, manifest.media_type(), bytes.clone()).await;
+            let put = self.target.put_manifest(repository, reference, manifest.media_type(), bytes.clone());
+            let pushed = self.alone_in_namespace(repository, digest, put).await;
             match (pushed, &manifest) {
                 (Err(error), Manifest::Image { blobs, .. })
                     if self.in_place && error.has_code("MANIFEST_BLOB_UNKNOWN") =>
                 {
                     self.ensure_blobs(repository, blobs).await?;
-                    self.target.put_manifest(repository, reference, manifest.media_type(), bytes).await?;
+                    let put = self.target.put_manifest(repository, reference, manifest.media_type(), bytes);
+                    self.alone_in_namespace(repository, digest, put).await?;
                 }
                 (result, _) => result?,
             }
             self.counts.manifests_pushed.fetch_add(1, Ordering::Relaxed);
             Ok(())
         })
+    }
+
+    /// Runs `write` (of `digest` into `repository`) while no other write of that digest into the same
+    /// namespace (the repository's first component: Harbor's project) is under way.
+    async fn alone_in_namespace<T>(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        write: impl std::future::Future<Output = T>,
+    ) -> T {
+        let namespace = repository.split('/').next().unwrap_or(repository).to_string();
+        let key = (namespace, digest.clone());
+        let gate = self.writes_in_namespace.lock().await.entry(key.clone()).or_default().clone();
+        let result = {
+            let _alone = gate.lock().await;
+            write.await
+        };
+        let mut gates = self.writes_in_namespace.lock().await;
+        // Only the map and this write hold the gate: nobody waits on it, it goes.
+        if Arc::strong_count(&gate) == 2 {
+            gates.remove(&key);
+        }
+        result
     }
 
     /// A manifest another one needs first (an index's child, a subject), by its digest, once per
@@ -432,7 +464,9 @@ impl Copier {
         let known =
             upload.get().and_then(|home| home.as_ref().ok().cloned()).or_else(|| self.journaled_home(&blob.digest));
         if let Some(home) = known.filter(|home| home != repository) {
-            return self.mount_or_upload(repository, blob, &home).await;
+            return self
+                .alone_in_namespace(repository, &blob.digest, self.mount_or_upload(repository, blob, &home))
+                .await;
         }
         if self.target.blob_exists(repository, &blob.digest).await? {
             self.counts.blobs_present.fetch_add(1, Ordering::Relaxed);
@@ -456,7 +490,7 @@ impl Copier {
         if home == repository {
             return Ok(());
         }
-        self.mount_or_upload(repository, blob, &home).await
+        self.alone_in_namespace(repository, &blob.digest, self.mount_or_upload(repository, blob, &home)).await
     }
 
     /// Mounts a blob from `home`; uploads it where the target opens a session instead or refuses the

@@ -88,8 +88,12 @@ pub struct State {
     pub read_only: bool,
     /// Storage quota per project, in bytes (absent: unlimited).
     pub quotas: HashMap<String, u64>,
-    /// What each project holds, as Harbor's quota counts it: blob (and manifest) digest -> size.
+    /// What each project holds (Harbor's `project_blob` table): blob (and manifest) digest -> size.
     pub project_blobs: HashMap<String, HashMap<String, u64>>,
+    /// Each project's quota usage: what was charged, request by request. Harbor decides a request's
+    /// charge (what the project does not hold yet) when the request comes in, so two requests adding
+    /// the same blob at once are both charged, and the usage exceeds the blobs held.
+    pub quota_used: HashMap<String, u64>,
     /// Bytes sent by PATCH into each upload session (by its path), for an empty final PUT.
     pub session_bytes: HashMap<String, u64>,
     /// Immutable tag rules: project -> tag patterns (`*` matches any run of characters).
@@ -105,7 +109,7 @@ pub struct State {
 impl State {
     /// Storage used by a project, as its quota counts it.
     pub fn usage(&self, project: &str) -> u64 {
-        self.project_blobs.get(project).map(|blobs| blobs.values().sum()).unwrap_or(0)
+        self.quota_used.get(project).copied().unwrap_or(0)
     }
 
     /// Manifests the registry accepted more than once, by (repository, reference).
@@ -603,21 +607,25 @@ fn not_yet_in(state: &State, project: &str, blobs: &[(String, u64)]) -> (Vec<(St
     (new, total)
 }
 
-/// Harbor's quota check before a request that adds `blobs` to a project: the quota message when they do
-/// not fit.
-fn over_quota(state: &State, project: &str, blobs: &[(String, u64)]) -> Option<String> {
-    let limit = *state.quotas.get(project)?;
+/// Harbor's quota check when a request comes in that adds `blobs` to a project: the bytes it will
+/// charge (what the project does not hold now), or the quota message when they do not fit.
+fn quota_check(state: &State, project: &str, blobs: &[(String, u64)]) -> Result<u64, String> {
     let (_, adding) = not_yet_in(state, project, blobs);
     let used = state.usage(project);
-    (adding > 0 && used + adding > limit).then(|| quota_message(adding, used, limit))
+    match state.quotas.get(project) {
+        Some(&limit) if adding > 0 && used + adding > limit => Err(quota_message(adding, used, limit)),
+        _ => Ok(adding),
+    }
 }
 
-/// Records blobs as held by a project (once each).
-fn charge(state: &mut State, project: &str, blobs: &[(String, u64)]) {
+/// After the request succeeded: the project holds `blobs` (once each), and its usage grows by the
+/// charge decided when the request came in.
+fn charge(state: &mut State, project: &str, blobs: &[(String, u64)], charged: u64) {
     let held = state.project_blobs.entry(project.to_string()).or_default();
     for (digest, size) in blobs {
         held.entry(digest.clone()).or_insert(*size);
     }
+    *state.quota_used.entry(project.to_string()).or_default() += charged;
 }
 
 /// Whether an immutable rule of `project` matches `tag` (`*` matches any run of characters).
@@ -689,16 +697,21 @@ async fn registry_api(shared: &Shared, request: Request<Incoming>) -> Response<B
             let mount = query_values(&request, "mount").pop();
             // A mount of a blob Harbor knows is charged to the project (once).
             let known = mount.as_ref().and_then(|d| shared.state.lock().unwrap().blobs.get(d).map(|s| (d.clone(), *s)));
+            let mut charged = 0;
             if let Some(blob) = &known {
-                let over = over_quota(&shared.state.lock().unwrap(), &project, std::slice::from_ref(blob));
-                if let Some(message) = over {
-                    return refuse(shared, "quota", &method, &path, StatusCode::FORBIDDEN, "DENIED", &message);
+                // The check's lock is let go before a refusal is recorded (which locks the state again).
+                let checked = quota_check(&shared.state.lock().unwrap(), &project, std::slice::from_ref(blob));
+                match checked {
+                    Ok(adding) => charged = adding,
+                    Err(message) => {
+                        return refuse(shared, "quota", &method, &path, StatusCode::FORBIDDEN, "DENIED", &message)
+                    }
                 }
             }
             let response = proxy(shared, request).await;
             match (mount, known) {
                 (Some(_), Some(blob)) if response.status() == StatusCode::CREATED => {
-                    charge(&mut shared.state.lock().unwrap(), &project, &[blob]);
+                    charge(&mut shared.state.lock().unwrap(), &project, &[blob], charged);
                     response
                 }
                 (Some(digest), None) if response.status() == StatusCode::CREATED => {
@@ -721,15 +734,18 @@ async fn registry_api(shared: &Shared, request: Request<Incoming>) -> Response<B
                 length => length,
             };
             let blob = (digest.clone(), length);
-            let over = over_quota(&shared.state.lock().unwrap(), &project, std::slice::from_ref(&blob));
-            if let Some(message) = over {
-                return refuse(shared, "quota", &method, &path, StatusCode::FORBIDDEN, "DENIED", &message);
-            }
+            let checked = quota_check(&shared.state.lock().unwrap(), &project, std::slice::from_ref(&blob));
+            let charged = match checked {
+                Ok(adding) => adding,
+                Err(message) => {
+                    return refuse(shared, "quota", &method, &path, StatusCode::FORBIDDEN, "DENIED", &message)
+                }
+            };
             let response = proxy(shared, request).await;
             if response.status() == StatusCode::CREATED {
                 let mut state = shared.state.lock().unwrap();
                 state.blobs.insert(digest, length);
-                charge(&mut state, &project, &[blob]);
+                charge(&mut state, &project, &[blob], charged);
             }
             response
         }
@@ -840,6 +856,7 @@ async fn put_manifest(
             charged.push((d.to_string(), size));
         }
     }
+    let quota_charge;
     {
         let state = shared.state.lock().unwrap();
         let is_tag = !reference.starts_with("sha256:");
@@ -861,10 +878,13 @@ async fn put_manifest(
                 &message,
             );
         }
-        if let Some(message) = over_quota(&state, &project, &charged) {
-            drop(state);
-            return refuse(shared, "quota", &Method::PUT, &path, StatusCode::FORBIDDEN, "DENIED", &message);
-        }
+        quota_charge = match quota_check(&state, &project, &charged) {
+            Ok(adding) => adding,
+            Err(message) => {
+                drop(state);
+                return refuse(shared, "quota", &Method::PUT, &path, StatusCode::FORBIDDEN, "DENIED", &message);
+            }
+        };
     }
     if let Some(children) = manifest["manifests"].as_array() {
         let state = shared.state.lock().unwrap();
@@ -898,7 +918,7 @@ async fn put_manifest(
         for (blob, size) in &charged[1..] {
             state.blobs.insert(blob.clone(), *size);
         }
-        charge(&mut state, &project, &charged);
+        charge(&mut state, &project, &charged, quota_charge);
     }
     response
 }

@@ -158,7 +158,19 @@ impl TestHarbor {
         match (&self.real, &self.emulator) {
             (Some(real), _) => real.set_quota(project, bytes),
             (None, Some(emulator)) => {
+                emulator.add_project(project);
                 emulator.state.lock().unwrap().quotas.insert(project.to_string(), bytes);
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    /// Makes a project's storage quota unlimited again.
+    pub fn lift_quota(&self, project: &str) {
+        match (&self.real, &self.emulator) {
+            (Some(real), _) => real.set_quota_value(project, serde_json::json!(-1)),
+            (None, Some(emulator)) => {
+                emulator.state.lock().unwrap().quotas.remove(project);
             }
             _ => unreachable!(),
         }
@@ -515,11 +527,16 @@ impl RealHarbor {
     }
 
     fn set_quota(&self, project: &str, bytes: u64) {
+        self.set_quota_value(project, serde_json::json!(bytes));
+    }
+
+    /// Sets a project's storage quota to `hard` (bytes, or -1 for none), creating the project first.
+    fn set_quota_value(&self, project: &str, hard: Value) {
         self.create_project(project);
         let id = self.project_id(project);
         let quotas: Vec<Value> = self.get(&format!("quotas?reference=project&reference_id={id}")).json().unwrap();
         let quota = quotas[0]["id"].as_i64().unwrap();
-        let body = serde_json::json!({"hard": {"storage": bytes}});
+        let body = serde_json::json!({"hard": {"storage": hard}});
         let response = self.call(reqwest::Method::PUT, &format!("quotas/{quota}"), Some(&body));
         assert!(response.status().is_success(), "quota of {project}: {}", response.text().unwrap_or_default());
     }
