@@ -164,6 +164,8 @@ pub struct CopyCounts {
 type Once = Arc<OnceCell<Result<(), CopyError>>>;
 /// The one upload of a blob: the target repository that holds it once done.
 type BlobHome = Arc<OnceCell<Result<String, CopyError>>>;
+/// Held by the one write of a digest into a namespace under way.
+type WriteGate = Arc<Mutex<()>>;
 
 /// The state shared by all copies into one target.
 pub struct Copier {
@@ -183,7 +185,7 @@ pub struct Copier {
     /// when the request comes in, so two writes of the same digest at once into one project (two tags
     /// of one image, an index child that is also tagged, two repositories mounting one blob) are both
     /// charged (seen on Harbor v2.15.2); one after the other, the second costs nothing.
-    writes_in_namespace: Mutex<HashMap<(String, Digest), Arc<Mutex<()>>>>,
+    writes_in_namespace: Mutex<HashMap<(String, Digest), WriteGate>>,
     /// Rehydrating a target that serves the source's own storage: manifests first, blobs only on demand.
     in_place: bool,
     /// Where blobs known on the target are remembered beyond the in-memory maps.
