@@ -74,7 +74,8 @@ pub struct FaultState {
     pub path_prefix: String,
     /// Every Nth large body (an upload of at least `LARGE_BODY` bytes, or an answer that long to a GET)
     /// is broken off in the middle (0: never), whatever the plan, so that a test knows blob transfers
-    /// themselves were cut.
+    /// themselves were cut. The next large body on a path just cut goes through: otherwise two uploads
+    /// in lockstep could leave one of them cut at every try.
     pub large_body_reset_every: u64,
     /// Cut the upload body (PATCH or PUT into `/blobs/uploads/`) that carries the uploaded bytes past
     /// this count, once: the connection breaks there. What happened to the bytes of that request before
@@ -116,6 +117,8 @@ pub struct FaultState {
     /// Faults taken from the plan so far (the next one is `plan[plan_faults % len]`).
     plan_faults: u64,
     large_bodies: u64,
+    /// Paths whose last large body was cut.
+    cut_paths: std::collections::BTreeSet<String>,
 }
 
 /// The size from which a body is large (a blob's, not a manifest's).
@@ -142,14 +145,18 @@ impl FaultState {
     }
 
     /// Whether this large body (of `name`'s kind) is to be cut.
-    fn cut_large_body(&mut self, name: &str) -> bool {
+    fn cut_large_body(&mut self, name: &str, path: &str) -> bool {
         if self.large_body_reset_every == 0 {
+            return false;
+        }
+        if self.cut_paths.remove(path) {
             return false;
         }
         self.large_bodies += 1;
         let cut = self.large_bodies % self.large_body_reset_every == 0;
         if cut {
             *self.injected.entry(name.to_string()).or_default() += 1;
+            self.cut_paths.insert(path.to_string());
         }
         cut
     }
@@ -198,6 +205,7 @@ impl FaultProxy {
             matching_requests: 0,
             plan_faults: 0,
             large_bodies: 0,
+            cut_paths: Default::default(),
         }));
         let shared = Arc::new(Shared {
             state: state.clone(),
@@ -297,7 +305,7 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Result<Response<
         && has_body(&request);
     match fault {
         None if body_length(&request) >= LARGE_BODY
-            && shared.state.lock().unwrap().cut_large_body("reset mid-upload") =>
+            && shared.state.lock().unwrap().cut_large_body("reset mid-upload", request.uri().path()) =>
         {
             read_half_then_hang_up(request, Duration::ZERO).await
         }
@@ -309,13 +317,14 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Result<Response<
             Ok(registry_error(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry"))
         }
         None if request.method() == Method::GET => {
+            let path = request.uri().path().to_string();
             let response = forward(&shared.http, &shared.upstream, Some(&shared.public), request).await;
             let length = response
                 .headers()
                 .get("content-length")
                 .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
                 .unwrap_or(0);
-            if length >= LARGE_BODY && shared.state.lock().unwrap().cut_large_body("reset mid-download") {
+            if length >= LARGE_BODY && shared.state.lock().unwrap().cut_large_body("reset mid-download", &path) {
                 return Ok(cut_in_half(response, Duration::ZERO).await);
             }
             Ok(response)
