@@ -3,6 +3,7 @@
 // Each benchmark uses what it needs of the shared helpers.
 #![allow(dead_code)]
 
+pub mod changes;
 pub mod garage;
 pub mod latency;
 
