@@ -101,6 +101,8 @@ fn watch_first_artifact(api: Arc<HarborApi>, project: String, stop: Arc<AtomicBo
 
 /// The largest resident memory (KiB) of the processes named `name`, sampled every 200 ms until `stop`.
 fn watch_rss(name: &'static str, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    // The kernel keeps the first 15 bytes of a process's name.
+    let name = &name[..name.len().min(15)];
     std::thread::spawn(move || {
         let mut peak = 0;
         while !stop.load(Ordering::Relaxed) {
@@ -232,11 +234,12 @@ fn sync(
         target_requests: (requests(target) - before).to_string(),
         memory: format!("{:.1} MiB", peak as f64 / 1024.0),
         note: format!(
-            "{} pushed, {} already there, {} from the journal, {} moved, {} gone, {} failed",
+            "{} pushed ({} new, {} moved), {} already there, {} unchanged from the journal, {} gone, {} failed",
             summary["pushed"],
-            summary["already_there"],
-            summary["journaled"],
+            summary["new"],
             summary["moved"],
+            summary["already_there"],
+            summary["unchanged"],
             summary["gone"],
             summary["failed"]
         ),

@@ -215,6 +215,17 @@ fn the_azure_clis_login_is_used_when_nothing_else_is_set() {
     let seen = authorizations(&proxy);
     assert!(!seen.is_empty());
     assert!(seen.iter().all(|a| a.as_deref() == Some("Bearer az-cli-token")), "{seen:?}");
+
+    // Without `az` and without any credential: one line saying what was looked for.
+    let env = [
+        ("PATH", "/usr/bin:/bin".to_string()),
+        ("HOME", home.path().display().to_string()),
+        ("AZURE_STORAGE_ACCOUNT_NAME", support::servers::AZURITE_ACCOUNT.to_string()),
+    ];
+    let output = rehydrate_with_env(&["scan", "az://registry", "--endpoint", &endpoint], &env);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no Azure credentials found") && stderr.contains("az login"), "{stderr}");
 }
 
 fn make_executable(path: &Path) {
