@@ -220,6 +220,11 @@ fn sync(
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .find(|l| l["message"].as_str().unwrap_or_default().starts_with("sync finished"))
         .unwrap_or_else(|| panic!("no summary: {log}"));
+    let timeline: Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["message"].as_str().unwrap_or_default().starts_with("timeline"))
+        .unwrap_or(Value::Null);
     let storage: String = log
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -234,7 +239,9 @@ fn sync(
         target_requests: (requests(target) - before).to_string(),
         memory: format!("{:.1} MiB", peak as f64 / 1024.0),
         note: format!(
-            "{} pushed ({} new, {} moved), {} already there, {} unchanged from the journal, {} gone, {} failed",
+            "first push after {:.2} s by its own clock; {} pushed ({} new, {} moved), {} already there, {} \
+             unchanged from the journal, {} gone, {} failed",
+            timeline["first_done_seconds"].as_f64().unwrap_or(f64::NAN),
             summary["pushed"],
             summary["new"],
             summary["moved"],

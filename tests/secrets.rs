@@ -7,7 +7,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 
 use support::fault_proxy::{full, serve};
-use support::harbor::*;
+use support::harbor_target::TestHarbor;
 use support::servers::{Moto, S3_SECRET_KEY};
 use support::*;
 
@@ -22,28 +22,39 @@ fn passwords_and_keys_appear_in_no_output_and_no_journal() {
     .unwrap();
     let root = source_dir.path().to_str().unwrap();
     let harbor_dir = tempfile::tempdir().unwrap();
-    let harbor = HarborEmulator::start(harbor_dir.path());
+    let harbor = TestHarbor::start(harbor_dir.path(), "secrets");
+    let (admin, password) = harbor.admin();
     let journal_dir = tempfile::tempdir().unwrap();
     let journal = journal_dir.path().join("journal.redb");
-    let args = ["sync", root, &harbor.url, "--plain-http", "--verbose", "--journal", journal.to_str().unwrap()];
-    assert!(!args.iter().any(|a| a.contains(ADMIN_PASSWORD)), "the password is not an argument");
+    let with_mapping = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = ["sync", root, &harbor.url, "--plain-http"].map(String::from).to_vec();
+        args.extend(harbor.mapping_args());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let run = |args: Vec<String>, env: &[(&str, String)]| {
+        rehydrate_with_env(&args.iter().map(String::as_str).collect::<Vec<_>>(), env)
+    };
+    let args = with_mapping(&["--verbose", "--journal", journal.to_str().unwrap()]);
+    assert!(!args.iter().any(|a| a.contains(&password)), "the password is not an argument");
 
-    let output = rehydrate_with_env(&args, &harbor.env_admin());
+    let output = run(args, &harbor.env_admin());
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let mut everything = output.stdout.clone();
     everything.extend(&output.stderr);
     everything.extend(std::fs::read(&journal).unwrap());
-    // Failures print more: a project name Harbor refuses, and a wrong password.
-    let refused = rehydrate_with_env(
-        &["sync", root, &harbor.url, "--plain-http", "--dest-namespace", "Bad--Name"],
+    // Failures print more: a project name Harbor refuses, and a wrong password (under another user
+    // name: Harbor refuses a name for a moment after a failed login).
+    let refused = run(
+        vec!["sync".into(), root.into(), harbor.url.clone(), "--plain-http".into(), "--dest-namespace".into(), "Bad--Name".into()],
         &harbor.env_admin(),
     );
     everything.extend(refused.stderr);
     let wrong = [
-        ("REHYDRATE_TARGET_USERNAME", ADMIN.to_string()),
-        ("REHYDRATE_TARGET_PASSWORD", format!("{ADMIN_PASSWORD}-typo")),
+        ("REHYDRATE_TARGET_USERNAME", "rehydrate-nobody".to_string()),
+        ("REHYDRATE_TARGET_PASSWORD", format!("{password}-typo")),
     ];
-    everything.extend(rehydrate_with_env(&["sync", root, &harbor.url, "--plain-http"], &wrong).stderr);
+    everything.extend(run(with_mapping(&[]), &wrong).stderr);
 
     // The storage side: an S3 secret key, with every request logged.
     let moto = Moto::start();
@@ -58,8 +69,8 @@ fn passwords_and_keys_appear_in_no_output_and_no_journal() {
     assert!(text.contains("\"level\":\"debug\""), "the JSON run logged its requests");
     assert!(!text.contains(S3_SECRET_KEY), "the S3 secret key leaked");
     assert!(!text.contains("Signature="), "no SigV4 signature is printed");
-    assert!(!text.contains(ADMIN_PASSWORD), "the password leaked: {text}");
-    let basic = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("{ADMIN}:{ADMIN_PASSWORD}"));
+    assert!(!text.contains(&password), "the password leaked: {text}");
+    let basic = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("{admin}:{password}"));
     assert!(!text.contains(&basic), "basic credentials leaked");
     assert!(!text.contains("eyJ"), "no token (JWT) is printed");
 }

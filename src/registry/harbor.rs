@@ -31,8 +31,8 @@ pub enum HarborError {
     Policy { class: RefusalClass, message: String },
     #[error("Harbor API {0}")]
     Transport(String),
-    /// The account may not read this through the REST API (403): a robot without the right.
-    #[error("{what}: {account} may not read it (a robot needs Harbor's '{right}' right)")]
+    /// The account may not do this through the REST API (403): a robot without the right.
+    #[error("{what}: refused to {account} (a robot needs Harbor's '{right}' right)")]
     NoRight { what: String, account: String, right: &'static str },
 }
 
@@ -158,6 +158,11 @@ impl Harbor {
             // 404: gone already (a retry whose first answer was lost, or someone else).
             status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
             StatusCode::UNAUTHORIZED => Err(HarborError::WrongCredentials(credentials.username.clone())),
+            StatusCode::FORBIDDEN => Err(HarborError::NoRight {
+                what: format!("deleting tag {repository}:{tag}"),
+                account: credentials.username.clone(),
+                right: "tag: delete",
+            }),
             status => Err(HarborError::Refused {
                 what: format!("deleting tag {repository}:{tag}"),
                 status: status.as_u16(),
