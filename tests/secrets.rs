@@ -46,7 +46,14 @@ fn passwords_and_keys_appear_in_no_output_and_no_journal() {
     // Failures print more: a project name Harbor refuses, and a wrong password (under another user
     // name: Harbor refuses a name for a moment after a failed login).
     let refused = run(
-        vec!["sync".into(), root.into(), harbor.url.clone(), "--plain-http".into(), "--dest-namespace".into(), "Bad--Name".into()],
+        vec![
+            "sync".into(),
+            root.into(),
+            harbor.url.clone(),
+            "--plain-http".into(),
+            "--dest-namespace".into(),
+            "Bad--Name".into(),
+        ],
         &harbor.env_admin(),
     );
     everything.extend(refused.stderr);
