@@ -22,7 +22,8 @@ fn passwords_and_keys_appear_in_no_output_and_no_journal() {
     .unwrap();
     let root = source_dir.path().to_str().unwrap();
     let harbor_dir = tempfile::tempdir().unwrap();
-    let harbor = TestHarbor::start(harbor_dir.path(), "secrets");
+    // Not "secrets": the project name would hold the S3 secret key's text ("rehydrate-test-secret").
+    let harbor = TestHarbor::start(harbor_dir.path(), "no_leaks");
     let (admin, password) = harbor.admin();
     let journal_dir = tempfile::tempdir().unwrap();
     let journal = journal_dir.path().join("journal.redb");
