@@ -85,7 +85,7 @@ struct SourceArgs {
     #[arg(long)]
     deep: bool,
     /// How many listings run at once [default: 4 per core on a filesystem, 32 on an object store].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     list_concurrency: Option<usize>,
     /// Object store endpoint (MinIO, Ceph, an emulator), e.g. http://127.0.0.1:9000 [env: AWS_ENDPOINT_URL,
     /// STORAGE_EMULATOR_HOST or AZURE_STORAGE_ENDPOINT, by cloud].
@@ -95,7 +95,7 @@ struct SourceArgs {
     #[arg(long)]
     anonymous: bool,
     /// Keys per listing page on an object store.
-    #[arg(long, value_name = "N", default_value_t = 1000)]
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = at_least_one)]
     list_page_size: usize,
     /// How repositories are found in an object store: `auto` rolls keys up at `/_` where the store allows
     /// it; `walk` lists folder by folder (for stores that misbehave with string delimiters).
@@ -107,7 +107,7 @@ struct SourceArgs {
     /// Do only this machine's share: `K/N` (shard K of N, from 0), or `N` with K from JOB_COMPLETION_INDEX
     /// (Kubernetes Indexed Jobs) or AWS_BATCH_JOB_ARRAY_INDEX. The N runs together do exactly what one
     /// run does, each repository in exactly one of them.
-    #[arg(long, value_name = "K/N")]
+    #[arg(long, value_name = "K/N", value_parser = shard_spec)]
     shard: Option<String>,
     /// Seconds an answer (from the storage or the target) may stay silent before its request is
     /// abandoned and tried again [default: 300].
@@ -236,7 +236,7 @@ struct SyncArgs {
     max_bandwidth: Option<String>,
     /// How many tags are copied at once; also the most requests in flight to the target (the ceiling
     /// of its adaptive window).
-    #[arg(long, value_name = "N", default_value_t = 8)]
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = at_least_one)]
     push_concurrency: usize,
     /// Blobs larger than this are uploaded in PATCHes of this many bytes (streamed: no memory cost; a
     /// request cut in the middle is resumed where the target stopped).
@@ -244,7 +244,7 @@ struct SyncArgs {
     chunk_size: u64,
     /// How many blob bodies are uploaded at once across all tags: the memory budget of the copy, about
     /// 1 MiB each (16: about 16 MiB).
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_UPLOAD_CONCURRENCY)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_UPLOAD_CONCURRENCY, value_parser = at_least_one)]
     upload_concurrency: usize,
     /// Disaster recovery: the target (a Harbor that lost its database) serves this very storage. Each
     /// manifest is PUT first, without HEADing or uploading blobs; blobs are sent only where the target
@@ -273,6 +273,21 @@ struct PlanArgs {
 /// Folder reads are short system calls that mostly wait on the disk (or a network filesystem): a few per
 /// core keep the disk queue full without thrashing. Object store listings wait on the network: many at
 /// once, still far below any store's request-rate limits.
+/// A count that must be at least 1 (checked while parsing: a wrong value exits 2 with the usage line).
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A `--shard` value whose form is right (`K/N` with K < N, or `N` >= 1); K of a bare `N` comes from the
+/// environment later.
+fn shard_spec(text: &str) -> Result<String, String> {
+    Shard::parse(text, Some("0")).map(|_| text.to_string()).map_err(|e| e.to_string())
+}
+
 fn default_list_concurrency(source: &Source) -> usize {
     match source {
         Source::Filesystem(_) => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) * 4,
@@ -344,11 +359,7 @@ impl SourceArgs {
 
     fn resolve(&self, untagged: bool) -> anyhow::Result<(Source, ScanOptions)> {
         let source = Source::parse(&self.source).with_context(|| format!("source {:?}", self.source))?;
-        let list_concurrency = match self.list_concurrency {
-            Some(0) => anyhow::bail!("--list-concurrency must be at least 1"),
-            Some(n) => n,
-            None => default_list_concurrency(&source),
-        };
+        let list_concurrency = self.list_concurrency.unwrap_or_else(|| default_list_concurrency(&source));
         let shard = match &self.shard {
             Some(spec) => {
                 let index =
@@ -473,12 +484,6 @@ impl SyncArgs {
             let bytes_per_second =
                 crate::limit::parse_bytes_per_second(rate).map_err(|e| anyhow::anyhow!("--max-bandwidth {e}"))?;
             crate::limit::init(None, Some(bytes_per_second));
-        }
-        if self.push_concurrency == 0 {
-            anyhow::bail!("--push-concurrency must be at least 1");
-        }
-        if self.upload_concurrency == 0 {
-            anyhow::bail!("--upload-concurrency must be at least 1");
         }
         let shard = self.source.shard.as_deref().unwrap_or("all");
         plan.journal = match (self.no_journal, &self.journal) {

@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use rehydrate::cli::Cli;
 use rehydrate::run::Outcome;
@@ -10,7 +10,7 @@ const EXIT_FATAL: u8 = 1;
 const EXIT_PARTIAL: u8 = 3;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|error| exit_with_usage(error));
     match cli.run() {
         Ok(Outcome::Complete) => ExitCode::SUCCESS,
         Ok(Outcome::Partial) => ExitCode::from(EXIT_PARTIAL),
@@ -19,4 +19,25 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_FATAL)
         }
     }
+}
+
+/// A wrong value on the command line: clap's message, then the command's usage line (clap leaves it
+/// out for values), exit code 2. Help, version and the errors that carry their usage go as clap prints
+/// them.
+fn exit_with_usage(error: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if !matches!(error.kind(), ErrorKind::ValueValidation | ErrorKind::InvalidValue) {
+        error.exit();
+    }
+    let mut command = Cli::command();
+    command.build();
+    let verb = std::env::args().nth(1).unwrap_or_default();
+    let usage = match command.find_subcommand_mut(&verb) {
+        Some(subcommand) => subcommand.render_usage(),
+        None => command.render_usage(),
+    };
+    let rendered = error.render().to_string();
+    let message = rendered.split("\n\n").next().unwrap_or(&rendered);
+    eprintln!("{message}\n\n{usage}\n\nFor more information, try '--help'.");
+    std::process::exit(2);
 }

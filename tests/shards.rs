@@ -40,6 +40,15 @@ fn scan_shards_are_disjoint_and_complete() {
     let output = rehydrate_with_env(&["scan", "--shard", "3", root], &[]);
     assert_eq!(output.status.code(), Some(1), "no index: a clear error");
     assert!(String::from_utf8_lossy(&output.stderr).contains("JOB_COMPLETION_INDEX"));
+    // Values out of range are command-line errors: exit code 2, with the usage line.
+    for bad in [&["scan", "--shard", "5/3", root][..], &["scan", "--list-concurrency", "0", root][..]] {
+        let output = rehydrate_with_env(bad, &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{bad:?}: {stderr}");
+        assert!(stderr.contains("invalid value") && stderr.contains("Usage: rehydrate scan"), "{stderr}");
+    }
+    let output = rehydrate_with_env(&["sync", root, "https://harbor.example.com", "--push-concurrency", "0"], &[]);
+    assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
 }
 
 #[test]
