@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::harbor::HarborEmulator;
+use support::harbor_target::TestHarbor;
 use support::images::*;
 use support::*;
 
@@ -84,10 +85,18 @@ fn sync_into(harbor: &HarborEmulator, args: &[&str]) -> std::process::Output {
     rehydrate_with_env(&all, &harbor.env_admin())
 }
 
-/// Requests the emulator saw for a tag's manifest path (HEAD, GET, PUT).
-fn manifest_requests(harbor: &HarborEmulator, repository: &str, tag: &str) -> u64 {
-    let suffix = format!(" /v2/{repository}/manifests/{tag}");
-    harbor.state.lock().unwrap().paths.iter().filter(|(path, _)| path.ends_with(&suffix)).map(|(_, n)| n).sum()
+/// `sync ARGS` into the test's Harbor (the emulator or a real one), with the test's mapping.
+fn sync_into_test_harbor(harbor: &TestHarbor, args: &[&str]) -> std::process::Output {
+    let mut all: Vec<String> = vec!["sync".into()];
+    all.extend(args.iter().map(|s| s.to_string()));
+    all.extend([harbor.url.clone(), "--plain-http".into()]);
+    all.extend(harbor.mapping_args());
+    rehydrate_with_env(&all.iter().map(String::as_str).collect::<Vec<_>>(), &harbor.env_admin())
+}
+
+/// Requests the Harbor saw for a source tag's manifest path (HEAD, GET, PUT).
+fn manifest_requests(harbor: &TestHarbor, repository: &str, tag: &str) -> u64 {
+    harbor.requests_ending(&format!(" /v2/{}/manifests/{tag}", harbor.target_repository(repository)))
 }
 
 /// The JSON objects of a `--log-format json` run's standard error.
@@ -109,12 +118,12 @@ fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
 
 /// The third party: someone else's push of the same tag into the target (another source, another
 /// journal, --override), so that the target's tag no longer holds what rehydrate set.
-fn third_party_repoints(harbor: &HarborEmulator) -> String {
+fn third_party_repoints(harbor: &TestHarbor) -> String {
     let dir = tempfile::tempdir().unwrap();
     let other = Registry::start(dir.path());
     let digest = push_image(&other, "app/third", Some("t"), Kind::Docker, "the third party's own image");
     let root = other.root.to_str().unwrap().to_string();
-    let output = sync_into(harbor, &[&root, "--no-journal", "--override", "--include", "app/third"]);
+    let output = sync_into_test_harbor(harbor, &[&root, "--no-journal", "--override", "--include", "app/third"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     digest
 }
@@ -123,20 +132,20 @@ fn third_party_repoints(harbor: &HarborEmulator) -> String {
 fn a_catch_up_follows_the_live_source_exactly_and_deletes_only_when_asked() {
     let source = LiveSource::new();
     let harbor_dir = tempfile::tempdir().unwrap();
-    let harbor = HarborEmulator::start(harbor_dir.path());
+    let harbor = TestHarbor::start(harbor_dir.path(), "catch_up");
     let journal_dir = tempfile::tempdir().unwrap();
     let journal = journal_dir.path().join("journal.redb");
     let journal = journal.to_str().unwrap();
     let run = |extra: &[&str]| {
         let mut args = vec![source.root(), "--journal", journal, "--log-format", "json"];
         args.extend_from_slice(extra);
-        sync_into(&harbor, &args)
+        sync_into_test_harbor(&harbor, &args)
     };
 
     let first = run(&[]);
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let before = source.registry().inventory();
-    assert_eq!(harbor_tags(&harbor), before);
+    assert_eq!(harbor.tags(), harbor.mapped(&before));
     let unchanged: Vec<(String, String, String)> = before
         .iter()
         .filter(|(repository, tag, _)| {
@@ -149,7 +158,7 @@ fn a_catch_up_follows_the_live_source_exactly_and_deletes_only_when_asked() {
     source.change();
     let third_party = third_party_repoints(&harbor);
     let requests_before: Vec<u64> = unchanged.iter().map(|(r, t, _)| manifest_requests(&harbor, r, t)).collect();
-    let accepted_before = harbor.state.lock().unwrap().manifests_accepted.clone();
+    let accepted_before = harbor.manifests_accepted();
 
     // The catch-up, without --delete: exit partial (the third party's tag is left alone and reported).
     let second = run(&[]);
@@ -171,17 +180,18 @@ fn a_catch_up_follows_the_live_source_exactly_and_deletes_only_when_asked() {
         .filter(|line| line["gone"] == true)
         .map(|line| (line["repository"].as_str().unwrap().to_string(), line["tag"].as_str().unwrap().to_string()))
         .collect();
-    let gone: BTreeSet<(String, String)> = GONE.iter().map(|(r, t)| (r.to_string(), t.to_string())).collect();
+    let gone: BTreeSet<(String, String)> =
+        GONE.iter().map(|(r, t)| (harbor.target_repository(r), t.to_string())).collect();
     assert_eq!(gone_lines, gone, "one JSON line per gone tag");
-    assert!(stderr.contains("app/third:t -> app/third:t: the target's tag points at"), "{stderr}");
+    let left_alone = format!("app/third:t -> {}:t: the target's tag points at", harbor.target_repository("app/third"));
+    assert!(stderr.contains(&left_alone), "{stderr}");
 
     // Unchanged tags cost no request at the target; nothing was pushed twice.
     let requests_after: Vec<u64> = unchanged.iter().map(|(r, t, _)| manifest_requests(&harbor, r, t)).collect();
     assert_eq!(requests_before, requests_after, "no request for an unchanged tag");
-    let accepted = harbor.state.lock().unwrap().manifests_accepted.clone();
-    for ((repository, reference), count) in &accepted {
-        let earlier = accepted_before.get(&(repository.clone(), reference.clone())).copied().unwrap_or(0);
-        assert!(count - earlier <= 1, "{repository}:{reference} pushed {} times in one run", count - earlier);
+    for (path, count) in harbor.manifests_accepted() {
+        let earlier = accepted_before.get(&path).copied().unwrap_or(0);
+        assert!(count - earlier <= 1, "{path} pushed {} times in one run", count - earlier);
     }
 
     // The target: the source, plus the gone tags (kept), with the third party's tag untouched.
@@ -189,7 +199,7 @@ fn a_catch_up_follows_the_live_source_exactly_and_deletes_only_when_asked() {
     let mut expected_target: Tags = now.iter().filter(|(r, _, _)| r != "app/third").cloned().collect();
     expected_target.extend(before.iter().filter(|(r, t, _)| GONE.contains(&(r.as_str(), t.as_str()))).cloned());
     expected_target.insert(("app/third".into(), "t".into(), third_party.clone()));
-    assert_eq!(harbor_tags(&harbor), expected_target);
+    assert_eq!(harbor.tags(), harbor.mapped(&expected_target));
 
     // With --delete: exactly the source, still without touching the third party's tag.
     let third = run(&["--delete"]);
@@ -206,9 +216,10 @@ fn a_catch_up_follows_the_live_source_exactly_and_deletes_only_when_asked() {
     assert_eq!(summary_counts(&json_lines(&third.stderr)), counts(&expected), "{stderr}");
     let mut exact: Tags = now.iter().filter(|(r, _, _)| r != "app/third").cloned().collect();
     exact.insert(("app/third".into(), "t".into(), third_party));
-    assert_eq!(harbor_tags(&harbor), exact);
-    let deleted: BTreeSet<(String, String)> = harbor.state.lock().unwrap().tags_deleted.keys().cloned().collect();
-    assert_eq!(deleted, gone, "deleted through Harbor's tag API, each once");
+    assert_eq!(harbor.tags(), harbor.mapped(&exact));
+    let deleted = harbor.tags_deleted();
+    assert_eq!(deleted.keys().cloned().collect::<BTreeSet<_>>(), gone, "deleted through Harbor's tag API");
+    assert!(deleted.values().all(|n| *n == 1), "each once: {deleted:?}");
 
     // Nothing changed since: nothing gone, nothing pushed.
     let fourth = run(&["--delete"]);

@@ -346,6 +346,32 @@ impl TestHarbor {
             .collect()
     }
 
+    /// Requests that reached Harbor through the proxy on a path ending with `suffix`.
+    pub fn requests_ending(&self, suffix: &str) -> u64 {
+        let state = self.proxy.state.lock().unwrap();
+        let paths = state.paths.as_ref().expect("counted");
+        paths.iter().filter(|(request, _)| request.ends_with(suffix)).map(|(_, n)| n).sum()
+    }
+
+    /// Tags deleted through Harbor's tag API (answered 200), as (repository, tag), each with the number
+    /// of deletions.
+    pub fn tags_deleted(&self) -> std::collections::BTreeMap<(String, String), u64> {
+        let mut deleted = std::collections::BTreeMap::new();
+        for (answer, n) in self.answers() {
+            let Some(path) = answer.strip_prefix("DELETE /api/v2.0/projects/").and_then(|a| a.strip_suffix(" 200"))
+            else {
+                continue;
+            };
+            // {project}/repositories/{name, "/" as %252F}/artifacts/{digest}/tags/{tag}
+            let parts: Vec<&str> = path.split('/').collect();
+            if let [project, "repositories", name, "artifacts", _, "tags", tag] = parts[..] {
+                let repository = format!("{project}/{}", name.replace("%252F", "/"));
+                *deleted.entry((repository, tag.to_string())).or_default() += n;
+            }
+        }
+        deleted
+    }
+
     /// Every request that reached Harbor through the proxy.
     pub fn requests(&self) -> u64 {
         self.proxy.state.lock().unwrap().requests
