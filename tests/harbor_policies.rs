@@ -116,6 +116,7 @@ fn every_refusal_by_policy_is_handled_by_its_class() {
     ] {
         assert!(stderr.contains(&format!("{item} -> {item}: refused by Harbor ({class})")), "{item}: {stderr}");
     }
+    assert!(stderr.contains("a robot needs Harbor's 'repository:"), "the permission refusal names the right: {stderr}");
     assert!(stderr.contains("is a proxy-cache project"), "{stderr}");
     assert!(
         stderr.contains("was refused earlier: over its storage quota,") && stderr.contains("were missing"),

@@ -72,9 +72,17 @@ impl From<StorageError> for CopyError {
 
 impl From<RegistryError> for CopyError {
     fn from(error: RegistryError) -> Self {
+        let message = error.to_string();
         match error.refusal() {
-            Some(class) => CopyError::Refused { class, message: error.to_string() },
-            None => CopyError::Target(error.to_string()),
+            Some(RefusalClass::Permission) => match crate::registry::refusal::right_asked_for(&message) {
+                Some(right) => CopyError::Refused {
+                    class: RefusalClass::Permission,
+                    message: format!("{message} (a robot needs Harbor's '{right}' right)"),
+                },
+                None => CopyError::Refused { class: RefusalClass::Permission, message },
+            },
+            Some(class) => CopyError::Refused { class, message },
+            None => CopyError::Target(message),
         }
     }
 }
@@ -268,7 +276,8 @@ impl Copier {
                 Err(CopyError::Refused {
                     class: RefusalClass::Permission,
                     message: format!(
-                        "{} has no rights in project {} ({error}): a robot outside its projects?",
+                        "{} has no rights in project {} ({error}): a robot needs Harbor's 'repository: pull, \
+                         push' rights there",
                         self.target.username().unwrap_or("the anonymous caller"),
                         repository.split('/').next().unwrap_or(repository)
                     ),

@@ -62,6 +62,19 @@ pub fn classify(status: u16, codes: &[ErrorCode]) -> Option<RefusalClass> {
     }
 }
 
+/// The robot right Harbor's words ask for, when it refuses a repository action ("unauthorized to
+/// access repository: p/r, action: push" asks for 'repository: push').
+pub fn right_asked_for(message: &str) -> Option<&'static str> {
+    let action = message.split("action: ").nth(1)?;
+    let action = action.split(|c: char| !c.is_ascii_alphabetic()).next()?;
+    match action {
+        "push" => Some("repository: push"),
+        "pull" => Some("repository: pull"),
+        "delete" => Some("repository: delete"),
+        _ => None,
+    }
+}
+
 /// A manifest GET or HEAD answered 412 by a pull-side policy (content trust, vulnerability prevention):
 /// the artifact exists, pulls of it are blocked. A HEAD answer has no body, so its status says it.
 pub fn is_pull_blocked_by_policy(status: u16, codes: &[ErrorCode]) -> bool {
@@ -118,6 +131,14 @@ mod tests {
         assert!(is_pull_blocked_by_policy(412, &[]), "a HEAD has no body");
         assert!(is_pull_blocked_by_policy(412, &codes("PROJECTPOLICYVIOLATION", "The image is not signed by cosign.")));
         assert!(!is_pull_blocked_by_policy(412, &codes("PRECONDITION", immutable)));
+    }
+
+    #[test]
+    fn a_refused_action_names_the_robot_right() {
+        let robot = "unauthorized to access repository: other/r, action: push: unauthorized";
+        assert_eq!(right_asked_for(robot), Some("repository: push"));
+        assert_eq!(right_asked_for("unauthorized to access repository: p/r, action: pull"), Some("repository: pull"));
+        assert_eq!(right_asked_for("project other not found"), None);
     }
 
     #[test]
