@@ -18,13 +18,13 @@ mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::changes::change_one_percent;
-use common::{bench_dir, wait_with_peak_rss};
+use common::{bench_dir, run_measured};
 use rehydrate::synth::{generate, SynthSpec};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
@@ -199,22 +199,15 @@ fn sync(
     let before = requests(target);
     let stop = Arc::new(AtomicBool::new(false));
     let first = watch_first_artifact(api.clone(), project.to_string(), stop.clone());
-    let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rehydrate"))
-        .args(["sync", source_root, &target.url, "--plain-http", "--dest-namespace", project, "--flatten", "0"])
-        .args(["--journal", journal, "--log-format", "json", "--progress-interval", "0"])
-        .env("REHYDRATE_TARGET_USERNAME", &api.username)
-        .env("REHYDRATE_TARGET_PASSWORD", &api.password)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
-    let peak = wait_with_peak_rss(&mut child);
-    let total = started.elapsed().as_secs_f64();
+    let measured = run_measured(
+        Command::new(env!("CARGO_BIN_EXE_rehydrate"))
+            .args(["sync", source_root, &target.url, "--plain-http", "--dest-namespace", project, "--flatten", "0"])
+            .args(["--journal", journal, "--log-format", "json", "--progress-interval", "0"])
+            .env("REHYDRATE_TARGET_USERNAME", &api.username)
+            .env("REHYDRATE_TARGET_PASSWORD", &api.password),
+    );
     stop.store(true, Ordering::Relaxed);
-    let log = log.join().unwrap();
+    let (log, peak, total) = (measured.stderr, measured.peak_kib, measured.wall.as_secs_f64());
     let summary: Value = log
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())

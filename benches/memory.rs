@@ -171,20 +171,13 @@ fn assert_complete(target: &Registry, truth: &[TruthRecord], tool: &str) {
 }
 
 fn rehydrate_sync(source: &str, target: &Registry, env: &[(&str, String)]) -> (Duration, f64) {
-    let started = Instant::now();
-    let mut child = support::rehydrate_command(&["sync", source, &target.url, "--plain-http", "--no-journal"], env)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
-    let peak_kib = common::wait_with_peak_rss(&mut child);
-    let wall = started.elapsed();
-    let log = log.join().unwrap();
-    assert!(child.wait().unwrap().success(), "{log}");
-    eprintln!("{}", log.lines().find(|l| l.starts_with("sync finished")).unwrap_or_default());
-    (wall, peak_kib as f64 / 1024.0)
+    let run = common::run_measured(&mut support::rehydrate_command(
+        &["sync", source, &target.url, "--plain-http", "--no-journal"],
+        env,
+    ));
+    assert!(run.status.success(), "{}", run.stderr);
+    eprintln!("{}", run.stderr.lines().find(|l| l.starts_with("sync finished")).unwrap_or_default());
+    (run.wall, run.peak_kib as f64 / 1024.0)
 }
 
 /// s3s-fs, if built: serves each folder of `root` as a bucket.

@@ -18,10 +18,10 @@ mod common;
 mod support;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{bench_dir, cached_tree, sizes_from_env, wait_with_peak_rss, SyncFigures, MEASURED_SYNC};
+use common::{bench_dir, cached_tree, run_measured, sizes_from_env, SyncFigures, MEASURED_SYNC};
 use rehydrate::synth::SynthSpec;
 use support::Registry;
 
@@ -47,24 +47,17 @@ struct SyncRun {
 }
 
 fn sync(source: &std::path::Path, target: &Registry, journal: &std::path::Path) -> SyncRun {
-    let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rehydrate"))
-        .arg("sync")
-        .arg(source)
-        .arg(&target.url)
-        .arg("--plain-http")
-        .args(MEASURED_SYNC)
-        .arg("--journal")
-        .arg(journal)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
-    let peak_kib = wait_with_peak_rss(&mut child);
-    let wall = started.elapsed();
-    SyncRun { wall, peak_kib, figures: SyncFigures::from_log(&reader.join().unwrap()) }
+    let run = run_measured(
+        Command::new(env!("CARGO_BIN_EXE_rehydrate"))
+            .arg("sync")
+            .arg(source)
+            .arg(&target.url)
+            .arg("--plain-http")
+            .args(MEASURED_SYNC)
+            .arg("--journal")
+            .arg(journal),
+    );
+    SyncRun { wall: run.wall, peak_kib: run.peak_kib, figures: SyncFigures::from_log(&run.stderr) }
 }
 
 fn main() {

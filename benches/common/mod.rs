@@ -8,7 +8,7 @@ pub mod garage;
 pub mod latency;
 
 use std::path::PathBuf;
-use std::process::Child;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use rehydrate::synth::{generate, SynthSpec};
@@ -50,6 +50,27 @@ pub fn wait_with_peak_rss(child: &mut Child) -> u64 {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// A child run to its end: its wall time, peak resident memory (KiB), standard error and exit status.
+pub struct MeasuredRun {
+    pub wall: Duration,
+    pub peak_kib: u64,
+    pub stderr: String,
+    pub status: ExitStatus,
+}
+
+/// Runs `command` to its end, its standard output dropped and its standard error kept (read as it comes,
+/// so that a long log cannot stall the pipe), polling its peak memory meanwhile.
+pub fn run_measured(command: &mut Command) -> MeasuredRun {
+    let started = Instant::now();
+    let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let peak_kib = wait_with_peak_rss(&mut child);
+    let wall = started.elapsed();
+    let status = child.wait().unwrap();
+    MeasuredRun { wall, peak_kib, stderr: reader.join().unwrap(), status }
 }
 
 fn vm_hwm_kib(status: &str) -> Option<u64> {
