@@ -31,9 +31,8 @@ pub struct Azure {
     account: String,
     /// `None` for anonymous access.
     store: Option<MicrosoftAzure>,
-    /// What to say when the credential cannot be fetched because nothing named one (managed identity was
-    /// the last resort).
-    nothing_found: Option<&'static str>,
+    /// What was looked for, when nothing named a credential (a managed identity was the last resort).
+    nothing_named: Option<&'static str>,
 }
 
 /// What was looked for, for the one line an operator reads when no credential was found.
@@ -100,7 +99,8 @@ impl Azure {
         let container_url = Url::parse(&container_url)
             .map_err(|e| StorageError::Config(format!("Azure endpoint {endpoint:?}: {e}")))?;
         let last_resort = !options.anonymous && !names_a_credential(&builder);
-        if last_resort && azure_cli_installed() {
+        let use_azure_cli = last_resort && azure_cli_installed();
+        if use_azure_cli {
             builder = builder.with_use_azure_cli(true);
         }
         let store = if options.anonymous {
@@ -109,19 +109,14 @@ impl Azure {
             let built = builder.with_endpoint(endpoint.clone()).build();
             Some(built.map_err(|e| StorageError::Config(format!("Azure: {e}")))?)
         };
-        let nothing_found = (last_resort && !azure_cli_installed()).then_some(LOOKED_FOR);
-        Ok(Azure { client: http_client(options)?, container_url, account, store, nothing_found })
+        let nothing_named = (last_resort && !use_azure_cli).then_some(LOOKED_FOR);
+        Ok(Azure { client: http_client(options)?, container_url, account, store, nothing_named })
     }
 
     async fn signed_get(&self, url: &Url, from: u64) -> Result<reqwest::RequestBuilder, StorageError> {
         let mut request = http_request(http::Method::GET, url);
         with_range(&mut request, from);
-        let credential = current_credential(self.store.as_ref().map(|store| store.credentials())).await;
-        let credential = credential.map_err(|e| match self.nothing_found {
-            Some(looked_for) => StorageError::Credentials(looked_for.to_string()),
-            None => e,
-        })?;
-        match credential {
+        match current_credential(self.store.as_ref().map(|store| store.credentials()), self.nothing_named).await? {
             Some(credential) => AzureAuthorizer::new(&credential, &self.account)
                 .try_authorize(&mut request)
                 .map_err(|e| StorageError::Credentials(e.to_string()))?,

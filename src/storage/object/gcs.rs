@@ -23,9 +23,8 @@ pub struct Gcs {
     objects_url: Url,
     /// `None` for anonymous access and emulators.
     store: Option<GoogleCloudStorage>,
-    /// Whether nothing named a credential (the metadata server was the last resort): a failure to get one
-    /// then says what was looked for.
-    nothing_named: bool,
+    /// What was looked for, when nothing named a credential (the metadata server was the last resort).
+    nothing_named: Option<&'static str>,
 }
 
 /// What was looked for, for the one line an operator reads when no credential was found.
@@ -55,7 +54,7 @@ impl Gcs {
         let objects_url =
             Url::parse(&objects_url).map_err(|e| StorageError::Config(format!("GCS endpoint {endpoint:?}: {e}")))?;
         let builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
-        let nothing_named = !names_a_credential(&builder);
+        let nothing_named = (!names_a_credential(&builder)).then_some(LOOKED_FOR);
         let store = if options.anonymous || emulator.is_some() {
             None
         } else {
@@ -69,12 +68,7 @@ impl Gcs {
         if from > 0 {
             request = request.header(reqwest::header::RANGE, format!("bytes={from}-"));
         }
-        let credential = current_credential(self.store.as_ref().map(|store| store.credentials())).await;
-        let credential = credential.map_err(|e| match self.nothing_named {
-            true => StorageError::Credentials(LOOKED_FOR.to_string()),
-            false => e,
-        })?;
-        match credential {
+        match current_credential(self.store.as_ref().map(|store| store.credentials()), self.nothing_named).await? {
             Some(credential) if !credential.bearer.is_empty() => Ok(request.bearer_auth(&credential.bearer)),
             _ => Ok(request),
         }

@@ -190,12 +190,18 @@ impl ObjectBackend {
 }
 
 /// The current credential of a signed store (`object_store` caches and refreshes it); `None` for anonymous
-/// access.
+/// access. `nothing_named` is the one line to give instead of the provider's error when nothing named a
+/// credential (the metadata service was the last resort): what was looked for, and how to provide it.
 pub(crate) async fn current_credential<C>(
     provider: Option<&Arc<dyn CredentialProvider<Credential = C>>>,
+    nothing_named: Option<&'static str>,
 ) -> Result<Option<Arc<C>>, StorageError> {
     let Some(provider) = provider else { return Ok(None) };
-    provider.get_credential().await.map(Some).map_err(|e| StorageError::Credentials(e.to_string()))
+    provider
+        .get_credential()
+        .await
+        .map(Some)
+        .map_err(|e| StorageError::Credentials(nothing_named.map_or_else(|| e.to_string(), str::to_string)))
 }
 
 /// Sends one request (no retry: `retrying` around the whole read is the one retry layer). `target`
