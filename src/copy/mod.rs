@@ -24,7 +24,7 @@ use tokio::sync::{Mutex, OnceCell};
 use crate::journal::Journal;
 use crate::layout::Digest;
 use crate::registry::client::{Mount, RegistryClient, RegistryError};
-use crate::registry::harbor::{Harbor, HarborError};
+use crate::registry::harbor::{project_of, Harbor, HarborError};
 use crate::registry::refusal::RefusalClass;
 use crate::storage::object::StorageError;
 use crate::storage::BlobStore;
@@ -72,15 +72,14 @@ impl From<StorageError> for CopyError {
 
 impl From<RegistryError> for CopyError {
     fn from(error: RegistryError) -> Self {
-        let message = error.to_string();
-        match error.refusal() {
-            Some(RefusalClass::Permission) => match crate::registry::refusal::right_asked_for(&message) {
-                Some(right) => CopyError::Refused {
-                    class: RefusalClass::Permission,
-                    message: format!("{message} (a robot needs Harbor's '{right}' right)"),
-                },
-                None => CopyError::Refused { class: RefusalClass::Permission, message },
-            },
+        let mut message = error.to_string();
+        let class = error.refusal();
+        if class == Some(RefusalClass::Permission) {
+            if let Some(right) = crate::registry::refusal::right_asked_for(&message) {
+                message = format!("{message} (a robot needs Harbor's '{right}' right)");
+            }
+        }
+        match class {
             Some(class) => CopyError::Refused { class, message },
             None => CopyError::Target(message),
         }
@@ -279,7 +278,7 @@ impl Copier {
                         "{} has no rights in project {} ({error}): a robot needs Harbor's 'repository: pull, \
                          push' rights there",
                         self.target.username().unwrap_or("the anonymous caller"),
-                        repository.split('/').next().unwrap_or(repository)
+                        project_of(repository)
                     ),
                 })
             }
@@ -415,8 +414,7 @@ impl Copier {
         digest: &Digest,
         write: impl std::future::Future<Output = T>,
     ) -> T {
-        let namespace = repository.split('/').next().unwrap_or(repository).to_string();
-        let key = (namespace, digest.clone());
+        let key = (project_of(repository).to_string(), digest.clone());
         let gate = self.writes_in_namespace.lock().await.entry(key.clone()).or_default().clone();
         let result = {
             let _alone = gate.lock().await;

@@ -36,6 +36,11 @@ pub enum HarborError {
     NoRight { what: String, account: String, right: &'static str },
 }
 
+/// The project a target repository belongs to (on Harbor, its first component).
+pub fn project_of(repository: &str) -> &str {
+    repository.split('/').next().unwrap_or(repository)
+}
+
 /// The right a robot needs for a read of the REST API (`what` names the read).
 fn right_to_read(what: &str) -> &'static str {
     match what {

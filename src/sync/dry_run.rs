@@ -67,7 +67,7 @@ impl Consumer for DryRun {
             }
         }
         if self.target.harbor.is_some() {
-            self.projects.insert(repository.split('/').next().unwrap_or(repository).to_string());
+            self.projects.insert(crate::registry::harbor::project_of(repository).to_string());
         }
         self.repositories.insert(repository.to_string());
         self.tags += 1;

@@ -9,12 +9,12 @@ use tokio::task::JoinSet;
 use super::gone::{self, GoneTag};
 use super::record::{GoneReport, Record, TagReport};
 use super::select::Planned;
-use super::stops::{project_of, Stops};
+use super::stops::Stops;
 use super::target::Target;
 use super::{Consumer, SyncMode};
 use crate::copy::{Copier, CopyError, Replace, TagOutcome};
 use crate::layout::Digest;
-use crate::registry::harbor::Harbor;
+use crate::registry::harbor::{project_of, Harbor};
 use crate::run::Outcome;
 
 /// What every task needs.

@@ -19,12 +19,12 @@ use serde::{Deserialize, Serialize};
 
 use super::record::Record;
 use super::select::Planned;
-use super::stops::project_of;
 use super::{Consumer, Target};
 use crate::copy::manifest::Manifest;
 use crate::copy::{cosign_subject, Copier};
 use crate::inventory::human_bytes;
 use crate::layout::Digest;
+use crate::registry::harbor::project_of;
 use crate::run::Outcome;
 
 /// How the plan is written.

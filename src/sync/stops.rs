@@ -8,17 +8,13 @@ use std::sync::{Mutex, OnceLock};
 
 use crate::copy::CopyError;
 use crate::inventory::human_bytes;
+use crate::registry::harbor::project_of;
 use crate::registry::refusal::{self, RefusalClass};
 
 #[derive(Default)]
 pub struct Stops {
     projects: Mutex<HashMap<String, (RefusalClass, String)>>,
     run: OnceLock<String>,
-}
-
-/// The project a target repository belongs to (on Harbor, its first component).
-pub fn project_of(repository: &str) -> &str {
-    repository.split('/').next().unwrap_or(repository)
 }
 
 impl Stops {
