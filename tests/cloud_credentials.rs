@@ -101,15 +101,13 @@ fn a_profiles_credential_process_is_run() {
     let home = tempfile::tempdir().unwrap();
     let (_moto, proxy, mut env, _tree) = s3_behind_proxy(home.path());
     let helper = home.path().join("issue-credentials");
-    std::fs::write(
+    write_script(
         &helper,
-        format!(
+        &format!(
             "#!/bin/sh\necho '{{\"Version\": 1, \"AccessKeyId\": \"{PROCESS_KEY_ID}\", \
              \"SecretAccessKey\": \"process-secret-value\", \"SessionToken\": \"process-session\"}}'\n"
         ),
-    )
-    .unwrap();
-    make_executable(&helper);
+    );
     let config = home.path().join("aws-config");
     std::fs::write(&config, format!("[profile sso-like]\ncredential_process = {}\n", helper.display())).unwrap();
     env.push(("AWS_CONFIG_FILE", config.display().to_string()));
@@ -194,14 +192,12 @@ fn the_azure_clis_login_is_used_when_nothing_else_is_set() {
     // An `az` on PATH that answers `az account get-access-token` as the real one does.
     let bin = tempfile::tempdir().unwrap();
     let az = bin.path().join("az");
-    std::fs::write(
+    write_script(
         &az,
         "#!/bin/sh\ncase \"$*\" in *get-access-token*) ;; *) exit 2;; esac\n\
          expires=$(date -d '+1 hour' '+%Y-%m-%d %H:%M:%S.000000')\n\
          echo \"{\\\"accessToken\\\": \\\"az-cli-token\\\", \\\"expiresOn\\\": \\\"$expires\\\", \\\"tokenType\\\": \\\"Bearer\\\"}\"\n",
-    )
-    .unwrap();
-    make_executable(&az);
+    );
     let home = tempfile::tempdir().unwrap();
     let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap());
     let env = [
@@ -226,9 +222,4 @@ fn the_azure_clis_login_is_used_when_nothing_else_is_set() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("no Azure credentials found") && stderr.contains("az login"), "{stderr}");
-}
-
-fn make_executable(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }

@@ -3,77 +3,15 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rehydrate::synth::{generate, SynthSpec};
 use serde_json::Value;
+use support::servers::Prometheus;
 use support::*;
 
 const DASHBOARD: &str = "deploy/grafana-dashboard.json";
-
-/// A Prometheus scraping `target` every second, its data in a temporary folder.
-struct Prometheus {
-    child: Child,
-    url: String,
-    _data: tempfile::TempDir,
-}
-
-impl Prometheus {
-    fn start(target: &str) -> Prometheus {
-        let data = tempfile::tempdir().unwrap();
-        let config = data.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global: {{scrape_interval: 1s, scrape_timeout: 1s}}\n\
-                 scrape_configs:\n  - job_name: rehydrate\n    static_configs: [{{targets: ['{target}']}}]\n"
-            ),
-        )
-        .unwrap();
-        let address = format!("127.0.0.1:{}", free_port());
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", data.path().join("tsdb").display()))
-            .arg(format!("--web.listen-address={address}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus is installed by scripts/install-servers.sh");
-        let url = format!("http://{address}");
-        let client = reqwest::blocking::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !client.get(format!("{url}/-/ready")).send().is_ok_and(|r| r.status().is_success()) {
-            assert!(Instant::now() < deadline, "prometheus did not become ready");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Prometheus { child, url, _data: data }
-    }
-
-    /// The values of `query` every second over `[start, end]` (Unix seconds), every series together.
-    fn values(&self, query: &str, start: f64, end: f64) -> Vec<f64> {
-        let url = url::Url::parse_with_params(
-            &format!("{}/api/v1/query_range", self.url),
-            [("query", query), ("start", &start.to_string()), ("end", &end.to_string()), ("step", "1")],
-        )
-        .unwrap();
-        let answer: Value = reqwest::blocking::get(url).unwrap().json().unwrap();
-        assert_eq!(answer["status"], "success", "{query}: {answer}");
-        let series = answer["data"]["result"].as_array().cloned().unwrap_or_default();
-        series
-            .iter()
-            .flat_map(|s| s["values"].as_array().cloned().unwrap_or_default())
-            .filter_map(|point| point[1].as_str().and_then(|v| v.parse().ok()))
-            .collect()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn now() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()

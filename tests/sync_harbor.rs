@@ -216,10 +216,7 @@ fn write_credential_helper(bin: &std::path::Path, name: &str, host: &str, userna
          else echo 'credentials not found in native keychain'; exit 1; fi\n",
         calls = calls.display()
     );
-    let path = bin.join(format!("docker-credential-{name}"));
-    std::fs::write(&path, script).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_script(&bin.join(format!("docker-credential-{name}")), &script);
 }
 
 #[test]
@@ -234,14 +231,10 @@ fn docker_credential_helpers_are_asked_as_docker_asks_them() {
     let bin = tempfile::tempdir().unwrap();
     write_credential_helper(bin.path(), "store", harbor.host(), &admin, &password);
     write_credential_helper(bin.path(), "other", "elsewhere.example.com", "nobody", "nothing");
-    std::fs::write(
-        bin.path().join("docker-credential-broken"),
+    write_script(
+        &bin.path().join("docker-credential-broken"),
         "#!/bin/sh\necho 'gpg: decryption failed: No secret key' >&2\nexit 1\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(bin.path().join("docker-credential-broken"), std::fs::Permissions::from_mode(0o755))
-        .unwrap();
+    );
     let docker = tempfile::tempdir().unwrap();
     let env = [
         ("DOCKER_CONFIG", docker.path().display().to_string()),

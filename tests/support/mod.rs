@@ -378,6 +378,13 @@ pub fn rehydrate_binary() -> &'static str {
     }
 }
 
+/// Writes an executable script (a stand-in `az`, a Docker credential helper) at `path`.
+pub fn write_script(path: &Path, script: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, script).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 /// Runs the `rehydrate` binary with `args` in a clean environment holding only `env` (and PATH), so
 /// that no cloud variable of the machine leaks into a test.
 pub fn rehydrate_with_env(args: &[&str], env: &[(&str, String)]) -> Output {

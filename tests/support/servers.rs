@@ -1,6 +1,6 @@
-//! The real object-store servers the tests run against, each started on a free loopback port and
-//! stopped (by its process id) on drop: moto (S3), fake-gcs-server (GCS) and Azurite (Azure Blob).
-//! `scripts/install-servers.sh` installs them under `.test-servers/`.
+//! The real servers the tests run against, each started on a free loopback port and stopped (by its
+//! process id) on drop: moto (S3), fake-gcs-server (GCS) and Azurite (Azure Blob), installed under
+//! `.test-servers/`, and Prometheus (Debian's package), all by `scripts/install-servers.sh`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -73,6 +73,57 @@ impl Drop for Server {
 
 fn answers(url: &str) -> bool {
     Client::new().get(url).timeout(Duration::from_secs(2)).send().is_ok()
+}
+
+/// Prometheus scraping one target every second, its data in a temporary folder.
+pub struct Prometheus {
+    _server: Server,
+    pub url: String,
+    _data: tempfile::TempDir,
+}
+
+impl Prometheus {
+    pub fn start(target: &str) -> Prometheus {
+        let data = tempfile::tempdir().unwrap();
+        let config = data.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global: {{scrape_interval: 1s, scrape_timeout: 1s}}\n\
+                 scrape_configs:\n  - job_name: rehydrate\n    static_configs: [{{targets: ['{target}']}}]\n"
+            ),
+        )
+        .unwrap();
+        let address = format!("127.0.0.1:{}", free_port());
+        let mut command = Command::new("prometheus");
+        command
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", data.path().join("tsdb").display()))
+            .arg(format!("--web.listen-address={address}"));
+        let server = Server::start(command);
+        let url = format!("http://{address}");
+        // It answers 503 until its storage is open.
+        let ready = || Client::new().get(format!("{url}/-/ready")).send().is_ok_and(|r| r.status().is_success());
+        server.wait_until("prometheus", ready);
+        Prometheus { _server: server, url, _data: data }
+    }
+
+    /// The values of `query` every second over `[start, end]` (Unix seconds), every series together.
+    pub fn values(&self, query: &str, start: f64, end: f64) -> Vec<f64> {
+        let url = url::Url::parse_with_params(
+            &format!("{}/api/v1/query_range", self.url),
+            [("query", query), ("start", &start.to_string()), ("end", &end.to_string()), ("step", "1")],
+        )
+        .unwrap();
+        let answer: serde_json::Value = reqwest::blocking::get(url).unwrap().json().unwrap();
+        assert_eq!(answer["status"], "success", "{query}: {answer}");
+        let series = answer["data"]["result"].as_array().cloned().unwrap_or_default();
+        series
+            .iter()
+            .flat_map(|s| s["values"].as_array().cloned().unwrap_or_default())
+            .filter_map(|point| point[1].as_str().and_then(|v| v.parse().ok()))
+            .collect()
+    }
 }
 
 /// moto's S3 server (in memory).
