@@ -10,7 +10,8 @@
 //!   (c) `rehydrate sync` from the storage itself into another empty registry (8 tags at once);
 //!   (d) the floor: a plain copy of the blob files on the same disk (`cp -r`).
 //!
-//! Every registry speaks HTTPS with a certificate from a test CA (ocync speaks nothing else; each tool
+//! Every registry is distribution v3.0.0 built with the current Go (`common::use_current_registry`
+//! says why). Every registry speaks HTTPS with a certificate from a test CA (ocync speaks nothing else; each tool
 //! trusts the CA, or skips verification where it cannot be given one: skopeo). Each tool copies into its
 //! own empty registry, and every target is checked to hold every tag at its digest. On this machine the
 //! receiving registry's CPU is what limits every tool, so its CPU time is shown for each row, and the
@@ -193,6 +194,7 @@ fn print_table(rows: &[Row], blob_bytes: u64, images: usize, floor: Duration) {
 }
 
 fn main() {
+    common::use_current_registry();
     let images: usize = std::env::var("REHYDRATE_BENCH_COPY_IMAGES").ok().map(|v| v.parse().unwrap()).unwrap_or(200);
     let work = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data/copy");
     let _ = std::fs::remove_dir_all(&work);

@@ -5,7 +5,8 @@
 //!   - `layers`: 16 tags, each an image of 4 distinct layers of 100 MiB (6.25 GiB of blobs);
 //!   - `huge`: one tag whose image has a single 2 GiB layer.
 //!
-//! For each case, each copy into its own empty registry (Debian's docker-registry, plain HTTP):
+//! For each case, each copy into its own empty registry (distribution v3.0.0 built with the current Go,
+//! `common::use_current_registry`, plain HTTP):
 //!   (a) skopeo (Debian), 8 copies at once, from a registry serving the tree;
 //!   (b) `rehydrate sync` from the tree on disk, default flags;
 //!   (c) `rehydrate sync` from the same tree as an S3 bucket (s3s-fs, a real S3 server over a folder:
@@ -286,6 +287,7 @@ fn print_table(case: &Case, rows: &[Row]) {
 }
 
 fn main() {
+    common::use_current_registry();
     let layer = common::sizes_from_env("REHYDRATE_BENCH_MEMORY_LAYER_MIB", "100")[0] as u64 * MIB;
     let huge = common::sizes_from_env("REHYDRATE_BENCH_MEMORY_HUGE_MIB", "2048")[0] as u64 * MIB;
     let cases = std::env::var("REHYDRATE_BENCH_MEMORY_CASES").unwrap_or_else(|_| "layers,huge".into());

@@ -1,6 +1,7 @@
 //! The command line: clap definitions, turned into the plans that `run::scan` and `sync` run.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -8,9 +9,10 @@ use url::Url;
 
 use crate::copy::{DEFAULT_CHUNK_SIZE, DEFAULT_UPLOAD_CONCURRENCY};
 use crate::filter::{Glob, NameFilter, NameMapping};
-use crate::inventory::Format;
-use crate::log::LogFormat;
 use crate::registry::credentials::{self, CredentialSources};
+use crate::report::log::LogFormat;
+use crate::report::shell::Shell;
+use crate::run::inventory::Format;
 use crate::run::scan::{run_scan, ScanPlan};
 use crate::run::{Outcome, Reporting};
 use crate::scan::{DiscoveryMode, ScanOptions};
@@ -296,13 +298,25 @@ fn default_list_concurrency(source: &Source) -> usize {
 }
 
 impl Cli {
-    pub fn run(self) -> anyhow::Result<Outcome> {
+    /// How messages are to be written: the format, and whether debug lines are on.
+    pub fn log_settings(&self) -> (LogFormat, bool) {
+        let source = match &self.command {
+            Command::Scan(args) => &args.source,
+            Command::Sync(args) | Command::Verify(args) => &args.source,
+            Command::Plan(args) => &args.source,
+            Command::Status(_) | Command::ExportTags(_) => return (LogFormat::Text, false),
+        };
+        (source.log_format, source.verbose)
+    }
+
+    /// Runs the command; its lines go to `shell`.
+    pub fn run(self, shell: Arc<Shell>) -> anyhow::Result<Outcome> {
         match self.command {
-            Command::Scan(args) => args.run(),
-            Command::Sync(args) => args.run(SyncMode::Sync),
-            Command::Verify(args) => args.run(SyncMode::Verify),
+            Command::Scan(args) => args.run(shell),
+            Command::Sync(args) => args.run(SyncMode::Sync, shell),
+            Command::Verify(args) => args.run(SyncMode::Verify, shell),
             Command::Status(args) => args.run(),
-            Command::Plan(args) => args.run(),
+            Command::Plan(args) => args.run(shell),
             Command::ExportTags(args) => args.run(),
         }
     }
@@ -342,15 +356,14 @@ impl StatusArgs {
 
 impl SourceArgs {
     /// Sets up logging and the request-rate limit (before anything runs) and says how to report.
-    fn reporting(&self) -> anyhow::Result<Reporting> {
-        crate::log::init(self.log_format, self.verbose);
+    fn reporting(&self, shell: Arc<Shell>) -> anyhow::Result<Reporting> {
         if let Some(rate) = self.max_requests_per_second {
             if rate.is_nan() || rate <= 0.0 {
                 anyhow::bail!("--max-requests-per-second must be above zero");
             }
         }
-        crate::limit::init(self.max_requests_per_second, None);
         Ok(Reporting {
+            shell,
             quiet: self.quiet,
             progress_interval: std::time::Duration::from_secs(self.progress_interval),
             metrics_addr: self.metrics_addr,
@@ -376,6 +389,7 @@ impl SourceArgs {
                 endpoint: self.endpoint.clone(),
                 anonymous: self.anonymous,
                 stall_timeout: self.stall_timeout.map(std::time::Duration::from_secs),
+                http: Default::default(),
             },
             page_size: self.list_page_size.max(1),
             discovery: self.discovery,
@@ -388,10 +402,15 @@ impl SourceArgs {
 }
 
 impl ScanArgs {
-    fn run(self) -> anyhow::Result<Outcome> {
-        let (source, options) = self.source.resolve(self.untagged)?;
-        let reporting = self.source.reporting()?;
-        crate::window::init(1, options.list_concurrency, self.source.fixed_window);
+    fn run(self, shell: Arc<Shell>) -> anyhow::Result<Outcome> {
+        let (source, mut options) = self.source.resolve(self.untagged)?;
+        let reporting = self.source.reporting(shell)?;
+        options.object.http = Arc::new(crate::http::Context::new(&crate::http::Limits {
+            requests_per_second: self.source.max_requests_per_second,
+            storage_ceiling: Some(options.list_concurrency),
+            fixed_window: self.source.fixed_window,
+            ..Default::default()
+        }));
         run_scan(ScanPlan { source, options, output: self.output, format: self.format, reporting })
     }
 }
@@ -451,9 +470,14 @@ fn read_only_plan(
     source: &SourceArgs,
     target: &TargetArgs,
     selection: &SelectionArgs,
+    shell: Arc<Shell>,
 ) -> anyhow::Result<SyncPlan> {
-    let reporting = source.reporting()?;
-    let (source_location, options) = source.resolve(selection.untagged)?;
+    let reporting = source.reporting(shell)?;
+    let (source_location, mut options) = source.resolve(selection.untagged)?;
+    options.object.http = Arc::new(crate::http::Context::new(&crate::http::Limits {
+        requests_per_second: source.max_requests_per_second,
+        ..Default::default()
+    }));
     let (target_url, credentials) = target.resolve()?;
     Ok(SyncPlan {
         mode,
@@ -478,13 +502,14 @@ fn read_only_plan(
 }
 
 impl SyncArgs {
-    fn run(self, mode: SyncMode) -> anyhow::Result<Outcome> {
-        let mut plan = read_only_plan(mode, &self.source, &self.target, &self.selection)?;
-        if let Some(rate) = &self.max_bandwidth {
-            let bytes_per_second =
-                crate::limit::parse_bytes_per_second(rate).map_err(|e| anyhow::anyhow!("--max-bandwidth {e}"))?;
-            crate::limit::init(None, Some(bytes_per_second));
-        }
+    fn run(self, mode: SyncMode, shell: Arc<Shell>) -> anyhow::Result<Outcome> {
+        let mut plan = read_only_plan(mode, &self.source, &self.target, &self.selection, shell)?;
+        let bytes_per_second = match &self.max_bandwidth {
+            Some(rate) => Some(
+                crate::http::limit::parse_bytes_per_second(rate).map_err(|e| anyhow::anyhow!("--max-bandwidth {e}"))?,
+            ),
+            None => None,
+        };
         let shard = self.source.shard.as_deref().unwrap_or("all");
         plan.journal = match (self.no_journal, &self.journal) {
             (true, _) => None,
@@ -500,14 +525,20 @@ impl SyncArgs {
         plan.tags_from = self.tags_from.clone();
         plan.delete = self.delete;
         let storage_ceiling = plan.options.list_concurrency + plan.push_concurrency;
-        crate::window::init(plan.push_concurrency, storage_ceiling, self.source.fixed_window);
+        plan.options.object.http = Arc::new(crate::http::Context::new(&crate::http::Limits {
+            requests_per_second: self.source.max_requests_per_second,
+            bytes_per_second,
+            target_ceiling: Some(plan.push_concurrency),
+            storage_ceiling: Some(storage_ceiling),
+            fixed_window: self.source.fixed_window,
+        }));
         run_sync(plan)
     }
 }
 
 impl PlanArgs {
-    fn run(self) -> anyhow::Result<Outcome> {
-        let mut plan = read_only_plan(SyncMode::Sync, &self.source, &self.target, &self.selection)?;
+    fn run(self, shell: Arc<Shell>) -> anyhow::Result<Outcome> {
+        let mut plan = read_only_plan(SyncMode::Sync, &self.source, &self.target, &self.selection, shell)?;
         // A plan counts what would move: only what a client could pull from the source.
         plan.options.deep = true;
         run_plan(plan, self.format)

@@ -340,7 +340,7 @@ impl Journal {
                 let journal = journal.clone();
                 let flushed = tokio::task::spawn_blocking(move || journal.flush()).await;
                 if let Err(error) = flushed.expect("journal flush panicked") {
-                    crate::log::warn(error);
+                    crate::report::log::warn(error);
                 }
             }
         })

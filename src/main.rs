@@ -11,11 +11,22 @@ const EXIT_PARTIAL: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::try_parse().unwrap_or_else(|error| exit_with_usage(error));
-    match cli.run() {
+    let (format, verbose) = cli.log_settings();
+    let shell = rehydrate::report::log::init(format, verbose);
+    // The one runtime of the process: every command's async work runs on it.
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            rehydrate::report::log::error(format!("starting the async runtime: {error}"));
+            return ExitCode::from(EXIT_FATAL);
+        }
+    };
+    let _entered = runtime.enter();
+    match cli.run(shell) {
         Ok(Outcome::Complete) => ExitCode::SUCCESS,
         Ok(Outcome::Partial) => ExitCode::from(EXIT_PARTIAL),
         Err(error) => {
-            rehydrate::log::error(format!("{error:#}"));
+            rehydrate::report::log::error(format!("{error:#}"));
             ExitCode::from(EXIT_FATAL)
         }
     }

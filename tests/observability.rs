@@ -56,14 +56,16 @@ fn a_json_logged_run_reports_progress_and_serves_metrics() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
 
-    assert!(scraped.contains("# TYPE rehydrate_requests_total counter"), "{scraped}");
+    // OpenMetrics (prometheus-client): a counter's family is typed without `_total`, its samples keep it.
+    assert!(scraped.contains("# TYPE rehydrate_requests counter"), "{scraped}");
+    assert!(scraped.trim_end().ends_with("# EOF"), "{scraped}");
     assert!(
         scraped.contains(r#"rehydrate_requests_total{side="target",operation="PUT manifest",status="201"}"#),
         "{scraped}"
     );
     assert!(
         scraped
-            .contains(r#"rehydrate_request_duration_seconds_bucket{side="target",operation="PUT manifest",le="+Inf"}"#),
+            .contains(r#"rehydrate_request_duration_seconds_bucket{le="+Inf",side="target",operation="PUT manifest"}"#),
         "{scraped}"
     );
     assert!(scraped.contains(r#"rehydrate_tags_total{outcome="pushed"}"#), "{scraped}");

@@ -168,3 +168,32 @@ pub fn skopeo_copy_all(from: &str, to: &str, truth: &[rehydrate::synth::TruthRec
         }
     });
 }
+
+/// The distribution release the copy benchmarks receive into, built with the Go on this machine.
+const REGISTRY_MODULE: &str = "github.com/distribution/distribution/v3/cmd/registry@v3.0.0";
+
+/// Points the registries of this benchmark (`support::Registry`, through `REHYDRATE_REGISTRY_BIN`) at
+/// distribution v3.0.0 built with the current Go, once, into `target/bench-tools`, unless the variable
+/// is set already. Why: Debian's `docker-registry` is built with Go 1.19, whose SHA-256 does not use the
+/// CPU's SHA instructions; every upload is hashed on one core at about 250 MiB/s, and that alone set the
+/// pace of every large-layer copy (8 s of its CPU for a 2 GiB layer, 3.3 s when built with Go 1.26).
+/// Harbor's own registry images are built with a current Go. Without `go` on the PATH, Debian's is used
+/// and a line says so.
+pub fn use_current_registry() {
+    if std::env::var_os("REHYDRATE_REGISTRY_BIN").is_some() {
+        return;
+    }
+    let tools = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-tools");
+    let binary = tools.join("registry");
+    if !binary.exists() {
+        eprintln!("building {REGISTRY_MODULE} with go into {} ...", tools.display());
+        let built = Command::new("go").args(["install", REGISTRY_MODULE]).env("GOBIN", &tools).status();
+        if !built.is_ok_and(|status| status.success()) {
+            eprintln!("could not build it (is go on the PATH?): the receiver is Debian's docker-registry (Go 1.19)");
+            return;
+        }
+    }
+    std::env::set_var("REHYDRATE_REGISTRY_BIN", &binary);
+    // distribution v3 exports traces to localhost:4318 unless told not to.
+    std::env::set_var("OTEL_TRACES_EXPORTER", "none");
+}

@@ -8,7 +8,7 @@
 //! session stands (its `Range`), and the upload goes on from there, the source read again from that
 //! offset (a seek on disk, a ranged read on an object store); a session the target has forgotten is
 //! opened again from the first byte. The digest check covers every byte across all of it. A transfer
-//! has `net::ATTEMPTS` tries without progress: a try after which the target holds more bytes than
+//! has `http::retry::ATTEMPTS` tries without progress: a try after which the target holds more bytes than
 //! before starts the count again.
 
 use std::sync::atomic::Ordering;
@@ -52,7 +52,8 @@ impl Copier {
             Some(location) => location,
             None => self.target.start_upload(repository).await?,
         };
-        let mut backoff = crate::net::Backoff::default();
+        let http = self.target.http().context().clone();
+        let mut backoff = http.backoff();
         let mut held = 0;
         loop {
             let sent = self.send_from(repository, blob, &reader, size, &mut location, held).await;
@@ -72,7 +73,7 @@ impl Copier {
             // A try that moved the upload forward does not use the budget: only tries without progress
             // count (a multi-GiB blob on a flaky link gets there, a target that takes nothing does not).
             if held > before {
-                backoff = crate::net::Backoff::default();
+                backoff.reset();
             }
             if !backoff.wait(error.retry_after()).await {
                 return Err(reader_failure.unwrap_or_else(|| error.into()));
@@ -95,7 +96,7 @@ impl Copier {
         let sent = reader.lock().await.position();
         match self.target.upload_status(repository, location).await? {
             UploadStatus::At { offset, location } if offset <= sent => {
-                crate::log::debug(|| format!("{repository}: the upload goes on at byte {offset} of the session"));
+                tracing::debug!("{repository}: the upload goes on at byte {offset} of the session");
                 Ok((offset, location))
             }
             _ => Ok((0, self.target.start_upload(repository).await?)),
@@ -115,13 +116,13 @@ impl Copier {
     ) -> Result<(), RegistryError> {
         let generation = reader.lock().await.generation();
         if from == 0 && size <= self.chunk_size {
-            let whole = body(reader.clone(), size, generation);
+            let whole = body(reader.clone(), size, generation, self.target.http().context().clone());
             return self.target.put_blob(repository, location, &blob.digest, size, whole).await;
         }
         let mut offset = from;
         while offset < size {
             let length = self.chunk_size.min(size - offset);
-            let part = body(reader.clone(), length, generation);
+            let part = body(reader.clone(), length, generation, self.target.http().context().clone());
             let next = self.target.patch_blob(repository, location, offset, length, part);
             *location = next.await?;
             offset += length;

@@ -208,29 +208,37 @@ impl SourceReader {
 
 /// The next `length` bytes of a shared reader as a request body, streamed piece by piece, as long as
 /// the reader is at `generation` (a body made before a rewind fails instead of taking pieces).
-pub fn body(reader: Arc<tokio::sync::Mutex<SourceReader>>, length: u64, generation: u64) -> reqwest::Body {
-    let pieces = futures::stream::unfold((reader, length), move |(reader, left)| async move {
-        if left == 0 {
-            return None;
-        }
-        let mut current = reader.lock().await;
-        if current.generation() != generation {
-            drop(current);
-            return Some((Err(std::io::Error::other("a body of an earlier try")), (reader, 0)));
-        }
-        let piece = current.next_piece(left).await;
-        drop(current);
-        // `--max-bandwidth` counts bytes sent, not the ones a rewind reads again to hash.
-        if let Ok(Some(piece)) = &piece {
-            crate::limit::bytes(piece.len()).await;
-        }
-        match piece {
-            Ok(Some(piece)) => {
-                let left = left - piece.len() as u64;
-                Some((Ok(piece), (reader, left)))
+pub fn body(
+    reader: Arc<tokio::sync::Mutex<SourceReader>>,
+    length: u64,
+    generation: u64,
+    http: Arc<crate::http::Context>,
+) -> reqwest::Body {
+    let pieces = futures::stream::unfold((reader, length), move |(reader, left)| {
+        let http = http.clone();
+        async move {
+            if left == 0 {
+                return None;
             }
-            Ok(None) => Some((Err(std::io::Error::other("the blob ended early")), (reader, 0))),
-            Err(error) => Some((Err(error), (reader, 0))),
+            let mut current = reader.lock().await;
+            if current.generation() != generation {
+                drop(current);
+                return Some((Err(std::io::Error::other("a body of an earlier try")), (reader, 0)));
+            }
+            let piece = current.next_piece(left).await;
+            drop(current);
+            // `--max-bandwidth` counts bytes sent, not the ones a rewind reads again to hash.
+            if let Ok(Some(piece)) = &piece {
+                http.copied(piece.len()).await;
+            }
+            match piece {
+                Ok(Some(piece)) => {
+                    let left = left - piece.len() as u64;
+                    Some((Ok(piece), (reader, left)))
+                }
+                Ok(None) => Some((Err(std::io::Error::other("the blob ended early")), (reader, 0))),
+                Err(error) => Some((Err(error), (reader, 0))),
+            }
         }
     });
     reqwest::Body::wrap_stream(pieces)
@@ -320,11 +328,11 @@ mod tests {
         let content: Vec<u8> = (0..1_500_000u32).map(|i| (i % 241) as u8).collect();
         let (_dir, store, digest) = store_with(&content);
         let reader = Arc::new(tokio::sync::Mutex::new(SourceReader::open(store, &digest, 0, 1 << 20).await.unwrap()));
-        let stale = body(reader.clone(), 1000, reader.lock().await.generation());
+        let stale = body(reader.clone(), 1000, reader.lock().await.generation(), Arc::default());
         reader.lock().await.rewind_to(0).await.unwrap();
         assert!(stale.collect().await.is_err(), "a body of an earlier try fails");
         assert_eq!(reader.lock().await.position(), 0, "and took no byte from the current one");
-        let fresh = body(reader.clone(), 1000, reader.lock().await.generation());
+        let fresh = body(reader.clone(), 1000, reader.lock().await.generation(), Arc::default());
         assert_eq!(fresh.collect().await.unwrap().to_bytes(), &content[..1000]);
     }
 

@@ -97,7 +97,7 @@ pub type TokenKey = fn(&[String]) -> String;
 /// Fetches and caches bearer tokens, one per scope set (or per what the registry's `TokenKey` says
 /// one token serves).
 pub struct TokenCache {
-    http: reqwest::Client,
+    http: crate::http::Client,
     credentials: Option<Credentials>,
     tokens: Mutex<HashMap<String, CachedToken>>,
     /// One fetch at a time per key: the copies that need the same token wait for the one request (a
@@ -115,7 +115,7 @@ pub enum AuthError {
 }
 
 impl TokenCache {
-    pub fn new(http: reqwest::Client, credentials: Option<Credentials>) -> TokenCache {
+    pub fn new(http: crate::http::Client, credentials: Option<Credentials>) -> TokenCache {
         TokenCache {
             http,
             credentials,
@@ -192,9 +192,11 @@ impl TokenCache {
                 None => request,
             }
         };
-        let (status, body) = crate::net::fetch_with_retries("target", "token", request)
+        let (status, body) = self
+            .http
+            .fetch_with_retries("token", request)
             .await
-            .map_err(|e| AuthError::Failed { realm: realm.to_string(), message: crate::net::describe_error(&e) })?;
+            .map_err(|e| AuthError::Failed { realm: realm.to_string(), message: crate::http::describe_error(&e) })?;
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             return Err(AuthError::Refused { realm: realm.to_string(), status: status.as_u16() });
         }

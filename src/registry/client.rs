@@ -108,7 +108,7 @@ fn next_page(url: &Url, headers: &HeaderMap) -> Option<Url> {
 /// A registry's `/v2/` API, with its authentication.
 pub struct RegistryClient {
     base: Url,
-    http: reqwest::Client,
+    http: crate::http::Client,
     tokens: TokenCache,
     /// How the registry asked to be authenticated, learned from its first 401.
     challenge: Mutex<Option<Challenge>>,
@@ -127,8 +127,13 @@ impl fmt::Debug for RegistryClient {
 }
 
 impl RegistryClient {
-    pub fn new(base: Url, http: reqwest::Client, credentials: Option<Credentials>) -> RegistryClient {
+    pub fn new(base: Url, http: crate::http::Client, credentials: Option<Credentials>) -> RegistryClient {
         RegistryClient { base, tokens: TokenCache::new(http.clone(), credentials), http, challenge: Mutex::new(None) }
+    }
+
+    /// The HTTP client the target's requests go through.
+    pub fn http(&self) -> &crate::http::Client {
+        &self.http
     }
 
     fn url(&self, path: &str) -> Url {
@@ -161,15 +166,16 @@ impl RegistryClient {
         build: impl Fn() -> RequestBuilder,
     ) -> Result<Response, RegistryError> {
         let mut answered_challenge = false;
-        let mut backoff = crate::net::Backoff::default();
+        let mut backoff = self.http.backoff();
         loop {
             let request = self.authorize(build(), scopes).await?;
-            let outcome = crate::net::execute("target", operation, request).await;
+            let outcome = self.http.execute(operation, request).await;
             let (transient, retry_after) = match &outcome {
-                Ok(response) => {
-                    (crate::net::is_transient(response.status()), crate::net::retry_after(response.headers()))
-                }
-                Err(error) => (crate::net::is_transient_error(error), None),
+                Ok(response) => (
+                    crate::http::retry::is_transient(response.status()),
+                    crate::http::retry::retry_after(response.headers()),
+                ),
+                Err(error) => (crate::http::retry::is_transient_error(error), None),
             };
             if transient && backoff.wait(retry_after).await {
                 continue;
@@ -177,7 +183,7 @@ impl RegistryClient {
             let response = outcome.map_err(|e| RegistryError::Transport {
                 operation,
                 target: target.to_string(),
-                message: crate::net::describe_error(&e),
+                message: crate::http::describe_error(&e),
             })?;
             if response.status() == StatusCode::UNAUTHORIZED && !answered_challenge {
                 if let Some(challenge) =
@@ -201,7 +207,7 @@ impl RegistryClient {
     /// Turns a non-success answer into an error with the registry's codes.
     async fn fail(operation: &'static str, target: &str, response: Response) -> RegistryError {
         let status = response.status().as_u16();
-        let retry_after = crate::net::retry_after(response.headers());
+        let retry_after = crate::http::retry::retry_after(response.headers());
         let text = response.text().await.unwrap_or_default();
         let codes = serde_json::from_str::<ErrorBody>(&text).map(|b| b.errors).unwrap_or_default();
         let codes = if codes.is_empty() && !text.trim().is_empty() {
@@ -282,7 +288,7 @@ impl RegistryClient {
                 let bytes = response.bytes().await.map_err(|e| RegistryError::Transport {
                     operation: "GET manifest",
                     target: target.clone(),
-                    message: crate::net::describe_error(&e),
+                    message: crate::http::describe_error(&e),
                 })?;
                 Ok(Some((media_type, bytes)))
             }
@@ -421,8 +427,8 @@ impl RegistryClient {
         request: RequestBuilder,
     ) -> Result<Response, RegistryError> {
         let scopes = [repository_scope(repository, "pull,push")];
-        crate::net::execute("target", operation, self.authorize(request, &scopes).await?).await.map_err(|e| {
-            RegistryError::Transport { operation, target: target.to_string(), message: crate::net::describe_error(&e) }
+        self.http.execute(operation, self.authorize(request, &scopes).await?).await.map_err(|e| {
+            RegistryError::Transport { operation, target: target.to_string(), message: crate::http::describe_error(&e) }
         })
     }
 

@@ -73,7 +73,7 @@ pub fn token_key(scopes: &[String]) -> String {
 /// A Harbor instance's projects API.
 pub struct Harbor {
     api: Url,
-    http: reqwest::Client,
+    http: crate::http::Client,
     credentials: Option<Credentials>,
     projects: Mutex<HashMap<String, ProjectCell>>,
 }
@@ -94,14 +94,15 @@ impl Harbor {
     /// registry: taking a Harbor for one would skip its project creation and fail every push.
     pub async fn detect(
         base: &Url,
-        http: &reqwest::Client,
+        http: &crate::http::Client,
         credentials: Option<Credentials>,
     ) -> Result<Option<Harbor>, HarborError> {
         let api = base.join("/api/v2.0/").expect("a valid path");
         let url = api.join("systeminfo").expect("a valid path");
-        let (status, body) = crate::net::fetch_with_retries("target", "harbor systeminfo", || http.get(url.clone()))
+        let (status, body) = http
+            .fetch_with_retries("harbor systeminfo", || http.get(url.clone()))
             .await
-            .map_err(|e| HarborError::Transport(crate::net::describe_error(&e)))?;
+            .map_err(|e| HarborError::Transport(crate::http::describe_error(&e)))?;
         if status.is_server_error() {
             return Err(HarborError::Transport(format!("GET systeminfo: HTTP {}", status.as_u16())));
         }
@@ -114,11 +115,11 @@ impl Harbor {
     /// The Harbor version, when the credentials may see it.
     pub async fn version(&self) -> Option<String> {
         let url = self.api.join("systeminfo").ok()?;
-        let (_, body) = crate::net::fetch_with_retries("target", "harbor systeminfo", || {
-            self.with_credentials(self.http.get(url.clone()))
-        })
-        .await
-        .ok()?;
+        let (_, body) = self
+            .http
+            .fetch_with_retries("harbor systeminfo", || self.with_credentials(self.http.get(url.clone())))
+            .await
+            .ok()?;
         serde_json::from_slice::<SystemInfo>(&body).ok()?.harbor_version
     }
 
@@ -134,11 +135,11 @@ impl Harbor {
     pub async fn check_credentials(&self) -> Result<(), HarborError> {
         let credentials = self.credentials.as_ref().ok_or(HarborError::NoCredentials)?;
         let url = self.api.join("users/current").expect("valid path");
-        let response = crate::net::send_with_retries("target", "harbor user", || {
-            self.with_credentials(self.http.get(url.clone()))
-        })
-        .await
-        .map_err(|e| HarborError::Transport(crate::net::describe_error(&e)))?;
+        let response = self
+            .http
+            .send_with_retries("harbor user", || self.with_credentials(self.http.get(url.clone())))
+            .await
+            .map_err(|e| HarborError::Transport(crate::http::describe_error(&e)))?;
         match response.status() {
             StatusCode::UNAUTHORIZED => Err(HarborError::WrongCredentials(credentials.username.clone())),
             // Robot accounts may not read users/current (403) but did authenticate.
@@ -154,11 +155,11 @@ impl Harbor {
         let path =
             format!("projects/{project}/repositories/{}/artifacts/{digest}/tags/{tag}", name.replace('/', "%252F"));
         let url = self.api.join(&path).expect("valid path");
-        let response = crate::net::send_with_retries("target", "harbor delete tag", || {
-            self.with_credentials(self.http.delete(url.clone()))
-        })
-        .await
-        .map_err(|e| HarborError::Transport(crate::net::describe_error(&e)))?;
+        let response = self
+            .http
+            .send_with_retries("harbor delete tag", || self.with_credentials(self.http.delete(url.clone())))
+            .await
+            .map_err(|e| HarborError::Transport(crate::http::describe_error(&e)))?;
         match response.status() {
             // 404: gone already (a retry whose first answer was lost, or someone else).
             status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
@@ -209,7 +210,9 @@ impl Harbor {
             Ok(info) => info,
             // Without the right, its settings are learnt from Harbor's answers to the pushes instead.
             Err(error @ HarborError::NoRight { .. }) => {
-                crate::log::warn(format!("{error}: its proxy-cache setting is found at the first push instead"));
+                crate::report::log::warn(format!(
+                    "{error}: its proxy-cache setting is found at the first push instead"
+                ));
                 None
             }
             Err(error) => return Err(error),
@@ -228,11 +231,13 @@ impl Harbor {
         let body = serde_json::json!({"project_name": project, "metadata": {"public": "false"}});
         let url = self.api.join("projects").expect("valid path");
         // Retrying a POST is safe here: a project created by a try whose answer was lost answers 409.
-        let response = crate::net::send_with_retries("target", "harbor create project", || {
-            self.with_credentials(self.http.post(url.clone())).json(&body)
-        })
-        .await
-        .map_err(|e| HarborError::Transport(crate::net::describe_error(&e)))?;
+        let response = self
+            .http
+            .send_with_retries("harbor create project", || {
+                self.with_credentials(self.http.post(url.clone())).json(&body)
+            })
+            .await
+            .map_err(|e| HarborError::Transport(crate::http::describe_error(&e)))?;
         let status = response.status();
         match status {
             StatusCode::CREATED => return Ok(ProjectReady::Created),
@@ -265,10 +270,11 @@ impl Harbor {
         path: &str,
     ) -> Result<Option<T>, HarborError> {
         let url = self.api.join(path).expect("valid path");
-        let (status, body) =
-            crate::net::fetch_with_retries("target", what, || self.with_credentials(self.http.get(url.clone())))
-                .await
-                .map_err(|e| HarborError::Transport(crate::net::describe_error(&e)))?;
+        let (status, body) = self
+            .http
+            .fetch_with_retries(what, || self.with_credentials(self.http.get(url.clone())))
+            .await
+            .map_err(|e| HarborError::Transport(crate::http::describe_error(&e)))?;
         match status.as_u16() {
             200 => serde_json::from_slice(&body)
                 .map(Some)

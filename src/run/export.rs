@@ -25,12 +25,13 @@ pub struct ExportPlan {
 }
 
 pub fn run_export_tags(plan: ExportPlan) -> anyhow::Result<Outcome> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(export(plan))
+    tokio::runtime::Handle::current().block_on(export(plan))
 }
 
 async fn export(plan: ExportPlan) -> anyhow::Result<Outcome> {
-    let target = Target::connect_to(&plan.target, plan.credentials.clone(), plan.ca_cert.as_deref(), None).await?;
+    let target =
+        Target::connect_to(&plan.target, plan.credentials.clone(), plan.ca_cert.as_deref(), None, Default::default())
+            .await?;
     let harbor = target
         .harbor
         .with_context(|| format!("{} is not a Harbor: only Harbor keeps tags outside its storage", plan.target))?;
@@ -57,6 +58,6 @@ async fn export(plan: ExportPlan) -> anyhow::Result<Outcome> {
     if let (Some(temporary), Some(path)) = (temporary, &plan.output) {
         std::fs::rename(&temporary, path).with_context(|| format!("writing {}", path.display()))?;
     }
-    crate::log::info(format!("exported {count} tags from {}", plan.target));
+    crate::report::log::info(format!("exported {count} tags from {}", plan.target));
     Ok(Outcome::Complete)
 }

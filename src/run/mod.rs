@@ -3,6 +3,8 @@
 //! The scan command's run is `scan.rs`; the sync and verify runs are `crate::sync`.
 
 pub mod export;
+pub mod inventory;
+pub mod live;
 pub mod scan;
 
 use std::sync::Arc;
@@ -10,7 +12,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::progress::{get, Live, Reporter};
+use crate::http::Side;
+use crate::report::progress::Reporter;
+use crate::report::shell::Shell;
+use crate::run::live::{get, Live, LiveMetrics};
 use crate::scan::RequestCounts;
 
 /// How a run ended, for the exit code.
@@ -25,6 +30,8 @@ pub enum Outcome {
 /// What the run tells its operator while it runs.
 #[derive(Debug, Clone, Default)]
 pub struct Reporting {
+    /// Where lines and the status line go.
+    pub shell: Arc<Shell>,
     /// Print only the summary, not each problem.
     pub quiet: bool,
     /// Off a terminal: a progress line this often (never when zero).
@@ -36,12 +43,14 @@ pub struct Reporting {
 /// Starts the metrics endpoint (when asked) and the progress reporter over `live`.
 pub fn start_reporting(live: &Arc<Live>, reporting: &Reporting) -> anyhow::Result<Reporter> {
     if let Some(address) = reporting.metrics_addr {
-        let metrics_live = live.clone();
-        let bound = crate::metrics::serve(address, move |out| metrics_live.write_metrics(out))
+        let mut registry = prometheus_client::registry::Registry::default();
+        live.http.metrics.register(&mut registry);
+        registry.register_collector(Box::new(LiveMetrics(live.clone())));
+        let bound = crate::report::metrics::serve(address, registry)
             .with_context(|| format!("serving metrics on {address}"))?;
-        crate::log::info(format!("metrics: http://{bound}/metrics"));
+        crate::report::log::info(format!("metrics: http://{bound}/metrics"));
     }
-    Ok(Reporter::start(live.clone(), reporting.progress_interval))
+    Ok(Reporter::start(live.clone(), reporting.shell.clone(), reporting.progress_interval))
 }
 
 /// How many problems are printed on standard error one by one; past that, they are only in the
@@ -61,13 +70,13 @@ impl ProblemPrinter {
 
     pub fn error(&mut self, message: impl std::fmt::Display) {
         if self.room() {
-            crate::log::error(message);
+            crate::report::log::error(message);
         }
     }
 
     pub fn warning(&mut self, message: impl std::fmt::Display) {
         if self.room() {
-            crate::log::warn(message);
+            crate::report::log::warn(message);
         }
     }
 
@@ -81,9 +90,9 @@ impl ProblemPrinter {
 
 /// Where the storage side's adaptive window ended and how often the store made it halve (a scan has
 /// only that side; a sync reports both in its `windows:` line).
-pub fn log_storage_window() {
-    let Some(storage) = crate::window::of("storage") else { return };
-    crate::log::info_with(
+pub fn log_storage_window(http: &crate::http::Context) {
+    let Some(storage) = http.window(Side::Storage) else { return };
+    crate::report::log::info_with(
         format!("storage window: {} in flight at the end, halved {} times", storage.size(), storage.cuts()),
         &[("window_storage", storage.size().into()), ("window_storage_cuts", storage.cuts().into())],
     );
@@ -91,7 +100,7 @@ pub fn log_storage_window() {
 
 /// The storage requests a run made (scan and sync summaries alike).
 pub fn log_storage_requests(requests: &RequestCounts) {
-    crate::log::info(format!(
+    crate::report::log::info(format!(
         "storage requests: {} listings, {} reads (links, manifests, blob checks on disk); {} entries seen",
         get(&requests.lists),
         get(&requests.reads),

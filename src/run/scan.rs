@@ -12,8 +12,9 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::mpsc::Receiver;
 
 use super::{log_storage_requests, log_storage_window, start_reporting, Outcome, ProblemPrinter, Reporting};
-use crate::inventory::{human_duration, Counts, Format, InventoryWriter};
-use crate::progress::Live;
+use crate::report::units::human_duration;
+use crate::run::inventory::{Counts, Format, InventoryWriter};
+use crate::run::live::Live;
 use crate::scan::{self, RequestCounts, ScanItem, ScanOptions};
 use crate::storage::Source;
 
@@ -36,7 +37,7 @@ pub fn run_scan(plan: ScanPlan) -> anyhow::Result<Outcome> {
     };
     let mut writer = InventoryWriter::new(BufWriter::with_capacity(64 * 1024, out), plan.format)?;
     let requests = Arc::new(RequestCounts::default());
-    let live = Arc::new(Live::new("scan", started, requests.clone(), Arc::default()));
+    let live = Arc::new(Live::new("scan", started, requests.clone(), Arc::default(), plan.options.object.http.clone()));
     let reporter = start_reporting(&live, &plan.reporting)?;
     let (mut items, scan_thread) = scan::start(&plan.source, plan.options.clone(), requests.clone());
 
@@ -58,7 +59,7 @@ pub fn run_scan(plan: ScanPlan) -> anyhow::Result<Outcome> {
     live.mark_listing_finished();
     reporter.stop();
 
-    print_summary(&counts, &requests, started, printer.printed);
+    print_summary(&counts, &requests, &plan.options.object.http, started, printer.printed);
     Ok(if counts.errors > 0 { Outcome::Partial } else { Outcome::Complete })
 }
 
@@ -78,9 +79,15 @@ fn next_flushing<W: Write>(
     }
 }
 
-fn print_summary(counts: &Counts, requests: &RequestCounts, started: Instant, problems_printed: u64) {
+fn print_summary(
+    counts: &Counts,
+    requests: &RequestCounts,
+    http: &crate::http::Context,
+    started: Instant,
+    problems_printed: u64,
+) {
     let elapsed = human_duration(started.elapsed());
-    crate::log::info_with(
+    crate::report::log::info_with(
         format!(
             "scan finished in {elapsed}: {} repositories, {} tags, {} untagged manifests, {} errors, {} warnings",
             counts.repositories, counts.tags, counts.untagged, counts.errors, counts.warnings
@@ -95,14 +102,14 @@ fn print_summary(counts: &Counts, requests: &RequestCounts, started: Instant, pr
         ],
     );
     log_storage_requests(requests);
-    log_storage_window();
+    log_storage_window(http);
     log_cost_and_reasons(counts, requests);
     let problems = counts.errors + counts.warnings;
     if problems > problems_printed && problems_printed > 0 {
-        crate::log::info(format!("({} more problems are in the inventory only)", problems - problems_printed));
+        crate::report::log::info(format!("({} more problems are in the inventory only)", problems - problems_printed));
     }
     if counts.errors > 0 {
-        crate::log::info(format!(
+        crate::report::log::info(format!(
             "the scan is PARTIAL: {} items could not be read (each is an error record in the inventory)",
             counts.errors
         ));
@@ -117,7 +124,7 @@ fn log_cost_and_reasons(counts: &Counts, requests: &RequestCounts) {
     let requests_made = requests.lists.load(Relaxed) + requests.reads.load(Relaxed);
     let per_tag = requests_made as f64 / checked.max(1) as f64;
     let per_repository = requests_made as f64 / counts.repositories.max(1) as f64;
-    crate::log::info_with(
+    crate::report::log::info_with(
         format!("cost: {per_tag:.2} storage requests per tag, {per_repository:.2} per repository"),
         &[("requests_per_tag", per_tag.into()), ("requests_per_repository", per_repository.into())],
     );
@@ -127,7 +134,7 @@ fn log_cost_and_reasons(counts: &Counts, requests: &RequestCounts) {
     let words: Vec<String> = counts.unpullable.iter().map(|(reason, n)| format!("{n} {reason}")).collect();
     let fields: serde_json::Map<String, serde_json::Value> =
         counts.unpullable.iter().map(|(reason, n)| (reason.to_string(), (*n).into())).collect();
-    crate::log::info_with(
+    crate::report::log::info_with(
         format!(
             "not listed as tags (the registry would not serve them, or they cannot be pulled): {}",
             words.join(", ")

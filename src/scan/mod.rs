@@ -232,11 +232,15 @@ pub fn start(
     let (sender, receiver) = channel(CHANNEL_CAPACITY);
     let emitter = Emitter { sender };
     let source = source.clone();
+    // An object store is listed by tasks of the process's runtime; this thread only waits for them.
+    let runtime = tokio::runtime::Handle::current();
     let handle = std::thread::Builder::new()
         .name("scan".into())
         .spawn(move || match &source {
             Source::Filesystem(root) => fs::scan(root, &options, &emitter, &counts),
-            Source::Object { cloud, bucket, root } => object::scan(*cloud, bucket, root, &options, &emitter, &counts),
+            Source::Object { cloud, bucket, root } => {
+                object::scan(&runtime, *cloud, bucket, root, &options, &emitter, &counts)
+            }
         })
         .expect("spawning the scan thread");
     (receiver, handle)

@@ -48,6 +48,7 @@ pub enum ObjectScanError {
 }
 
 pub fn scan(
+    runtime: &tokio::runtime::Handle,
     cloud: Cloud,
     bucket: &str,
     root: &str,
@@ -55,7 +56,6 @@ pub fn scan(
     emitter: &Emitter,
     counts: &Arc<RequestCounts>,
 ) -> std::io::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("scan-io").build()?;
     runtime
         .block_on(scan_async(cloud, bucket, root, options, emitter, counts))
         .map_err(|error| std::io::Error::other(error.to_string()))
@@ -332,13 +332,16 @@ impl Scanner {
         loop {
             if !by_token && pool.has_free_slot() {
                 if let Some(cut) = self.cut_point(prefix, page_start.as_deref(), &range) {
-                    pool.spawn(KeyRange {
+                    let rest = KeyRange {
                         after: Some(cut.clone()),
-                        before: range.before.take(),
+                        before: range.before.clone(),
                         token: None,
                         last_page_entries: 0,
-                    });
-                    range.before = Some(cut);
+                    };
+                    // Refused (the queue is full): this range stays whole.
+                    if pool.offer(rest).is_none() {
+                        range.before = Some(cut);
+                    }
                 }
             }
             page_start = range.after.clone();
@@ -410,7 +413,11 @@ impl Scanner {
                     layout::ChildKind::RepositoryMarker => is_repository = folder.len() > prefix.len(),
                     layout::ChildKind::Reserved => {}
                     layout::ChildKind::Component => match check_component(name) {
-                        Ok(()) => pool.spawn(format!("{folder}{name}/")),
+                        Ok(()) => {
+                            if let Some(child) = pool.offer(format!("{folder}{name}/")) {
+                                Box::pin(self.walk_folder(prefix, child, pool, found)).await;
+                            }
+                        }
                         Err(error) => {
                             if self.emit(ScanItem::Error(ItemError::new(child.clone(), error))).await.is_err() {
                                 return;
@@ -727,16 +734,23 @@ fn group_tag_keys(tags_prefix: &str, objects: Vec<crate::storage::object::Listed
     tags
 }
 
-/// A pool of async jobs, at most `workers` running at once, where a running job can add more.
+/// A pool of async jobs, at most `workers` running at once, where a running job can offer more. Its
+/// queue is bounded, after ripgrep's walker: a job offered while `workers` jobs wait already is refused,
+/// and the one that offered it does it itself (depth first), so memory never grows with the width of
+/// the tree.
 struct Pool<J> {
-    queue: mpsc::UnboundedSender<J>,
+    queue: mpsc::Sender<J>,
     running: Arc<AtomicUsize>,
     workers: usize,
 }
 
 impl<J> Pool<J> {
-    fn spawn(&self, job: J) {
-        let _ = self.queue.send(job);
+    /// Queues `job` for another worker; gives it back when the queue is full.
+    fn offer(&self, job: J) -> Option<J> {
+        match self.queue.try_send(job) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job)) => Some(job),
+        }
     }
 
     /// True when fewer jobs run than there are workers: a good moment to split work.
@@ -751,40 +765,42 @@ impl<J> Clone for Pool<J> {
     }
 }
 
-/// Runs `work` over `seeds` and every job the jobs add, `workers` at a time; returns when all are done.
+/// Runs `work` over `seeds` and every job the jobs queue, `workers` at a time; returns when all are done.
 async fn run_pool<J, F, Fut>(workers: usize, seeds: Vec<J>, work: F)
 where
     J: Send + 'static,
     F: Fn(J, Pool<J>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let (queue, mut jobs) = mpsc::unbounded_channel();
-    let pool = Pool { queue, running: Arc::new(AtomicUsize::new(0)), workers: workers.max(1) };
+    let workers = workers.max(1);
+    let (queue, mut jobs) = mpsc::channel(workers.max(seeds.len()));
+    let pool = Pool { queue, running: Arc::new(AtomicUsize::new(0)), workers };
     for seed in seeds {
-        pool.spawn(seed);
+        let _ = pool.offer(seed);
     }
     let mut running = JoinSet::new();
-    let mut waiting = std::collections::VecDeque::new();
+    let start = |job: J, running: &mut JoinSet<()>| {
+        pool.running.fetch_add(1, Ordering::Relaxed);
+        let counter = pool.running.clone();
+        let future = work(job, pool.clone());
+        running.spawn(async move {
+            future.await;
+            counter.fetch_sub(1, Ordering::Relaxed);
+        });
+    };
     loop {
-        while let Ok(job) = jobs.try_recv() {
-            waiting.push_back(job);
+        if running.len() >= workers {
+            running.join_next().await.expect("jobs are running").expect("a listing job panicked");
+            continue;
         }
-        while running.len() < pool.workers {
-            let Some(job) = waiting.pop_front() else { break };
-            pool.running.fetch_add(1, Ordering::Relaxed);
-            let counter = pool.running.clone();
-            let future = work(job, pool.clone());
-            running.spawn(async move {
-                future.await;
-                counter.fetch_sub(1, Ordering::Relaxed);
-            });
-        }
-        if running.is_empty() && waiting.is_empty() {
-            break;
-        }
-        tokio::select! {
-            Some(job) = jobs.recv() => waiting.push_back(job),
-            Some(done) = running.join_next() => done.expect("a listing job panicked"),
+        match jobs.try_recv() {
+            Ok(job) => start(job, &mut running),
+            // Nothing queued and nothing running: no job is left to queue more.
+            Err(_) if running.is_empty() => return,
+            Err(_) => tokio::select! {
+                Some(job) = jobs.recv() => start(job, &mut running),
+                Some(done) = running.join_next() => done.expect("a listing job panicked"),
+            },
         }
     }
 }
@@ -820,19 +836,29 @@ mod tests {
         assert_eq!(tags["half"].current, None);
     }
 
+    type Seen = Arc<std::sync::Mutex<Vec<u32>>>;
+
+    /// A job of the test tree: records `n`, offers its two children, does the refused ones itself.
+    fn visit(n: u32, pool: Pool<u32>, seen: Seen) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            seen.lock().unwrap().push(n);
+            if n < 100 {
+                for child in [n * 2, n * 2 + 1] {
+                    if let Some(child) = pool.offer(child) {
+                        visit(child, pool.clone(), seen.clone()).await;
+                    }
+                }
+            }
+        })
+    }
+
     #[tokio::test]
-    async fn the_pool_runs_every_job_once() {
+    async fn the_pool_runs_every_job_once_with_a_queue_bounded_by_its_workers() {
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = seen.clone();
         run_pool(3, vec![1u32], move |n, pool| {
-            let log = log.clone();
-            async move {
-                log.lock().unwrap().push(n);
-                if n < 100 {
-                    pool.spawn(n * 2);
-                    pool.spawn(n * 2 + 1);
-                }
-            }
+            assert_eq!(pool.queue.max_capacity(), 3, "the queue holds at most one job per worker");
+            visit(n, pool, log.clone())
         })
         .await;
         let mut seen = seen.lock().unwrap().clone();

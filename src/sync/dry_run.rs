@@ -9,8 +9,8 @@ use super::select::Planned;
 use super::{Consumer, Target};
 use crate::copy::manifest::Manifest;
 use crate::copy::Copier;
-use crate::inventory::human_bytes;
 use crate::layout::Digest;
+use crate::report::units::human_bytes;
 use crate::run::Outcome;
 
 pub struct DryRun {

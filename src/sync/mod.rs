@@ -29,8 +29,8 @@ use url::Url;
 
 use crate::copy::Copier;
 use crate::journal::{Journal, RunStart};
-use crate::progress::{get, Live};
 use crate::registry::credentials::Credentials;
+use crate::run::live::{get, Live};
 use crate::run::{start_reporting, Outcome, Reporting};
 use crate::scan::{self, FinishedRepositories, KnownTags, RequestCounts, ScanItem, ScanOptions};
 use crate::storage::{BlobStore, Source};
@@ -93,14 +93,12 @@ trait Consumer {
 
 /// Copies (or verifies) every selected tag as the scan finds it.
 pub fn run_sync(plan: SyncPlan) -> anyhow::Result<Outcome> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(sync(plan, None))
+    tokio::runtime::Handle::current().block_on(sync(plan, None))
 }
 
 /// Plans a sync (`rehydrate plan`): the same stream, read and counted, nothing written anywhere.
 pub fn run_plan(plan: SyncPlan, format: PlanFormat) -> anyhow::Result<Outcome> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(sync(plan, Some(format)))
+    tokio::runtime::Handle::current().block_on(sync(plan, Some(format)))
 }
 
 async fn sync(plan: SyncPlan, planning: Option<PlanFormat>) -> anyhow::Result<Outcome> {
@@ -118,7 +116,8 @@ async fn sync(plan: SyncPlan, planning: Option<PlanFormat>) -> anyhow::Result<Ou
 
     let requests = Arc::new(RequestCounts::default());
     let what = if plan.mode == SyncMode::Sync { "sync" } else { "verify" };
-    let live = Arc::new(Live::new(what, started, requests.clone(), copier.counts.clone()));
+    let live =
+        Arc::new(Live::new(what, started, requests.clone(), copier.counts.clone(), plan.options.object.http.clone()));
     let reporter = start_reporting(&live, &plan.reporting)?;
     let scan_options = scan_options(&plan, journal.as_ref());
     let (items, scan_thread) = scan::start(&plan.source, scan_options, requests);
@@ -276,7 +275,7 @@ fn open_journal(plan: &SyncPlan) -> anyhow::Result<Option<JournalRun>> {
     let scope = format!("{:?} {:?}", plan.source, plan.options.shard);
     let (start, same_scope) = journal.begin_run(&scope)?;
     if !same_scope {
-        crate::log::warn(format!(
+        crate::report::log::warn(format!(
             "journal {}: its last pass listed another source or shard: repositories gone from the source are not \
              looked for in this pass",
             journal.path().display()
@@ -284,10 +283,10 @@ fn open_journal(plan: &SyncPlan) -> anyhow::Result<Option<JournalRun>> {
     }
     match start {
         RunStart::First => {}
-        RunStart::Resume { pass } => crate::log::info(format!(
+        RunStart::Resume { pass } => crate::report::log::info(format!(
             "journal: resuming pass {pass}, which was stopped part-way: repositories it finished are not listed again"
         )),
-        RunStart::CatchUp { pass } => crate::log::info(format!(
+        RunStart::CatchUp { pass } => crate::report::log::info(format!(
             "journal: the last run finished; pass {pass} catches up: every repository is listed again, and tags \
              unchanged since are skipped without a request"
         )),
@@ -316,7 +315,7 @@ fn scan_options(plan: &SyncPlan, journal: Option<&JournalRun>) -> ScanOptions {
 /// Commits the journal's last records, and says what it holds.
 fn close_journal(journal: &Journal) -> anyhow::Result<()> {
     journal.flush()?;
-    crate::log::info(format!(
+    crate::report::log::info(format!(
         "journal: {} ({} finished tags, {} finished repositories, {} blobs known on the target)",
         journal.path().display(),
         journal.finished_tags()?,
@@ -331,7 +330,7 @@ fn close_journal(journal: &Journal) -> anyhow::Result<()> {
 fn note_tagless_storage(plan: &SyncPlan, live: &Live) {
     let seen = get(&live.run.tags_seen);
     if plan.untagged && seen > 0 && get(&live.run.untagged) == seen {
-        crate::log::info(
+        crate::report::log::info(
             "note: the storage holds no tags at all (as buckets written by Harbor 2.15 or later): every manifest \
              was restored by digest; tag names cannot be recovered from it (keep them with `rehydrate \
              export-tags` on a schedule, and give them back with --tags-from)",

@@ -22,9 +22,9 @@ use super::select::Planned;
 use super::{Consumer, Target};
 use crate::copy::manifest::Manifest;
 use crate::copy::{cosign_subject, Copier};
-use crate::inventory::human_bytes;
 use crate::layout::Digest;
 use crate::registry::harbor::project_of;
+use crate::report::units::human_bytes;
 use crate::run::Outcome;
 
 /// How the plan is written.

@@ -12,8 +12,8 @@ use super::SyncMode;
 use crate::copy::{CopyError, TagOutcome};
 use crate::filter::NameMapping;
 use crate::journal::{Journal, JournalError};
-use crate::progress::{bump, get, Live};
 use crate::registry::refusal::RefusalClass;
+use crate::run::live::{bump, get, Live};
 use crate::run::ProblemPrinter;
 use crate::scan::{ItemError, ScanItem};
 
@@ -195,7 +195,7 @@ impl Record {
             }
             (Err(CopyError::Refused { class: RefusalClass::ReadOnly, message }), _) => {
                 if get(counts.refusals_of(RefusalClass::ReadOnly)) == 0 {
-                    crate::log::error(format!(
+                    crate::report::log::error(format!(
                         "Harbor is in read-only mode ({message}): the run stops here, its journal committed; run the \
                          same command again once Harbor takes writes, and it carries on"
                     ));
@@ -244,7 +244,7 @@ impl Record {
     pub fn gone_from_unseen_repositories(&self) -> Result<Vec<GoneTag>, JournalError> {
         let Some(run) = self.journal.as_ref().filter(|run| run.look_for_unseen) else { return Ok(Vec::new()) };
         if get(&self.live.run.source_errors) > 0 {
-            crate::log::warn("repositories gone from the source are not looked for: the listing had errors");
+            crate::report::log::warn("repositories gone from the source are not looked for: the listing had errors");
             return Ok(Vec::new());
         }
         // What this pass saw must be committed before it is compared: a repository seen since the last
@@ -295,7 +295,7 @@ impl Record {
 
 /// One line per gone tag (a JSON object with `--log-format json`).
 fn report_gone(gone: &GoneTag, what: &str, action: &str) {
-    crate::log::info_with(
+    crate::report::log::info_with(
         format!("gone at the source: {}: {what}", gone.label()),
         &[
             ("gone", true.into()),

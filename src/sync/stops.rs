@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
 use crate::copy::CopyError;
-use crate::inventory::human_bytes;
 use crate::registry::harbor::project_of;
 use crate::registry::refusal::{self, RefusalClass};
+use crate::report::units::human_bytes;
 
 #[derive(Default)]
 pub struct Stops {

@@ -3,20 +3,21 @@
 use std::time::Instant;
 
 use super::{SyncMode, SyncPlan};
-use crate::inventory::{human_bytes, human_duration};
-use crate::progress::{get, Live};
 use crate::registry::refusal::RefusalClass;
+use crate::report::units::{human_bytes, human_duration};
+use crate::run::live::{get, Live};
 use crate::run::log_storage_requests;
 
 pub fn print(plan: &SyncPlan, live: &Live, started: Instant) {
     let elapsed = human_duration(started.elapsed());
     match plan.mode {
         SyncMode::Sync => {
-            crate::log::info_with(format!("sync finished in {elapsed}: {}", sync_totals(live)), &live.fields())
+            crate::report::log::info_with(format!("sync finished in {elapsed}: {}", sync_totals(live)), &live.fields())
         }
-        SyncMode::Verify => {
-            crate::log::info_with(format!("verify finished in {elapsed}: {}", verify_totals(live)), &live.fields())
-        }
+        SyncMode::Verify => crate::report::log::info_with(
+            format!("verify finished in {elapsed}: {}", verify_totals(live)),
+            &live.fields(),
+        ),
     }
     if plan.mode == SyncMode::Sync && plan.journal.is_some() {
         print_catch_up(live);
@@ -25,16 +26,16 @@ pub fn print(plan: &SyncPlan, live: &Live, started: Instant) {
     log_storage_requests(&live.requests);
     let resumed = get(&live.run.repositories_resumed);
     if resumed > 0 {
-        crate::log::info(format!(
+        crate::report::log::info(format!(
             "{resumed} repositories were finished by an earlier run (from the journal): their tags were not listed again"
         ));
     }
     print_timeline(plan.mode, live, started);
-    print_windows();
+    print_windows(&live.http);
     let counts = &live.run;
     if get(&counts.failed) > 0 || get(&counts.source_errors) > 0 || get(&counts.left_alone) > 0 || counts.refused() > 0
     {
-        crate::log::info(format!(
+        crate::report::log::info(format!(
             "the run is PARTIAL: {} tags failed, {} left alone, {} refused by Harbor's policies, {} source items could \
              not be read",
             get(&counts.failed),
@@ -54,10 +55,10 @@ fn print_refusals(live: &Live) {
             .filter(|class| get(counts.refusals_of(**class)) > 0)
             .map(|class| format!("{} {}", get(counts.refusals_of(*class)), class.name()))
             .collect();
-        crate::log::info(format!("refused by Harbor's policies: {}", by_class.join(", ")));
+        crate::report::log::info(format!("refused by Harbor's policies: {}", by_class.join(", ")));
     }
     if get(&counts.pull_blocked) > 0 {
-        crate::log::info(format!(
+        crate::report::log::info(format!(
             "{} tags are present with the right digest, pulls blocked by policy (content trust or vulnerability \
              prevention)",
             get(&counts.pull_blocked)
@@ -69,7 +70,7 @@ fn print_refusals(live: &Live) {
 fn print_catch_up(live: &Live) {
     let counts = &live.run;
     let (moved, gone) = (get(&counts.moved), get(&counts.gone));
-    crate::log::info(format!(
+    crate::report::log::info(format!(
         "since the journal's last run: {} new, {moved} moved, {} unchanged (skipped without a request), {} left alone \
          (changed on the target), {gone} gone at the source, {} deleted",
         get(&counts.pushed) - moved,
@@ -104,7 +105,7 @@ fn sync_totals(live: &Live) -> String {
         get(&copy.manifests_pushed),
         get(&counts.source_errors),
         get(&counts.warnings),
-        crate::net::retries(),
+        live.http.retries(),
     )
 }
 
@@ -127,10 +128,10 @@ fn selected(live: &Live) -> u64 {
 }
 
 /// Where each side's adaptive window ended, and how often the servers made it halve.
-fn print_windows() {
-    let Some(target) = crate::window::of("target") else { return };
-    let storage = crate::window::of("storage");
-    crate::log::info_with(
+fn print_windows(http: &crate::http::Context) {
+    let Some(target) = http.window(crate::http::Side::Target) else { return };
+    let storage = http.window(crate::http::Side::Storage);
+    crate::report::log::info_with(
         format!(
             "windows: target {} in flight at the end, halved {} times; storage {}, halved {} times",
             target.size(),
@@ -149,7 +150,7 @@ fn print_windows() {
 
 fn print_timeline(mode: SyncMode, live: &Live, started: Instant) {
     let (Some(first), Some(listed)) = (live.first_done.get(), live.listing_finished.get()) else { return };
-    crate::log::info_with(
+    crate::report::log::info_with(
         format!(
             "timeline: first tag {} after {}; listing finished after {}",
             if mode == SyncMode::Sync { "pushed" } else { "verified" },

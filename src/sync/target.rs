@@ -24,7 +24,8 @@ impl Target {
     /// Connects to the target: detects Harbor (and checks the credentials there), then pings `/v2/`.
     pub async fn connect(plan: &SyncPlan) -> anyhow::Result<Target> {
         let stall_timeout = plan.options.object.stall_timeout;
-        Target::connect_to(&plan.target, plan.credentials.clone(), plan.ca_cert.as_deref(), stall_timeout).await
+        let http = plan.options.object.http.clone();
+        Target::connect_to(&plan.target, plan.credentials.clone(), plan.ca_cert.as_deref(), stall_timeout, http).await
     }
 
     /// `connect` with what it needs spelled out (for commands that have no sync plan).
@@ -33,8 +34,9 @@ impl Target {
         credentials: Option<Credentials>,
         ca_cert: Option<&Path>,
         stall_timeout: Option<Duration>,
+        context: Arc<crate::http::Context>,
     ) -> anyhow::Result<Target> {
-        let http = target_http(ca_cert, stall_timeout)?;
+        let http = crate::http::Client::new(target_http(ca_cert, stall_timeout)?, crate::http::Side::Target, context);
         let registry = Arc::new(RegistryClient::new(target.clone(), http.clone(), credentials.clone()));
         let detected =
             Harbor::detect(target, &http, credentials).await.map_err(|e| unreachable_target(target, e.to_string()))?;
@@ -47,7 +49,7 @@ impl Target {
                     tokio::join!(harbor.check_credentials(), harbor.version(), registry.ping());
                 checked?;
                 pinged.map_err(|error| unreachable_target(target, error.to_string()))?;
-                crate::log::info(format!("target is Harbor {}", version.unwrap_or_default()));
+                crate::report::log::info(format!("target is Harbor {}", version.unwrap_or_default()));
                 Some(Arc::new(harbor))
             }
             None => {
@@ -65,7 +67,7 @@ impl Target {
 fn target_http(ca_cert: Option<&Path>, stall_timeout: Option<Duration>) -> anyhow::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(15))
-        .read_timeout(stall_timeout.unwrap_or(crate::net::DEFAULT_STALL_TIMEOUT))
+        .read_timeout(stall_timeout.unwrap_or(crate::http::DEFAULT_STALL_TIMEOUT))
         .pool_max_idle_per_host(64)
         .user_agent(concat!("rehydrate/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = ca_cert {

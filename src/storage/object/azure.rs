@@ -25,7 +25,7 @@ const API_VERSION: &str = "2023-11-03";
 const EMULATOR_ACCOUNT: &str = "devstoreaccount1";
 
 pub struct Azure {
-    client: reqwest::Client,
+    pub(super) client: crate::http::Client,
     /// `https://<account>.blob.core.windows.net/<container>`
     container_url: Url,
     account: String,
@@ -147,7 +147,7 @@ impl Azure {
                 query.append_pair("maxresults", &max_keys.to_string());
             }
         }
-        let response = send("list", request.prefix, self.signed_get(&url, 0)).await?;
+        let response = send(&self.client, "list", request.prefix, self.signed_get(&url, 0)).await?;
         let body = listing_text(request.prefix, response).await?;
         let mut page = parse_list(&body).map_err(|message| StorageError::Parse {
             operation: "list",
@@ -169,7 +169,7 @@ impl Azure {
         let base = url.path().trim_end_matches('/').to_string();
         // A name starting with `/` keeps it: `<container>//docker/...` is that blob's URL.
         url.set_path(&format!("{base}/{}", encode_key_path(key)));
-        found(key, send("read", key, self.signed_get(&url, from)).await?).await
+        found(key, send(&self.client, "read", key, self.signed_get(&url, from)).await?).await
     }
 }
 

@@ -18,7 +18,7 @@ use super::{ListPage, ListRequest, ListedObject, ObjectOptions, StorageError};
 const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
 
 pub struct Gcs {
-    client: reqwest::Client,
+    pub(super) client: crate::http::Client,
     /// `https://storage.googleapis.com/storage/v1/b/<bucket>/o`
     objects_url: Url,
     /// `None` for anonymous access and emulators.
@@ -92,7 +92,7 @@ impl Gcs {
                 query.append_pair("maxResults", &max_keys.to_string());
             }
         }
-        let response = send("list", request.prefix, self.authorized_get(&url, 0)).await?;
+        let response = send(&self.client, "list", request.prefix, self.authorized_get(&url, 0)).await?;
         let body = listing_text(request.prefix, response).await?;
         let answer: ObjectsList = serde_json::from_str(&body).map_err(|e| StorageError::Parse {
             operation: "list",
@@ -117,7 +117,7 @@ impl Gcs {
         let mut url = self.objects_url.clone();
         url.path_segments_mut().expect("an http URL has a path").push(key);
         url.query_pairs_mut().append_pair("alt", "media");
-        found(key, send("read", key, self.authorized_get(&url, from)).await?).await
+        found(key, send(&self.client, "read", key, self.authorized_get(&url, from)).await?).await
     }
 }
 

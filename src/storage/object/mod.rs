@@ -101,6 +101,8 @@ pub struct ObjectOptions {
     pub anonymous: bool,
     /// How long a read may wait for a byte before the request is retried (`None`: the default).
     pub stall_timeout: Option<Duration>,
+    /// The run's HTTP state (limits, the storage window, retries, request metrics).
+    pub http: std::sync::Arc<crate::http::Context>,
 }
 
 /// A connected object store.
@@ -119,8 +121,17 @@ impl ObjectBackend {
         })
     }
 
+    /// The HTTP client the store's requests go through.
+    fn client(&self) -> &crate::http::Client {
+        match self {
+            ObjectBackend::S3(store) => &store.client,
+            ObjectBackend::Gcs(store) => &store.client,
+            ObjectBackend::Azure(store) => &store.client,
+        }
+    }
+
     pub async fn list(&self, request: &ListRequest<'_>) -> Result<ListPage, StorageError> {
-        retrying(|| async {
+        retrying(self.client(), || async {
             match self {
                 ObjectBackend::S3(store) => store.list(request).await,
                 ObjectBackend::Gcs(store) => store.list(request).await,
@@ -142,7 +153,7 @@ impl ObjectBackend {
     /// Reads an object, refusing more than `max_len` bytes (it returns `max_len + 1` then, so that the
     /// caller can tell); `None` when it does not exist.
     pub async fn read_small(&self, key: &str, max_len: usize) -> Result<Option<Vec<u8>>, StorageError> {
-        retrying(|| async {
+        retrying(self.client(), || async {
             match self.get(key, 0).await? {
                 Some(response) => small_body(key, response, max_len).await.map(Some),
                 None => Ok(None),
@@ -155,7 +166,7 @@ impl ObjectBackend {
     /// whole size; `None` when it does not exist. Tried again until the answer starts; a stream that
     /// breaks off later is the reader's to open again where it stopped.
     pub async fn open_stream(&self, key: &str, from: u64) -> Result<Option<(u64, ByteStream)>, StorageError> {
-        let Some(response) = retrying(|| self.get(key, from)).await? else { return Ok(None) };
+        let Some(response) = retrying(self.client(), || self.get(key, from)).await? else { return Ok(None) };
         let unreadable = |message: &str| StorageError::Parse {
             operation: "read",
             target: key.to_string(),
@@ -174,7 +185,7 @@ impl ObjectBackend {
         };
         let target = key.to_string();
         let stream = response.bytes_stream().map(move |chunk| {
-            chunk.map_err(|e| std::io::Error::other(format!("reading {target}: {}", crate::net::describe_error(&e))))
+            chunk.map_err(|e| std::io::Error::other(format!("reading {target}: {}", crate::http::describe_error(&e))))
         });
         Ok(Some((size, Box::pin(stream))))
     }
@@ -208,14 +219,15 @@ pub(crate) async fn current_credential<C>(
 /// names what is asked for in errors (a key or prefix; never a URL with a query, which could carry a SAS
 /// token).
 pub(crate) async fn send(
+    client: &crate::http::Client,
     operation: &'static str,
     target: &str,
     request: impl std::future::Future<Output = Result<reqwest::RequestBuilder, StorageError>>,
 ) -> Result<reqwest::Response, StorageError> {
-    crate::net::execute("storage", operation, request.await?).await.map_err(|error| {
-        let message = crate::net::describe_error(&error);
+    client.execute(operation, request.await?).await.map_err(|error| {
+        let message = crate::http::describe_error(&error);
         let target = target.to_string();
-        if crate::net::is_transient_error(&error) {
+        if crate::http::retry::is_transient_error(&error) {
             StorageError::Unanswered { operation, target, message }
         } else {
             StorageError::Transport { operation, target, message }
@@ -226,12 +238,12 @@ pub(crate) async fn send(
 /// The one retry loop of every storage read: runs `attempt` (a request and the reading of its answer)
 /// again after failures worth trying again (429, 5xx, S3's `SlowDown`, no answer, an answer that broke
 /// off), with backoff and the store's `Retry-After`, up to `net::ATTEMPTS` tries.
-async fn retrying<T, F, Fut>(attempt: F) -> Result<T, StorageError>
+async fn retrying<T, F, Fut>(client: &crate::http::Client, attempt: F) -> Result<T, StorageError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<T, StorageError>>,
 {
-    let mut backoff = crate::net::Backoff::default();
+    let mut backoff = client.backoff();
     loop {
         match attempt().await {
             Err(error) => match error.retry() {
@@ -275,7 +287,7 @@ pub(crate) async fn check_status(
         return Ok(response);
     }
     let status = response.status().as_u16();
-    let retry_after = crate::net::retry_after(response.headers());
+    let retry_after = crate::http::retry::retry_after(response.headers());
     let body = response.text().await.unwrap_or_default();
     let message: String = body.chars().take(300).collect();
     Err(StorageError::Http { operation, target: target.to_string(), status, message, retry_after })
@@ -287,7 +299,7 @@ pub(crate) async fn listing_text(prefix: &str, response: reqwest::Response) -> R
     response.text().await.map_err(|e| StorageError::Interrupted {
         operation: "list",
         target: prefix.to_string(),
-        message: crate::net::describe_error(&e),
+        message: crate::http::describe_error(&e),
     })
 }
 
@@ -301,7 +313,7 @@ pub(crate) async fn small_body(
     while let Some(chunk) = response.chunk().await.map_err(|error| StorageError::Interrupted {
         operation: "read",
         target: target.to_string(),
-        message: crate::net::describe_error(&error),
+        message: crate::http::describe_error(&error),
     })? {
         body.extend_from_slice(&chunk);
         if body.len() > max_len {
@@ -345,7 +357,7 @@ pub(crate) fn http_request(method: http::Method, url: &url::Url) -> object_store
 
 /// Turns a signed `http::Request` (no body) back into a reqwest request.
 pub(crate) fn to_reqwest(
-    client: &reqwest::Client,
+    client: &crate::http::Client,
     request: object_store::client::HttpRequest,
 ) -> reqwest::RequestBuilder {
     let (parts, _) = request.into_parts();
@@ -354,13 +366,14 @@ pub(crate) fn to_reqwest(
 
 /// The HTTP client for a store: TLS verified; a read that stalls longer than the stall timeout fails
 /// (and is retried). No limit on a whole request: a blob of many GiB takes as long as it takes.
-pub(crate) fn http_client(options: &ObjectOptions) -> Result<reqwest::Client, StorageError> {
-    reqwest::Client::builder()
+pub(crate) fn http_client(options: &ObjectOptions) -> Result<crate::http::Client, StorageError> {
+    let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
-        .read_timeout(options.stall_timeout.unwrap_or(crate::net::DEFAULT_STALL_TIMEOUT))
+        .read_timeout(options.stall_timeout.unwrap_or(crate::http::DEFAULT_STALL_TIMEOUT))
         .pool_max_idle_per_host(256)
         .build()
-        .map_err(|error| StorageError::Config(error.to_string()))
+        .map_err(|error| StorageError::Config(error.to_string()))?;
+    Ok(crate::http::Client::new(client, crate::http::Side::Storage, options.http.clone()))
 }
 
 #[cfg(test)]

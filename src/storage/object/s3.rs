@@ -18,7 +18,7 @@ use super::{
 use super::{ListPage, ListRequest, ListedObject, ObjectOptions, StorageError};
 
 pub struct S3 {
-    client: reqwest::Client,
+    pub(super) client: crate::http::Client,
     /// `https://endpoint/bucket` (path style) or `https://bucket.endpoint` (virtual-hosted style).
     bucket_url: Url,
     region: String,
@@ -78,7 +78,7 @@ impl S3 {
                 query.append_pair("max-keys", &max_keys.to_string());
             }
         }
-        let response = send("list", request.prefix, self.signed_get(&url, 0)).await?;
+        let response = send(&self.client, "list", request.prefix, self.signed_get(&url, 0)).await?;
         let body = listing_text(request.prefix, response).await?;
         parse_list(&body).map_err(|message| StorageError::Parse {
             operation: "list",
@@ -90,7 +90,7 @@ impl S3 {
     /// GETs an object; `None` when it does not exist.
     pub async fn get(&self, key: &str, from: u64) -> Result<Option<reqwest::Response>, StorageError> {
         let url = object_url(&self.bucket_url, key);
-        found(key, send("read", key, self.signed_get(&url, from)).await?).await
+        found(key, send(&self.client, "read", key, self.signed_get(&url, from)).await?).await
     }
 }
 

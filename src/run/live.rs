@@ -1,17 +1,21 @@
-//! Live progress: the run's counters (shared by the pipeline that counts them, the progress reporter,
-//! the metrics endpoint and the final summary), and the reporter itself: a status line redrawn four
-//! times a second on a terminal, or a plain (or JSON) progress line every `--progress-interval` seconds
-//! otherwise.
+//! The live view of a run: its counters (shared by the pipeline that counts them, the progress
+//! reporter, the metrics endpoint and the final summary), its progress line and fields, and its
+//! metrics, read when scraped.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+
 use crate::copy::CopyCounts;
-use crate::inventory::{human_bytes, human_duration};
-use crate::metrics::write_metric;
+use crate::http::{self, Side};
 use crate::registry::refusal::RefusalClass;
+use crate::report::metrics::{counter, gauge, Labels};
+use crate::report::progress::{bar, View};
+use crate::report::units::{human_bytes, human_duration};
 use crate::scan::RequestCounts;
 
 /// Counts of a run, as they grow.
@@ -71,6 +75,8 @@ pub struct Live {
     pub run: RunCounters,
     pub requests: Arc<RequestCounts>,
     pub copy: Arc<CopyCounts>,
+    /// The run's HTTP state: retries and windows.
+    pub http: Arc<http::Context>,
     pub started: Instant,
     /// When the first tag was pushed (or verified), from the start.
     pub first_done: OnceLock<Duration>,
@@ -80,12 +86,19 @@ pub struct Live {
 
 impl Live {
     /// A live view of a run that started at `started` (times are counted from there).
-    pub fn new(what: &'static str, started: Instant, requests: Arc<RequestCounts>, copy: Arc<CopyCounts>) -> Live {
+    pub fn new(
+        what: &'static str,
+        started: Instant,
+        requests: Arc<RequestCounts>,
+        copy: Arc<CopyCounts>,
+        http: Arc<http::Context>,
+    ) -> Live {
         Live {
             what,
             run: RunCounters::default(),
             requests,
             copy,
+            http,
             started,
             first_done: OnceLock::new(),
             listing_finished: OnceLock::new(),
@@ -148,8 +161,8 @@ impl Live {
             );
         }
         let errors = get(&r.source_errors) + if self.what == "scan" { 0 } else { get(&r.failed) };
-        let _ = write!(line, " | {errors} errors, {} retries", crate::net::retries());
-        if let Some(target) = crate::window::of("target").filter(|_| self.what != "scan") {
+        let _ = write!(line, " | {errors} errors, {} retries", self.http.retries());
+        if let Some(target) = self.http.window(Side::Target).filter(|_| self.what != "scan") {
             let _ = write!(line, " | window {}", target.size());
         }
         line
@@ -179,9 +192,9 @@ impl Live {
             ("pull_blocked", get(&r.pull_blocked).into()),
             ("source_errors", get(&r.source_errors).into()),
             ("bytes_uploaded", get(&self.copy.bytes_uploaded).into()),
-            ("retries", crate::net::retries().into()),
-            ("window_target", crate::window::of("target").map(|w| w.size()).into()),
-            ("window_storage", crate::window::of("storage").map(|w| w.size()).into()),
+            ("retries", self.http.retries().into()),
+            ("window_target", self.http.window(Side::Target).map(|w| w.size()).into()),
+            ("window_storage", self.http.window(Side::Storage).map(|w| w.size()).into()),
         ]
     }
 
@@ -192,46 +205,42 @@ impl Live {
         serde_json::Value::Object(by_class.collect())
     }
 
-    /// The run's counters in Prometheus' text format.
-    pub fn write_metrics(&self, out: &mut String) {
-        self.write_listing_metrics(out);
-        self.write_tag_metrics(out);
-        self.write_copy_metrics(out);
+    /// The run's counters as metric families, read at each scrape.
+    fn encode_metrics(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+        self.encode_listing_metrics(encoder)?;
+        self.encode_tag_metrics(encoder)?;
+        self.encode_copy_metrics(encoder)
     }
 
     /// What the listing found and what it cost.
-    fn write_listing_metrics(&self, out: &mut String) {
+    fn encode_listing_metrics(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
         let (r, requests) = (&self.run, &self.requests);
-        write_metric(
-            out,
-            "rehydrate_repositories_total",
-            "counter",
+        counter(
+            encoder,
+            "rehydrate_repositories",
             "Repositories found in the storage (resumed: finished by an earlier run).",
             &[(&[("state", "listed")], get(&r.repositories)), (&[("state", "resumed")], get(&r.repositories_resumed))],
-        );
-        write_metric(
-            out,
-            "rehydrate_keys_listed_total",
-            "counter",
+        )?;
+        counter(
+            encoder,
+            "rehydrate_keys_listed",
             "Storage keys (or folder entries) seen by listings.",
             &[(&[], get(&requests.entries))],
-        );
-        write_metric(
-            out,
-            "rehydrate_storage_operations_total",
-            "counter",
+        )?;
+        counter(
+            encoder,
+            "rehydrate_storage_operations",
             "Storage listings and link reads made by the scan.",
             &[(&[("kind", "list")], get(&requests.lists)), (&[("kind", "read")], get(&requests.reads))],
-        );
+        )
     }
 
     /// What became of the tags, and the problems met on the way.
-    fn write_tag_metrics(&self, out: &mut String) {
+    fn encode_tag_metrics(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
         let r = &self.run;
-        write_metric(
-            out,
-            "rehydrate_tags_total",
-            "counter",
+        counter(
+            encoder,
+            "rehydrate_tags",
             "Tags (and untagged manifests) by outcome.",
             &[
                 (&[("outcome", "seen")], get(&r.tags_seen)),
@@ -246,156 +255,101 @@ impl Live {
                 (&[("outcome", "verified")], get(&r.verified)),
                 (&[("outcome", "failed")], get(&r.failed)),
             ],
-        );
-        write_metric(
-            out,
-            "rehydrate_errors_total",
-            "counter",
+        )?;
+        counter(
+            encoder,
+            "rehydrate_errors",
             "Items that failed: unreadable source items and failed tags.",
             &[(&[("kind", "source")], get(&r.source_errors)), (&[("kind", "tag")], get(&r.failed))],
-        );
+        )?;
         let labels: Vec<[(&str, &str); 1]> = RefusalClass::ALL.iter().map(|c| [("class", c.name())]).collect();
-        let samples: Vec<(&[(&str, &str)], u64)> =
+        let samples: Vec<(Labels, u64)> =
             labels.iter().zip(RefusalClass::ALL).map(|(labels, c)| (&labels[..], get(r.refusals_of(c)))).collect();
-        write_metric(
-            out,
-            "rehydrate_refusals_total",
-            "counter",
-            "Tags refused by Harbor's policies, by class.",
-            &samples,
-        );
-        write_metric(
-            out,
-            "rehydrate_warnings_total",
-            "counter",
-            "Items skipped with a warning.",
-            &[(&[], get(&r.warnings))],
-        );
+        counter(encoder, "rehydrate_refusals", "Tags refused by Harbor's policies, by class.", &samples)?;
+        counter(encoder, "rehydrate_warnings", "Items skipped with a warning.", &[(&[], get(&r.warnings))])
     }
 
     /// What was put on the target, and the retries it took.
-    fn write_copy_metrics(&self, out: &mut String) {
+    fn encode_copy_metrics(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
         let c = &self.copy;
-        write_metric(
-            out,
-            "rehydrate_blobs_total",
-            "counter",
+        counter(
+            encoder,
+            "rehydrate_blobs",
             "Blobs put on the target, by how.",
             &[
                 (&[("how", "uploaded")], get(&c.blobs_uploaded)),
                 (&[("how", "mounted")], get(&c.blobs_mounted)),
                 (&[("how", "present")], get(&c.blobs_present)),
             ],
-        );
-        write_metric(
-            out,
-            "rehydrate_bytes_uploaded_total",
-            "counter",
+        )?;
+        counter(
+            encoder,
+            "rehydrate_bytes_uploaded",
             "Blob bytes uploaded to the target.",
             &[(&[], get(&c.bytes_uploaded))],
-        );
-        write_metric(
-            out,
-            "rehydrate_manifests_pushed_total",
-            "counter",
+        )?;
+        counter(
+            encoder,
+            "rehydrate_manifests_pushed",
             "Manifests PUT on the target.",
             &[(&[], get(&c.manifests_pushed))],
-        );
-        write_metric(
-            out,
-            "rehydrate_retries_total",
-            "counter",
+        )?;
+        counter(
+            encoder,
+            "rehydrate_retries",
             "Requests tried again (storage and target).",
-            &[(&[], crate::net::retries())],
-        );
-        self.write_window_metrics(out);
+            &[(&[], self.http.retries())],
+        )?;
+        self.encode_window_metrics(encoder)
     }
 
     /// Each side's adaptive window: its size now, and how often it was halved.
-    fn write_window_metrics(&self, out: &mut String) {
-        let sides = ["target", "storage"].map(|side| (side, crate::window::of(side)));
-        let sizes: Vec<(&[(&str, &str)], u64)> =
+    fn encode_window_metrics(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+        let sides = [Side::Target, Side::Storage].map(|side| (side.name(), self.http.window(side)));
+        let sizes: Vec<(Labels, u64)> =
             sides.iter().filter_map(|(side, window)| window.map(|w| (side_label(side), w.size() as u64))).collect();
-        write_metric(out, "rehydrate_window", "gauge", "Requests allowed in flight, by side.", &sizes);
-        let cuts: Vec<(&[(&str, &str)], u64)> =
+        gauge(encoder, "rehydrate_window", "Requests allowed in flight, by side.", &sizes)?;
+        let cuts: Vec<(Labels, u64)> =
             sides.iter().filter_map(|(side, window)| window.map(|w| (side_label(side), w.cuts()))).collect();
-        write_metric(out, "rehydrate_window_cuts_total", "counter", "Times a side's window was halved.", &cuts);
+        counter(encoder, "rehydrate_window_cuts", "Times a side's window was halved.", &cuts)
+    }
+}
+
+impl View for Live {
+    fn line(&self, rate: f64) -> String {
+        Live::line(self, rate)
+    }
+
+    fn fields(&self) -> Vec<(&'static str, serde_json::Value)> {
+        Live::fields(self)
+    }
+
+    fn bytes_done(&self) -> u64 {
+        get(&self.copy.bytes_uploaded)
+    }
+}
+
+/// The run's counters, registered in the metrics registry.
+pub struct LiveMetrics(pub Arc<Live>);
+
+impl std::fmt::Debug for LiveMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LiveMetrics({})", self.0.what)
+    }
+}
+
+impl Collector for LiveMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        self.0.encode_metrics(&mut encoder)
     }
 }
 
 /// The label set naming a side.
-fn side_label(side: &str) -> &'static [(&'static str, &'static str)] {
+fn side_label(side: &str) -> Labels<'static> {
     match side {
         "target" => &[("side", "target")],
         _ => &[("side", "storage")],
     }
-}
-
-fn bar(done: u64, total: u64, width: u64) -> String {
-    let filled = (done.min(total) * width / total.max(1)) as usize;
-    format!("[{}{}]", "#".repeat(filled), ".".repeat(width as usize - filled))
-}
-
-/// The thread drawing progress until stopped.
-pub struct Reporter {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Reporter {
-    /// Starts reporting: a status line on a terminal, else a line every `interval` (none when zero).
-    pub fn start(live: Arc<Live>, interval: Duration) -> Reporter {
-        let stop = Arc::new(AtomicBool::new(false));
-        let terminal = crate::log::is_terminal();
-        if !terminal && interval.is_zero() {
-            return Reporter { stop, thread: None };
-        }
-        let tick = if terminal { Duration::from_millis(250) } else { interval };
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("progress".into())
-            .spawn(move || {
-                let mut last = (Instant::now(), get(&live.copy.bytes_uploaded));
-                let mut rate = 0.0;
-                while !sleep_unless_stopped(&flag, tick) {
-                    let now = (Instant::now(), get(&live.copy.bytes_uploaded));
-                    let seconds = now.0.duration_since(last.0).as_secs_f64();
-                    if seconds > 0.0 {
-                        // Smoothed over about two seconds on a terminal.
-                        let recent = (now.1 - last.1) as f64 / seconds;
-                        rate = if terminal { rate * 0.875 + recent * 0.125 } else { recent };
-                    }
-                    last = now;
-                    if terminal {
-                        crate::log::status(live.line(rate));
-                    } else {
-                        crate::log::info_with(format!("progress: {}", live.line(rate)), &live.fields());
-                    }
-                }
-                crate::log::clear_status();
-            })
-            .expect("starting the progress thread");
-        Reporter { stop, thread: Some(thread) }
-    }
-
-    pub fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Sleeps `time` in short steps; true as soon as `stop` is set.
-fn sleep_unless_stopped(stop: &AtomicBool, time: Duration) -> bool {
-    let until = Instant::now() + time;
-    while Instant::now() < until {
-        if stop.load(Ordering::Relaxed) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50).min(until.saturating_duration_since(Instant::now())));
-    }
-    stop.load(Ordering::Relaxed)
 }
 
 #[cfg(test)]
@@ -403,15 +357,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bars_fill_with_progress() {
-        assert_eq!(bar(0, 10, 10), "[..........]");
-        assert_eq!(bar(5, 10, 10), "[#####.....]");
-        assert_eq!(bar(12, 10, 10), "[##########]");
-    }
-
-    #[test]
     fn a_sync_line_names_what_is_done() {
-        let live = Live::new("sync", Instant::now(), Arc::default(), Arc::default());
+        let live = Live::new("sync", Instant::now(), Arc::default(), Arc::default(), Arc::default());
         live.run.tags_seen.store(10, Ordering::Relaxed);
         live.run.pushed.store(4, Ordering::Relaxed);
         live.run.failed.store(1, Ordering::Relaxed);

@@ -5,9 +5,9 @@
 //! the server first pushes back, then by one per window's worth of answers. A push-back (429, 503, a
 //! connection reset or refused) halves it, at most once per round trip (the answers to requests sent
 //! before the cut say nothing new). `--push-concurrency` is the target's ceiling; `--fixed-window` keeps
-//! the window at the ceiling, as before. `Retry-After` is honoured by the retry itself (`net::Backoff`).
+//! the window at the ceiling, as before. `Retry-After` is honoured by the retry itself (`retry::Backoff`).
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -154,24 +154,6 @@ pub fn signal_of(outcome: &reqwest::Result<reqwest::Response>) -> Signal {
         },
         Err(error) if error.is_connect() || error.is_request() => Signal::PushedBack,
         Err(_) => Signal::Neutral,
-    }
-}
-
-static TARGET: OnceLock<Window> = OnceLock::new();
-static STORAGE: OnceLock<Window> = OnceLock::new();
-
-/// Sets each side's ceiling once, before any request (later calls change nothing).
-pub fn init(target_ceiling: usize, storage_ceiling: usize, fixed: bool) {
-    let _ = TARGET.set(Window::new(target_ceiling, fixed));
-    let _ = STORAGE.set(Window::new(storage_ceiling, fixed));
-}
-
-/// The window of a side (`"target"` or `"storage"`), if the run set one.
-pub fn of(side: &str) -> Option<&'static Window> {
-    match side {
-        "target" => TARGET.get(),
-        "storage" => STORAGE.get(),
-        _ => None,
     }
 }
 

@@ -1,7 +1,6 @@
 //! Writing what a scan found: an inventory (JSON Lines or CSV) and a summary with counts.
 
 use std::io::{self, Write};
-use std::time::Duration;
 
 use serde::Serialize;
 
@@ -126,39 +125,13 @@ impl Counts {
     }
 
     /// Shows these counts to the live view of the run (progress and metrics).
-    pub fn publish(&self, run: &crate::progress::RunCounters) {
+    pub fn publish(&self, run: &crate::run::live::RunCounters) {
         use std::sync::atomic::Ordering::Relaxed;
         run.repositories.store(self.repositories, Relaxed);
         run.tags_seen.store(self.tags, Relaxed);
         run.untagged.store(self.untagged, Relaxed);
         run.source_errors.store(self.errors, Relaxed);
         run.warnings.store(self.warnings, Relaxed);
-    }
-}
-
-/// Formats a duration for people: `850ms`, `12.3s`, `4m05s`.
-pub fn human_duration(elapsed: Duration) -> String {
-    let millis = elapsed.as_millis();
-    match millis {
-        0..=999 => format!("{millis}ms"),
-        1000..=59_999 => format!("{:.1}s", elapsed.as_secs_f64()),
-        _ => format!("{}m{:02}s", millis / 60_000, (millis / 1000) % 60),
-    }
-}
-
-/// Formats a byte count for people: `512 B`, `1.5 MiB`.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
 
@@ -209,14 +182,5 @@ mod tests {
         let mut counts = Counts::default();
         items().iter().for_each(|item| counts.count(item));
         assert_eq!(counts, Counts { repositories: 1, tags: 1, untagged: 1, errors: 1, ..Counts::default() });
-    }
-
-    #[test]
-    fn durations_read_well() {
-        assert_eq!(human_duration(Duration::from_millis(850)), "850ms");
-        assert_eq!(human_duration(Duration::from_millis(12_340)), "12.3s");
-        assert_eq!(human_duration(Duration::from_millis(245_000)), "4m05s");
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(3 << 19), "1.5 MiB");
     }
 }

@@ -3,7 +3,7 @@
 //! second). Token buckets holding one second's worth; a large piece may overdraw the bucket and the
 //! next taker waits for the debt to be paid back, so the average rate holds over any second or more.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub struct RateLimit {
@@ -39,33 +39,6 @@ impl RateLimit {
             return None;
         }
         Some(Duration::from_secs_f64(-state.0 / self.per_second))
-    }
-}
-
-static REQUESTS: OnceLock<RateLimit> = OnceLock::new();
-static BYTES: OnceLock<RateLimit> = OnceLock::new();
-
-/// Sets the limits once, before any request.
-pub fn init(requests_per_second: Option<f64>, bytes_per_second: Option<u64>) {
-    if let Some(rate) = requests_per_second.filter(|r| *r > 0.0) {
-        let _ = REQUESTS.set(RateLimit::new(rate));
-    }
-    if let Some(rate) = bytes_per_second.filter(|r| *r > 0) {
-        let _ = BYTES.set(RateLimit::new(rate as f64));
-    }
-}
-
-/// Waits for the right to send one request.
-pub async fn request() {
-    if let Some(limit) = REQUESTS.get() {
-        limit.take(1.0).await;
-    }
-}
-
-/// Waits for the right to copy `bytes` more blob bytes.
-pub async fn bytes(bytes: usize) {
-    if let Some(limit) = BYTES.get() {
-        limit.take(bytes as f64).await;
     }
 }
 
