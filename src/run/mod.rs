@@ -6,6 +6,7 @@ pub mod export;
 pub mod inventory;
 pub mod live;
 pub mod scan;
+pub mod status;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -48,26 +48,48 @@ pub enum SyncMode {
     Verify,
 }
 
-pub struct SyncPlan {
-    pub mode: SyncMode,
-    pub source: Source,
-    pub options: ScanOptions,
-    pub target: Url,
-    pub credentials: Option<Credentials>,
-    pub selection: Selection,
+/// What a run against a target does with the tags it selects.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// Copy every selected tag.
+    Sync(Copying),
+    /// Say what that sync would create and push; push nothing.
+    DryRun(Copying),
+    /// Check that every selected tag resolves to the same digest on the target.
+    Verify,
+    /// Count what a sync would move, per target project, and whether it fits (`rehydrate plan`).
+    Plan(PlanFormat),
+}
+
+impl Mode {
+    /// Copy or check, as the counters and the summary tell it.
+    fn kind(&self) -> SyncMode {
+        match self {
+            Mode::Verify => SyncMode::Verify,
+            _ => SyncMode::Sync,
+        }
+    }
+
+    /// How this run copies (a verify or a plan copies nothing: the defaults, never used to write).
+    fn copying(&self) -> Copying {
+        match self {
+            Mode::Sync(copying) | Mode::DryRun(copying) => copying.clone(),
+            Mode::Verify | Mode::Plan(_) => Copying::default(),
+        }
+    }
+}
+
+/// How a sync copies.
+#[derive(Debug, Clone)]
+pub struct Copying {
+    /// Replace target tags that point at another digest.
     pub override_tags: bool,
-    pub dry_run: bool,
-    pub push_concurrency: usize,
+    /// Blobs above this size go in PATCHes of this size.
     pub chunk_size: u64,
     /// Blob bodies in flight at once: the copy's memory budget.
     pub upload_concurrency: usize,
-    pub reporting: Reporting,
     /// The target serves the source's own storage (disaster recovery): manifests first, blobs on demand.
     pub in_place: bool,
-    /// Also copy every manifest no tag points at, by digest.
-    pub untagged: bool,
-    /// Extra CA certificates (PEM) to trust for the target.
-    pub ca_cert: Option<PathBuf>,
     /// Where finished tags are recorded (and found again after a crash); `None`: no journal.
     pub journal: Option<PathBuf>,
     /// Tags to give back to untagged manifests (`--tags-from`, an export of Harbor's tags).
@@ -75,6 +97,37 @@ pub struct SyncPlan {
     /// Delete from the target the tags gone from the source (only those rehydrate pushed, still at the
     /// digest it pushed).
     pub delete: bool,
+}
+
+impl Default for Copying {
+    fn default() -> Copying {
+        Copying {
+            override_tags: false,
+            chunk_size: crate::copy::DEFAULT_CHUNK_SIZE,
+            upload_concurrency: crate::copy::DEFAULT_UPLOAD_CONCURRENCY,
+            in_place: false,
+            journal: None,
+            tags_from: None,
+            delete: false,
+        }
+    }
+}
+
+/// A run against a target: where from, what, where to, and what to do.
+pub struct SyncPlan {
+    pub mode: Mode,
+    pub source: Source,
+    pub options: ScanOptions,
+    pub target: Url,
+    pub credentials: Option<Credentials>,
+    /// Extra CA certificates (PEM) to trust for the target.
+    pub ca_cert: Option<PathBuf>,
+    pub selection: Selection,
+    /// Also take every manifest no tag points at, by digest.
+    pub untagged: bool,
+    /// Tags handled at once (the target's window ceiling).
+    pub push_concurrency: usize,
+    pub reporting: Reporting,
 }
 
 /// What consumes the selected tags.
@@ -91,23 +144,25 @@ trait Consumer {
     async fn finish(self, record: &mut Record) -> Outcome;
 }
 
-/// Copies (or verifies) every selected tag as the scan finds it.
+/// Runs `plan` on the process's runtime: copies, dry-runs, verifies or plans every selected tag as the
+/// scan finds it.
 pub fn run_sync(plan: SyncPlan) -> anyhow::Result<Outcome> {
-    tokio::runtime::Handle::current().block_on(sync(plan, None))
+    tokio::runtime::Handle::current().block_on(sync(plan))
 }
 
-/// Plans a sync (`rehydrate plan`): the same stream, read and counted, nothing written anywhere.
-pub fn run_plan(plan: SyncPlan, format: PlanFormat) -> anyhow::Result<Outcome> {
-    tokio::runtime::Handle::current().block_on(sync(plan, Some(format)))
-}
-
-async fn sync(plan: SyncPlan, planning: Option<PlanFormat>) -> anyhow::Result<Outcome> {
+async fn sync(plan: SyncPlan) -> anyhow::Result<Outcome> {
+    let copying = plan.mode.copying();
     let started = Instant::now();
     let target = Target::connect(&plan).await?;
     let blobs = BlobStore::connect(&plan.source, &plan.options.object).await.context("opening the source storage")?;
     let journal = open_journal(&plan)?;
-    let copier =
-        Copier::new(Arc::new(blobs), target.registry.clone(), plan.chunk_size, plan.upload_concurrency, plan.in_place);
+    let copier = Copier::new(
+        Arc::new(blobs),
+        target.registry.clone(),
+        copying.chunk_size,
+        copying.upload_concurrency,
+        copying.in_place,
+    );
     let copier =
         copier.with_journal(journal.as_ref().map(|run| run.journal.clone())).with_harbor(target.harbor.clone());
     let copier = Arc::new(copier);
@@ -115,35 +170,39 @@ async fn sync(plan: SyncPlan, planning: Option<PlanFormat>) -> anyhow::Result<Ou
     let flusher = journal.as_ref().map(|run| run.journal.start_flushing());
 
     let requests = Arc::new(RequestCounts::default());
-    let what = if plan.mode == SyncMode::Sync { "sync" } else { "verify" };
+    let what = if plan.mode.kind() == SyncMode::Sync { "sync" } else { "verify" };
     let live =
         Arc::new(Live::new(what, started, requests.clone(), copier.counts.clone(), plan.options.object.http.clone()));
     let reporter = start_reporting(&live, &plan.reporting)?;
     let scan_options = scan_options(&plan, journal.as_ref());
     let (items, scan_thread) = scan::start(&plan.source, scan_options, requests);
     let finished_journal = journal.as_ref().map(|run| run.journal.clone());
-    let overlay = plan.tags_from.as_deref().map(overlay::TagOverlay::load).transpose()?;
+    let overlay = copying.tags_from.as_deref().map(overlay::TagOverlay::load).transpose()?;
     let mut record =
-        Record::new(live.clone(), plan.mode, journal, plan.selection.mapping.clone(), plan.reporting.quiet);
+        Record::new(live.clone(), plan.mode.kind(), journal, plan.selection.mapping.clone(), plan.reporting.quiet);
     record.stops = stops.clone();
 
-    let flowed = if let Some(format) = planning {
-        let planner = plan::Planner::new(copier, target, format)?;
-        flow(items, scan_thread, &plan.selection, overlay.as_ref(), &mut record, planner).await
-    } else if plan.dry_run {
-        flow(items, scan_thread, &plan.selection, overlay.as_ref(), &mut record, dry_run::DryRun::new(copier, target))
-            .await
-    } else {
-        let context = execute::TaskContext {
-            copier,
-            target,
-            mode: plan.mode,
-            override_tags: plan.override_tags,
-            delete: plan.delete,
-            stops,
-        };
-        let tasks = execute::Tasks::new(context, plan.push_concurrency);
-        flow(items, scan_thread, &plan.selection, overlay.as_ref(), &mut record, tasks).await
+    let flowed = match &plan.mode {
+        Mode::Plan(format) => {
+            let planner = plan::Planner::new(copier, target, *format)?;
+            flow(items, scan_thread, &plan.selection, overlay.as_ref(), &mut record, planner).await
+        }
+        Mode::DryRun(_) => {
+            let dry_run = dry_run::DryRun::new(copier, target);
+            flow(items, scan_thread, &plan.selection, overlay.as_ref(), &mut record, dry_run).await
+        }
+        Mode::Sync(_) | Mode::Verify => {
+            let context = execute::TaskContext {
+                copier,
+                target,
+                mode: plan.mode.kind(),
+                override_tags: copying.override_tags,
+                delete: copying.delete,
+                stops,
+            };
+            let tasks = execute::Tasks::new(context, plan.push_concurrency);
+            flow(items, scan_thread, &plan.selection, overlay.as_ref(), &mut record, tasks).await
+        }
     };
     if let Some(flusher) = flusher {
         flusher.abort();
@@ -157,7 +216,7 @@ async fn sync(plan: SyncPlan, planning: Option<PlanFormat>) -> anyhow::Result<Ou
     }
     let (_, verdict) = flowed?;
     reporter.stop();
-    if planning.is_some() {
+    if matches!(plan.mode, Mode::Plan(_)) {
         return Ok(worst(verdict, outcome(&live)));
     }
     note_tagless_storage(&plan, &live);
@@ -270,7 +329,7 @@ async fn take_found<C: Consumer>(
 
 /// The journal of a real sync (a dry run and a verify write none), with the pass this run starts.
 fn open_journal(plan: &SyncPlan) -> anyhow::Result<Option<JournalRun>> {
-    let (Some(path), SyncMode::Sync, false) = (&plan.journal, plan.mode, plan.dry_run) else { return Ok(None) };
+    let Mode::Sync(Copying { journal: Some(path), override_tags, in_place, .. }) = &plan.mode else { return Ok(None) };
     let journal = Journal::open(path)?;
     let scope = format!("{:?} {:?}", plan.source, plan.options.shard);
     let (start, same_scope) = journal.begin_run(&scope)?;
@@ -291,7 +350,7 @@ fn open_journal(plan: &SyncPlan) -> anyhow::Result<Option<JournalRun>> {
              unchanged since are skipped without a request"
         )),
     }
-    let selection = plan.selection.fingerprint(&format!("{} {} {}", plan.override_tags, plan.untagged, plan.in_place));
+    let selection = plan.selection.fingerprint(&format!("{override_tags} {} {in_place}", plan.untagged));
     Ok(Some(JournalRun { journal, pass: start.pass(), selection, look_for_unseen: same_scope }))
 }
 

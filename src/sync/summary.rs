@@ -10,7 +10,8 @@ use crate::run::log_storage_requests;
 
 pub fn print(plan: &SyncPlan, live: &Live, started: Instant) {
     let elapsed = human_duration(started.elapsed());
-    match plan.mode {
+    let kind = plan.mode.kind();
+    match kind {
         SyncMode::Sync => {
             crate::report::log::info_with(format!("sync finished in {elapsed}: {}", sync_totals(live)), &live.fields())
         }
@@ -19,7 +20,7 @@ pub fn print(plan: &SyncPlan, live: &Live, started: Instant) {
             &live.fields(),
         ),
     }
-    if plan.mode == SyncMode::Sync && plan.journal.is_some() {
+    if matches!(&plan.mode, super::Mode::Sync(copying) if copying.journal.is_some()) {
         print_catch_up(live);
     }
     print_refusals(live);
@@ -30,7 +31,7 @@ pub fn print(plan: &SyncPlan, live: &Live, started: Instant) {
             "{resumed} repositories were finished by an earlier run (from the journal): their tags were not listed again"
         ));
     }
-    print_timeline(plan.mode, live, started);
+    print_timeline(kind, live, started);
     print_windows(&live.http);
     let counts = &live.run;
     if get(&counts.failed) > 0 || get(&counts.source_errors) > 0 || get(&counts.left_alone) > 0 || counts.refused() > 0
