@@ -2,8 +2,10 @@
 //!
 //! Data flows one way: storage keys (`storage`, `layout`) -> repositories and tags (`scan`, `shard`) ->
 //! selection and names (`filter`) -> copies into the target (`copy`, `registry`), recorded in the
-//! `journal`; `pipeline` runs it all. Around it: `net` (every HTTP request, retries), `limit` (rates),
-//! `log`, `progress` and `metrics` (what the run tells its operator). `cli` and `main.rs` sit on top.
+//! `journal`; `run` and `sync` run the commands, `cli` turns flags into them. Under the domain, two
+//! layers of plumbing that import nothing above them: `http` (every request: limits, windows, retries,
+//! request metrics) and `report` (log lines, the terminal, progress, the metrics endpoint).
+//! `docs/design.md` draws the layers.
 
 pub mod cli;
 pub mod copy;

@@ -14,6 +14,7 @@ use url::Url;
 
 use super::auth::{parse_challenge, repository_scope, AuthError, Challenge, TokenCache};
 use super::credentials::Credentials;
+pub use super::error_code::ErrorCode;
 use super::refusal::{self, RefusalClass};
 use crate::layout::Digest;
 
@@ -22,14 +23,6 @@ pub const MANIFEST_ACCEPT: &str =
     "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
 application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json, \
 application/vnd.docker.distribution.manifest.v1+prettyjws;q=0.5";
-
-/// One entry of a registry's `{"errors": [...]}` answer.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct ErrorCode {
-    pub code: String,
-    #[serde(default)]
-    pub message: String,
-}
 
 #[derive(Debug, Error)]
 pub enum RegistryError {

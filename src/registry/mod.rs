@@ -4,5 +4,7 @@
 pub mod auth;
 pub mod client;
 pub mod credentials;
+mod error_code;
 pub mod harbor;
 pub mod refusal;
+pub mod target;

@@ -2,7 +2,7 @@
 //! (read in Harbor v2.15.2's middlewares; `../shared/docs/harbor.md`). Each class deserves its own
 //! handling: none of them is helped by trying again.
 
-use super::client::ErrorCode;
+use super::error_code::ErrorCode;
 
 /// Why Harbor refused a request by policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -12,7 +12,7 @@ use url::Url;
 
 use super::Outcome;
 use crate::registry::credentials::Credentials;
-use crate::sync::target::Target;
+use crate::registry::target::Target;
 
 /// What to export, and where to.
 pub struct ExportPlan {
@@ -30,7 +30,7 @@ pub fn run_export_tags(plan: ExportPlan) -> anyhow::Result<Outcome> {
 
 async fn export(plan: ExportPlan) -> anyhow::Result<Outcome> {
     let target =
-        Target::connect_to(&plan.target, plan.credentials.clone(), plan.ca_cert.as_deref(), None, Default::default())
+        Target::connect(&plan.target, plan.credentials.clone(), plan.ca_cert.as_deref(), None, Default::default())
             .await?;
     let harbor = target
         .harbor

@@ -10,11 +10,11 @@ use super::gone::{self, GoneTag};
 use super::record::{GoneReport, Record, TagReport};
 use super::select::Planned;
 use super::stops::Stops;
-use super::target::Target;
 use super::{Consumer, SyncMode};
 use crate::copy::{Copier, CopyError, Replace, TagOutcome};
 use crate::layout::Digest;
 use crate::registry::harbor::{project_of, Harbor};
+use crate::registry::target::Target;
 use crate::run::Outcome;
 
 /// What every task needs.

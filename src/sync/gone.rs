@@ -8,10 +8,10 @@
 
 use std::collections::HashSet;
 
-use super::target::Target;
 use crate::copy::CopyError;
 use crate::journal::{Journal, JournalError, TagRecord};
 use crate::layout::Digest;
+use crate::registry::target::Target;
 
 /// A tag on the target that its source no longer has.
 #[derive(Debug, Clone)]

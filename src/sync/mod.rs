@@ -17,7 +17,6 @@ mod select;
 mod skip;
 mod stops;
 mod summary;
-pub mod target;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,6 +29,7 @@ use url::Url;
 use crate::copy::Copier;
 use crate::journal::{Journal, RunStart};
 use crate::registry::credentials::Credentials;
+pub use crate::registry::target::Target;
 use crate::run::live::{get, Live};
 use crate::run::{start_reporting, Outcome, Reporting};
 use crate::scan::{self, FinishedRepositories, KnownTags, RequestCounts, ScanItem, ScanOptions};
@@ -37,7 +37,6 @@ use crate::storage::{BlobStore, Source};
 pub use plan::PlanFormat;
 use record::{JournalRun, Record};
 pub use select::{Found, Planned, Selected, Selection};
-pub use target::Target;
 
 /// What `rehydrate sync` or `verify` does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,7 +152,7 @@ pub fn run_sync(plan: SyncPlan) -> anyhow::Result<Outcome> {
 async fn sync(plan: SyncPlan) -> anyhow::Result<Outcome> {
     let copying = plan.mode.copying();
     let started = Instant::now();
-    let target = Target::connect(&plan).await?;
+    let target = connect(&plan).await?;
     let blobs = BlobStore::connect(&plan.source, &plan.options.object).await.context("opening the source storage")?;
     let journal = open_journal(&plan)?;
     let copier = Copier::new(
@@ -222,6 +221,12 @@ async fn sync(plan: SyncPlan) -> anyhow::Result<Outcome> {
     note_tagless_storage(&plan, &live);
     summary::print(&plan, &live, started);
     Ok(worst(verdict, outcome(&live)))
+}
+
+/// Reaches the plan's target (Harbor detected, credentials checked) before anything is listed.
+async fn connect(plan: &SyncPlan) -> anyhow::Result<Target> {
+    let (stall_timeout, http) = (plan.options.object.stall_timeout, plan.options.object.http.clone());
+    Target::connect(&plan.target, plan.credentials.clone(), plan.ca_cert.as_deref(), stall_timeout, http).await
 }
 
 fn worst(a: Outcome, b: Outcome) -> Outcome {

@@ -237,7 +237,7 @@ pub(crate) async fn send(
 
 /// The one retry loop of every storage read: runs `attempt` (a request and the reading of its answer)
 /// again after failures worth trying again (429, 5xx, S3's `SlowDown`, no answer, an answer that broke
-/// off), with backoff and the store's `Retry-After`, up to `net::ATTEMPTS` tries.
+/// off), with backoff and the store's `Retry-After`, up to `http::retry::ATTEMPTS` tries.
 async fn retrying<T, F, Fut>(client: &crate::http::Client, attempt: F) -> Result<T, StorageError>
 where
     F: Fn() -> Fut,

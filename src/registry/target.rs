@@ -8,10 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 use url::Url;
 
-use super::SyncPlan;
-use crate::registry::client::RegistryClient;
-use crate::registry::credentials::Credentials;
-use crate::registry::harbor::Harbor;
+use super::client::RegistryClient;
+use super::credentials::Credentials;
+use super::harbor::Harbor;
 
 /// The target registry, and its Harbor control plane when it is a Harbor.
 #[derive(Clone)]
@@ -22,14 +21,7 @@ pub struct Target {
 
 impl Target {
     /// Connects to the target: detects Harbor (and checks the credentials there), then pings `/v2/`.
-    pub async fn connect(plan: &SyncPlan) -> anyhow::Result<Target> {
-        let stall_timeout = plan.options.object.stall_timeout;
-        let http = plan.options.object.http.clone();
-        Target::connect_to(&plan.target, plan.credentials.clone(), plan.ca_cert.as_deref(), stall_timeout, http).await
-    }
-
-    /// `connect` with what it needs spelled out (for commands that have no sync plan).
-    pub async fn connect_to(
+    pub async fn connect(
         target: &Url,
         credentials: Option<Credentials>,
         ca_cert: Option<&Path>,
