@@ -11,5 +11,5 @@ url=${1:?usage: scripts/test-against-harbor.sh HARBOR_URL (password in REHYDRATE
 : "${REHYDRATE_TEST_HARBOR_PASSWORD:?set REHYDRATE_TEST_HARBOR_PASSWORD to the password of a Harbor administrator}"
 export REHYDRATE_TEST_HARBOR_URL=$url
 bash scripts/install-servers.sh
-suites=(sync_harbor harbor_policies plan secrets catch_up)
+suites=(sync_harbor harbor_policies plan secrets catch_up disaster_recovery harbor_restarts)
 cargo test --locked $(printf -- '--test %s ' "${suites[@]}") "${@:2}"

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::collections::BTreeSet;
 
 use support::harbor::*;
+use support::harbor_target::{exclusive, TestHarbor};
 use support::images::*;
 use support::*;
 
@@ -137,4 +138,91 @@ fn tags_exported_from_harbor_come_back_with_a_rebuild_from_a_tagless_bucket() {
     );
     assert_eq!(refused.status.code(), Some(2), "{}", stderr_of(&refused));
     assert!(stderr_of(&refused).contains("--untagged"), "{}", stderr_of(&refused));
+}
+
+/// Bytes of every blob the storage at `root` holds (a path; `None` for a bucket).
+fn blob_bytes(root: &str) -> Option<u64> {
+    let blobs = std::path::Path::new(root).join("docker/registry/v2/blobs");
+    blobs.is_dir().then(|| support::servers::walk_files(&blobs).iter().map(|f| f.metadata().unwrap().len()).sum())
+}
+
+/// Disaster recovery through Harbor itself (the emulator, or a real Harbor given its storage and a way
+/// to drop its database: `REHYDRATE_TEST_HARBOR_STORAGE`, `REHYDRATE_TEST_HARBOR_RESET_DB`). Images
+/// are pushed through Harbor into two projects (an index, a referrer, untagged manifests), its tags are
+/// exported, then Harbor loses its database and is rebuilt in place from its own storage: every
+/// repository, artifact and tag is listed again at the same digest, and no blob byte moved.
+#[test]
+fn a_harbor_that_lost_its_database_is_rebuilt_from_its_own_storage() {
+    let _whole = exclusive();
+    let harbor_storage = tempfile::tempdir().unwrap();
+    let harbor = TestHarbor::start(harbor_storage.path(), "rebuild");
+    let Some(storage) = harbor.storage() else {
+        eprintln!(
+            "against a real Harbor, left out: the rebuild (set REHYDRATE_TEST_HARBOR_STORAGE to its storage root)"
+        );
+        return;
+    };
+    let source = tempfile::tempdir().unwrap();
+    let facts = push_fixture(&Registry::start(source.path()));
+    let (one, two) = (harbor.project_name("one"), harbor.project_name("two"));
+    for (project, selection) in [(&one, "--include"), (&two, "--exclude")] {
+        let args = ["sync", source.path().to_str().unwrap(), &harbor.url, "--plain-http", "--untagged", "--no-journal"];
+        let mut args = args.to_vec();
+        args.extend(["--dest-namespace", project.as_str(), selection, "{library,multi}/**"]);
+        let pushed = rehydrate_with_env(&args, &harbor.env_admin());
+        assert!(pushed.status.success(), "{}", stderr_of(&pushed));
+    }
+    let tags = harbor.tags();
+    let artifacts = harbor.artifacts();
+    let projects: BTreeSet<String> = artifacts.iter().map(|(r, _)| r.split('/').next().unwrap().to_string()).collect();
+    assert_eq!(projects, BTreeSet::from([one.clone(), two.clone()]), "two projects");
+    for (repository, digest) in &facts.untagged {
+        let in_project =
+            if repository.starts_with("library/") || repository.starts_with("multi/") { &one } else { &two };
+        let target = (format!("{in_project}/{repository}"), digest.clone());
+        assert!(artifacts.contains(&target), "untagged {target:?} pushed: {artifacts:?}");
+    }
+
+    // The tags, exported on a schedule before the loss (Harbor 2.15 keeps them only in its database).
+    let exports = tempfile::tempdir().unwrap();
+    let export = exports.path().join("tags.jsonl");
+    let exported = rehydrate_with_env(
+        &["export-tags", &harbor.url, "--plain-http", "--output", export.to_str().unwrap()],
+        &harbor.env_admin(),
+    );
+    assert!(exported.status.success(), "{}", stderr_of(&exported));
+    let bytes_before = blob_bytes(&storage);
+    let uploads_before: u64 = ["POST upload", "PATCH upload", "PUT upload"].iter().map(|k| harbor.count(k)).sum();
+
+    if !harbor.lose_database() {
+        return;
+    }
+    assert!(harbor.tags().is_empty() && harbor.artifacts().is_empty(), "the database is gone");
+    let args = ["sync", &storage, &harbor.url, "--plain-http", "--in-place", "--untagged", "--no-journal"];
+    let mut args = args.to_vec();
+    let (include_one, include_two) = (format!("{one}/**"), format!("{two}/**"));
+    args.extend(["--tags-from", export.to_str().unwrap(), "--include", &include_one, "--include", &include_two]);
+    let rebuilt = rehydrate_with_env(&args, &harbor.env_admin());
+    assert!(rebuilt.status.success(), "{}", stderr_of(&rebuilt));
+
+    assert_eq!(harbor.artifacts(), artifacts, "every repository and artifact is back, at its digest");
+    assert_eq!(harbor.tags(), tags, "every tag is back, at its digest");
+    let uploads_after: u64 = ["POST upload", "PATCH upload", "PUT upload"].iter().map(|k| harbor.count(k)).sum();
+    assert_eq!(uploads_after, uploads_before, "no upload reached Harbor");
+    assert_eq!(blob_bytes(&storage), bytes_before, "no blob byte moved");
+    let verify = rehydrate_with_env(
+        &[
+            "verify",
+            &storage,
+            &harbor.url,
+            "--plain-http",
+            "--untagged",
+            "--include",
+            &include_one,
+            "--include",
+            &include_two,
+        ],
+        &harbor.env_admin(),
+    );
+    assert!(verify.status.success(), "{}", stderr_of(&verify));
 }

@@ -109,6 +109,9 @@ pub struct FaultState {
     pub max_in_flight: Option<usize>,
     /// Shed load as an S3 store does (503 SlowDown) rather than with a 429.
     pub shed_as_s3: bool,
+    /// Until then every request is answered 503, as a proxy in front of a Harbor whose core (or
+    /// database) is restarting answers: the emulator's stand-in for a restart.
+    pub outage_until: Option<std::time::Instant>,
     /// Requests in flight now, the most seen at once, and the 429s sent for being over the limit.
     pub in_flight: usize,
     pub most_in_flight: usize,
@@ -198,6 +201,7 @@ impl FaultProxy {
             authorizations: None,
             delay: Duration::ZERO,
             max_in_flight: None,
+            outage_until: None,
             shed_as_s3: false,
             in_flight: 0,
             most_in_flight: 0,
@@ -279,6 +283,10 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Result<Response<
                 return Ok(slow_down());
             }
             return Ok(registry_error(StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS", "too many requests in flight"));
+        }
+        if state.outage_until.is_some_and(|until| std::time::Instant::now() < until) {
+            *state.injected.entry("outage 503".into()).or_default() += 1;
+            return Ok(registry_error(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "restarting"));
         }
         state.in_flight += 1;
         state.most_in_flight = state.most_in_flight.max(state.in_flight);

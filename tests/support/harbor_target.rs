@@ -39,6 +39,8 @@ pub struct TestHarbor {
     pub namespace: Option<String>,
     /// Other projects the test made on a real Harbor, removed at the end.
     extra_projects: std::sync::Mutex<Vec<String>>,
+    /// The storage the emulator's registry writes (a real Harbor's is `REHYDRATE_TEST_HARBOR_STORAGE`).
+    emulator_storage: std::path::PathBuf,
 }
 
 impl TestHarbor {
@@ -66,6 +68,7 @@ impl TestHarbor {
                     real: Some(real),
                     namespace: Some(namespace),
                     extra_projects: Default::default(),
+                    emulator_storage: storage_root.to_path_buf(),
                 }
             }
             None => {
@@ -78,6 +81,7 @@ impl TestHarbor {
                     real: None,
                     namespace: None,
                     extra_projects: Default::default(),
+                    emulator_storage: storage_root.to_path_buf(),
                 }
             }
         }
@@ -390,6 +394,72 @@ impl TestHarbor {
             .sum()
     }
 
+    /// The storage root Harbor's registry writes: the emulator's, or on a real Harbor the one
+    /// `REHYDRATE_TEST_HARBOR_STORAGE` names (a path or a bucket URL; `None` when not given).
+    pub fn storage(&self) -> Option<String> {
+        match &self.real {
+            Some(_) => std::env::var("REHYDRATE_TEST_HARBOR_STORAGE").ok().filter(|s| !s.is_empty()),
+            None => Some(self.emulator_storage.to_str().unwrap().to_string()),
+        }
+    }
+
+    /// Every artifact Harbor lists for the test (tagged or not), as (repository, digest).
+    pub fn artifacts(&self) -> BTreeSet<(String, String)> {
+        match (&self.real, &self.emulator) {
+            (Some(real), _) => {
+                let mut projects = vec![self.namespace.clone().unwrap()];
+                projects.extend(self.extra_projects.lock().unwrap().iter().cloned());
+                projects.iter().flat_map(|project| real.artifacts(project)).collect()
+            }
+            (None, Some(emulator)) => emulator.state.lock().unwrap().artifacts.iter().cloned().collect(),
+            _ => unreachable!(),
+        }
+    }
+
+    /// Harbor loses its database: a fresh empty one, core restarted on it, the storage kept. On a real
+    /// Harbor, by the command `REHYDRATE_TEST_HARBOR_RESET_DB` names (it returns once core answers);
+    /// false when none is given. A whole-instance change: the test holds `exclusive()`.
+    pub fn lose_database(&self) -> bool {
+        match &self.emulator {
+            Some(emulator) => {
+                let mut state = emulator.state.lock().unwrap();
+                state.projects.clear();
+                state.blobs.clear();
+                state.artifacts.clear();
+                state.tags.clear();
+                state.project_blobs.clear();
+                state.quota_used.clear();
+                state.session_bytes.clear();
+                true
+            }
+            None => run_hook("REHYDRATE_TEST_HARBOR_RESET_DB", "losing Harbor's database"),
+        }
+    }
+
+    /// Harbor's core restarts (killed, started again): on a real Harbor by the command
+    /// `REHYDRATE_TEST_HARBOR_RESTART_CORE` names; on the emulator, 3 s in which every request is
+    /// answered 503, as the proxy in front of a restarting core answers. False when no command is given.
+    pub fn restart_core(&self) -> bool {
+        self.restart("REHYDRATE_TEST_HARBOR_RESTART_CORE", "restarting Harbor's core")
+    }
+
+    /// Harbor's PostgreSQL restarts: `REHYDRATE_TEST_HARBOR_RESTART_DB` on a real Harbor; on the
+    /// emulator, 3 s of 503s (what core answers while its database is away).
+    pub fn restart_database(&self) -> bool {
+        self.restart("REHYDRATE_TEST_HARBOR_RESTART_DB", "restarting Harbor's database")
+    }
+
+    fn restart(&self, hook: &str, what: &str) -> bool {
+        match &self.real {
+            Some(_) => run_hook(hook, what),
+            None => {
+                let until = std::time::Instant::now() + std::time::Duration::from_secs(3);
+                self.proxy.state.lock().unwrap().outage_until = Some(until);
+                true
+            }
+        }
+    }
+
     /// The host (and port) a registry client such as skopeo reaches the Harbor at.
     pub fn host(&self) -> &str {
         self.url.trim_start_matches("http://").trim_start_matches("https://")
@@ -418,6 +488,18 @@ impl Drop for TestHarbor {
             real.delete_robots();
         }
     }
+}
+
+/// Runs the shell command the environment variable `hook` names (the harness's way to act on a real
+/// Harbor's processes); false, with a line saying what is left out, when none is given.
+fn run_hook(hook: &str, what: &str) -> bool {
+    let Some(command) = std::env::var(hook).ok().filter(|c| !c.is_empty()) else {
+        eprintln!("against a real Harbor, left out: {what} (set {hook} to a command that does it)");
+        return false;
+    };
+    let status = std::process::Command::new("sh").arg("-c").arg(&command).status().unwrap();
+    assert!(status.success(), "{hook} ({command}) failed: {status}");
+    true
 }
 
 fn counting_proxy(upstream: &str) -> FaultProxy {
@@ -498,6 +580,20 @@ impl RealHarbor {
             }
         }
         tags
+    }
+
+    /// (repository, digest) of every artifact in `project`, tagged or not.
+    pub fn artifacts(&self, project: &str) -> BTreeSet<(String, String)> {
+        let mut artifacts = BTreeSet::new();
+        for repository in self.try_list(&format!("projects/{project}/repositories")).unwrap_or_default() {
+            let name = repository["name"].as_str().unwrap().to_string();
+            let within = name.strip_prefix(&format!("{project}/")).unwrap();
+            for artifact in self.list(&format!("projects/{project}/repositories/{}/artifacts", api_repository(within)))
+            {
+                artifacts.insert((name.clone(), artifact["digest"].as_str().unwrap().to_string()));
+            }
+        }
+        artifacts
     }
 
     pub fn create_project(&self, project: &str) {
