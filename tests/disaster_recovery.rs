@@ -186,8 +186,19 @@ fn a_harbor_that_lost_its_database_is_rebuilt_from_its_own_storage() {
     // The tags, exported on a schedule before the loss (Harbor 2.15 keeps them only in its database).
     let exports = tempfile::tempdir().unwrap();
     let export = exports.path().join("tags.jsonl");
+    let (include_one, include_two) = (format!("{one}/**"), format!("{two}/**"));
     let exported = rehydrate_with_env(
-        &["export-tags", &harbor.url, "--plain-http", "--output", export.to_str().unwrap()],
+        &[
+            "export-tags",
+            &harbor.url,
+            "--plain-http",
+            "--output",
+            export.to_str().unwrap(),
+            "--include",
+            &include_one,
+            "--include",
+            &include_two,
+        ],
         &harbor.env_admin(),
     );
     assert!(exported.status.success(), "{}", stderr_of(&exported));
@@ -200,7 +211,6 @@ fn a_harbor_that_lost_its_database_is_rebuilt_from_its_own_storage() {
     assert!(harbor.tags().is_empty() && harbor.artifacts().is_empty(), "the database is gone");
     let args = ["sync", &storage, &harbor.url, "--plain-http", "--in-place", "--untagged", "--no-journal"];
     let mut args = args.to_vec();
-    let (include_one, include_two) = (format!("{one}/**"), format!("{two}/**"));
     args.extend(["--tags-from", export.to_str().unwrap(), "--include", &include_one, "--include", &include_two]);
     let rebuilt = rehydrate_with_env(&args, &harbor.env_admin());
     assert!(rebuilt.status.success(), "{}", stderr_of(&rebuilt));

@@ -49,6 +49,8 @@ fn sync_through_a_restart(harbor: &TestHarbor, restart: fn(&TestHarbor) -> bool,
     let first = first.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&first.stderr);
     assert!(matches!(first.status.code(), Some(0 | 3)), "rode it out or stopped cleanly: {stderr}");
+    let summary = stderr.lines().find(|line| line.starts_with("sync finished")).unwrap_or_default();
+    eprintln!("{what} restarted: the first run exited {:?}: {summary}", first.status.code());
     if !restarted {
         return;
     }

@@ -88,6 +88,12 @@ pub struct PlanArgs {
 pub struct ExportArgs {
     #[command(flatten)]
     pub target: TargetArgs,
+    /// Export only repositories matching this doublestar glob (repeatable): `team-a/**`.
+    #[arg(long = "include", value_name = "GLOB", help_heading = "Selection and mapping")]
+    pub include: Vec<String>,
+    /// Skip repositories matching this glob (repeatable).
+    #[arg(long = "exclude", value_name = "GLOB", help_heading = "Selection and mapping")]
+    pub exclude: Vec<String>,
     /// Write here (a complete file, or the previous one left in place) instead of standard output.
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub output: Option<PathBuf>,

@@ -79,7 +79,8 @@ pub fn plan(args: PlanArgs, shell: Arc<Shell>) -> anyhow::Result<SyncPlan> {
 
 pub fn export(args: ExportArgs) -> anyhow::Result<ExportPlan> {
     let (target, credentials) = resolve_target(&args.target)?;
-    Ok(ExportPlan { target, credentials, ca_cert: args.target.ca_cert.clone(), output: args.output })
+    let repositories = NameFilter { include: globs(&args.include)?, exclude: globs(&args.exclude)? };
+    Ok(ExportPlan { target, credentials, repositories, ca_cert: args.target.ca_cert.clone(), output: args.output })
 }
 
 pub fn status(args: StatusArgs) -> anyhow::Result<Outcome> {

@@ -36,6 +36,9 @@ pub enum HarborError {
     NoRight { what: String, account: String, right: &'static str },
 }
 
+/// Repositories whose artifacts `each_tag` lists at once.
+const EXPORT_CONCURRENCY: usize = 8;
+
 /// The project a target repository belongs to (on Harbor, its first component).
 pub fn project_of(repository: &str) -> &str {
     repository.split('/').next().unwrap_or(repository)
@@ -296,7 +299,11 @@ impl Harbor {
     /// Every tag Harbor's database holds, as (repository, tag, digest), handed to `each` project by
     /// project: since v2.15 a tag's name lives nowhere else (its storage holds none), so this is what a
     /// rebuild after a lost database needs kept (`rehydrate export-tags`).
-    pub async fn each_tag(&self, mut each: impl FnMut(&str, &str, &str)) -> Result<u64, HarborError> {
+    pub async fn each_tag(
+        &self,
+        wanted: impl Fn(&str) -> bool,
+        mut each: impl FnMut(&str, &str, &str),
+    ) -> Result<u64, HarborError> {
         #[derive(Deserialize)]
         struct Named {
             name: String,
@@ -307,13 +314,23 @@ impl Harbor {
             #[serde(default)]
             tags: Option<Vec<Named>>,
         }
+        use futures::StreamExt;
         let mut count = 0;
         for project in self.all_pages::<Named>("harbor projects", "projects").await? {
             let repositories = format!("projects/{}/repositories", project.name);
-            for repository in self.all_pages::<Named>("harbor repositories", &repositories).await? {
+            let listed = self.all_pages::<Named>("harbor repositories", &repositories).await?;
+            let listings = listed.into_iter().filter(|repository| wanted(&repository.name)).map(|repository| {
                 let within = repository.name.strip_prefix(&format!("{}/", project.name)).unwrap_or(&repository.name);
                 let path = format!("{repositories}/{}/artifacts?with_tag=true", within.replace('/', "%252F"));
-                for artifact in self.all_pages::<Artifact>("harbor artifacts", &path).await? {
+                async move {
+                    Ok::<_, HarborError>((self.all_pages::<Artifact>("harbor artifacts", &path).await?, repository))
+                }
+            });
+            // Each call costs Harbor a password check: a few at once, not one after the other.
+            let mut artifacts = futures::stream::iter(listings).buffer_unordered(EXPORT_CONCURRENCY);
+            while let Some(listed) = artifacts.next().await {
+                let (artifacts, repository) = listed?;
+                for artifact in artifacts {
                     for tag in artifact.tags.unwrap_or_default() {
                         each(&repository.name, &tag.name, &artifact.digest);
                         count += 1;

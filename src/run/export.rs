@@ -18,6 +18,8 @@ use crate::registry::target::Target;
 pub struct ExportPlan {
     pub target: Url,
     pub credentials: Option<Credentials>,
+    /// Which repositories' tags (all by default).
+    pub repositories: crate::filter::NameFilter,
     pub ca_cert: Option<PathBuf>,
     /// The file to write (written whole to a temporary file, then renamed: a failed export leaves the
     /// previous one); standard output when `None`.
@@ -46,12 +48,15 @@ async fn export(plan: ExportPlan) -> anyhow::Result<Outcome> {
     };
     let mut written: std::io::Result<()> = Ok(());
     let count = harbor
-        .each_tag(|repository, tag, digest| {
-            if written.is_ok() {
-                let line = serde_json::json!({"repository": repository, "tag": tag, "digest": digest});
-                written = writeln!(out, "{line}");
-            }
-        })
+        .each_tag(
+            |repository| plan.repositories.accepts(repository),
+            |repository, tag, digest| {
+                if written.is_ok() {
+                    let line = serde_json::json!({"repository": repository, "tag": tag, "digest": digest});
+                    written = writeln!(out, "{line}");
+                }
+            },
+        )
         .await?;
     written.and_then(|()| out.flush()).context("writing the tags")?;
     drop(out);

@@ -403,7 +403,8 @@ impl TestHarbor {
         }
     }
 
-    /// Every artifact Harbor lists for the test (tagged or not), as (repository, digest).
+    /// Every artifact Harbor holds for the test (tagged or not, index children and accessories too), as
+    /// (repository, digest).
     pub fn artifacts(&self) -> BTreeSet<(String, String)> {
         match (&self.real, &self.emulator) {
             (Some(real), _) => {
@@ -588,9 +589,18 @@ impl RealHarbor {
         for repository in self.try_list(&format!("projects/{project}/repositories")).unwrap_or_default() {
             let name = repository["name"].as_str().unwrap().to_string();
             let within = name.strip_prefix(&format!("{project}/")).unwrap();
-            for artifact in self.list(&format!("projects/{project}/repositories/{}/artifacts", api_repository(within)))
-            {
+            // Harbor lists top-level artifacts; an index's children are its `references`, a signature
+            // or an SBOM its `accessories`.
+            let path =
+                format!("projects/{project}/repositories/{}/artifacts?with_accessory=true", api_repository(within));
+            for artifact in self.list(&path) {
                 artifacts.insert((name.clone(), artifact["digest"].as_str().unwrap().to_string()));
+                for child in artifact["references"].as_array().into_iter().flatten() {
+                    artifacts.insert((name.clone(), child["child_digest"].as_str().unwrap().to_string()));
+                }
+                for accessory in artifact["accessories"].as_array().into_iter().flatten() {
+                    artifacts.insert((name.clone(), accessory["digest"].as_str().unwrap().to_string()));
+                }
             }
         }
         artifacts
