@@ -24,7 +24,7 @@ use tokio::sync::{Mutex, OnceCell};
 use crate::journal::Journal;
 use crate::layout::Digest;
 use crate::registry::client::{Mount, RegistryClient, RegistryError};
-use crate::registry::harbor::{project_of, Harbor, HarborError};
+use crate::registry::control::{ControlError, ControlPlane};
 use crate::registry::refusal::RefusalClass;
 use crate::storage::object::StorageError;
 use crate::storage::BlobStore;
@@ -72,25 +72,19 @@ impl From<StorageError> for CopyError {
 
 impl From<RegistryError> for CopyError {
     fn from(error: RegistryError) -> Self {
-        let mut message = error.to_string();
-        let class = error.refusal();
-        if class == Some(RefusalClass::Permission) {
-            if let Some(right) = crate::registry::refusal::right_asked_for(&message) {
-                message = format!("{message} (a robot needs Harbor's '{right}' right)");
-            }
-        }
-        match class {
-            Some(class) => CopyError::Refused { class, message },
-            None => CopyError::Target(message),
+        match error.refusal() {
+            Some(class) => CopyError::Refused { class, message: error.explained() },
+            None => CopyError::Target(error.explained()),
         }
     }
 }
 
-impl From<HarborError> for CopyError {
-    fn from(error: HarborError) -> Self {
+impl From<ControlError> for CopyError {
+    fn from(error: ControlError) -> Self {
         match error {
-            HarborError::Policy { class, message } => CopyError::Refused { class, message },
-            other => CopyError::Target(other.to_string()),
+            ControlError::Refused { class, message } => CopyError::Refused { class, message },
+            ControlError::Registry(error) => error.into(),
+            ControlError::Failed(message) => CopyError::Target(message),
         }
     }
 }
@@ -197,8 +191,8 @@ pub struct Copier {
     in_place: bool,
     /// Where blobs known on the target are remembered beyond the in-memory maps.
     journal: Option<Arc<Journal>>,
-    /// The target's Harbor API, for what its registry API will not tell (a policy-blocked manifest).
-    harbor: Option<Arc<Harbor>>,
+    /// The target's control plane (Harbor's), for what its registry API will not tell.
+    control: Option<Arc<dyn ControlPlane>>,
 }
 
 /// Finished entries kept in memory per map; past that they are swept (work in flight always stays).
@@ -240,7 +234,7 @@ impl Copier {
             writes_in_namespace: Mutex::new(HashMap::new()),
             in_place,
             journal: None,
-            harbor: None,
+            control: None,
         }
     }
 
@@ -249,9 +243,9 @@ impl Copier {
         &self.target
     }
 
-    /// Asks this Harbor's API where the registry API is blocked by a pull-side policy.
-    pub fn with_harbor(mut self, harbor: Option<Arc<Harbor>>) -> Copier {
-        self.harbor = harbor;
+    /// Reads the registry API's answers with the target's control plane (Harbor's), where it has one.
+    pub fn with_control_plane(mut self, control: Option<Arc<dyn ControlPlane>>) -> Copier {
+        self.control = control;
         self
     }
 
@@ -264,25 +258,11 @@ impl Copier {
     ) -> Result<Option<TargetManifest>, CopyError> {
         match self.target.manifest_digest(repository, reference).await {
             Ok(found) => Ok(found.map(|digest| TargetManifest { digest, pull_blocked: false })),
-            Err(error) if error.is_pull_blocked() => {
-                let Some(harbor) = &self.harbor else { return Err(error.into()) };
-                let digest = harbor.artifact_digest(repository, reference).await?;
+            Err(error) => {
+                let Some(control) = &self.control else { return Err(error.into()) };
+                let digest = control.read_failed_head(repository, reference, error).await?;
                 Ok(digest.map(|digest| TargetManifest { digest, pull_blocked: true }))
             }
-            // Harbor checked the credentials up front and the project exists: a 401 to a fresh token
-            // (a HEAD carries no error body) means the account has no rights there.
-            Err(error) if error.status() == Some(401) && error.refusal().is_none() && self.harbor.is_some() => {
-                Err(CopyError::Refused {
-                    class: RefusalClass::Permission,
-                    message: format!(
-                        "{} has no rights in project {} ({error}): a robot needs Harbor's 'repository: pull, \
-                         push' rights there",
-                        self.target.username().unwrap_or("the anonymous caller"),
-                        project_of(repository)
-                    ),
-                })
-            }
-            Err(error) => Err(error.into()),
         }
     }
 
@@ -414,7 +394,8 @@ impl Copier {
         digest: &Digest,
         write: impl std::future::Future<Output = T>,
     ) -> T {
-        let key = (project_of(repository).to_string(), digest.clone());
+        let scope = self.control.as_ref().map_or(repository, |control| control.charged_to(repository));
+        let key = (scope.to_string(), digest.clone());
         let gate = self.writes_in_namespace.lock().await.entry(key.clone()).or_default().clone();
         let result = {
             let _alone = gate.lock().await;

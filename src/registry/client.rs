@@ -77,6 +77,18 @@ impl RegistryError {
     }
 
     /// A manifest GET or HEAD refused by a pull-side policy: the artifact exists.
+    /// The error in the operator's words: a permission refusal also names the robot right Harbor's
+    /// words ask for.
+    pub fn explained(&self) -> String {
+        let message = self.to_string();
+        match (self.refusal(), refusal::right_asked_for(&message)) {
+            (Some(RefusalClass::Permission), Some(right)) => {
+                format!("{message} (a robot needs Harbor's '{right}' right)")
+            }
+            _ => message,
+        }
+    }
+
     pub fn is_pull_blocked(&self) -> bool {
         matches!(self, RegistryError::Status { status, codes, .. } if refusal::is_pull_blocked_by_policy(*status, codes))
     }

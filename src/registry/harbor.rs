@@ -36,6 +36,50 @@ pub enum HarborError {
     NoRight { what: String, account: String, right: &'static str },
 }
 
+impl super::control::ControlPlane for Harbor {
+    /// A pull-side policy (412): the digest from the artifact API. A 401 to a fresh token (a HEAD carries
+    /// no error body; the credentials were checked up front and the project exists): the account has no
+    /// rights in the project.
+    fn read_failed_head<'a>(
+        &'a self,
+        repository: &'a str,
+        reference: &'a str,
+        error: super::client::RegistryError,
+    ) -> super::control::BoxFuture<'a, Result<Option<Digest>, super::control::ControlError>> {
+        use super::control::ControlError;
+        Box::pin(async move {
+            if error.is_pull_blocked() {
+                return self.artifact_digest(repository, reference).await.map_err(ControlError::from);
+            }
+            if error.status() == Some(401) && error.refusal().is_none() {
+                let account = self.credentials.as_ref().map_or("the anonymous caller", |c| c.username.as_str());
+                return Err(ControlError::Refused {
+                    class: RefusalClass::Permission,
+                    message: format!(
+                        "{account} has no rights in project {} ({error}): a robot needs Harbor's 'repository: \
+                         pull, push' rights there",
+                        project_of(repository)
+                    ),
+                });
+            }
+            Err(ControlError::Registry(error))
+        })
+    }
+
+    fn charged_to<'r>(&self, repository: &'r str) -> &'r str {
+        project_of(repository)
+    }
+}
+
+impl From<HarborError> for super::control::ControlError {
+    fn from(error: HarborError) -> Self {
+        match error {
+            HarborError::Policy { class, message } => super::control::ControlError::Refused { class, message },
+            other => super::control::ControlError::Failed(other.to_string()),
+        }
+    }
+}
+
 /// Repositories whose artifacts `each_tag` lists at once.
 const EXPORT_CONCURRENCY: usize = 8;
 

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod control;
 pub mod credentials;
 mod error_code;
 pub mod harbor;

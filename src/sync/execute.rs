@@ -13,6 +13,7 @@ use super::stops::Stops;
 use super::{Consumer, SyncMode};
 use crate::copy::{Copier, CopyError, Replace, TagOutcome};
 use crate::layout::Digest;
+use crate::registry::control::ControlError;
 use crate::registry::harbor::{project_of, Harbor};
 use crate::registry::target::Target;
 use crate::run::Outcome;
@@ -167,7 +168,10 @@ async fn copy_one(
     if let Some(harbor) = harbor {
         let project = project_of(repository);
         // Harbor ignores a token issued before its project was created.
-        harbor.ensure_project(project, || copier.target().forget_tokens_for(project)).await?;
+        harbor
+            .ensure_project(project, || copier.target().forget_tokens_for(project))
+            .await
+            .map_err(|error| CopyError::from(ControlError::from(error)))?;
     }
     match tag {
         Some(tag) => copier.copy_tag(repository, tag, digest, replace).await,

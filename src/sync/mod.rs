@@ -28,6 +28,7 @@ use url::Url;
 
 use crate::copy::Copier;
 use crate::journal::{Journal, RunStart};
+use crate::registry::control::ControlPlane;
 use crate::registry::credentials::Credentials;
 pub use crate::registry::target::Target;
 use crate::run::live::{get, Live};
@@ -162,8 +163,9 @@ async fn sync(plan: SyncPlan) -> anyhow::Result<Outcome> {
         copying.upload_concurrency,
         copying.in_place,
     );
-    let copier =
-        copier.with_journal(journal.as_ref().map(|run| run.journal.clone())).with_harbor(target.harbor.clone());
+    let copier = copier
+        .with_journal(journal.as_ref().map(|run| run.journal.clone()))
+        .with_control_plane(target.harbor.clone().map(|harbor| harbor as Arc<dyn ControlPlane>));
     let copier = Arc::new(copier);
     let stops = Arc::new(stops::Stops::default());
     let flusher = journal.as_ref().map(|run| run.journal.start_flushing());
