@@ -127,10 +127,10 @@ const JOURNAL_CACHE: usize = 16 << 20;
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Error)]
-#[error("journal {path}: {message}")]
+#[error("journal {path}: {source}")]
 pub struct JournalError {
     path: PathBuf,
-    message: String,
+    source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 pub struct Journal {
@@ -146,13 +146,13 @@ fn key(repository: &str, reference: &str) -> String {
 impl Journal {
     /// Opens (or creates) the journal at `path`, repairing it if a process died while writing it.
     pub fn open(path: &Path) -> Result<Arc<Journal>, JournalError> {
-        let fail = |message: String| JournalError { path: path.to_path_buf(), message };
+        let fail = |source: Box<dyn std::error::Error + Send + Sync>| JournalError { path: path.to_path_buf(), source };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| fail(e.to_string()))?;
+            std::fs::create_dir_all(parent).map_err(|e| fail(e.into()))?;
         }
         // redb caches up to 1 GiB by default; the journal's point lookups and batched writes need
         // little, and the run's memory must stay flat whatever the registry's size.
-        let db = Database::builder().set_cache_size(JOURNAL_CACHE).create(path).map_err(|e| fail(e.to_string()))?;
+        let db = Database::builder().set_cache_size(JOURNAL_CACHE).create(path).map_err(|e| fail(e.into()))?;
         let journal = Journal { path: path.to_path_buf(), db, pending: Mutex::new(Vec::new()) };
         journal.commit(Vec::new())?;
         Ok(Arc::new(journal))
@@ -162,8 +162,8 @@ impl Journal {
         &self.path
     }
 
-    fn fail(&self, error: impl std::fmt::Display) -> JournalError {
-        JournalError { path: self.path.clone(), message: error.to_string() }
+    fn fail(&self, error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> JournalError {
+        JournalError { path: self.path.clone(), source: error.into() }
     }
 
     /// Runs `read` on a table; a table never written yet reads as `empty`.

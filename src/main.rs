@@ -26,7 +26,8 @@ fn main() -> ExitCode {
         Ok(Outcome::Complete) => ExitCode::SUCCESS,
         Ok(Outcome::Partial) => ExitCode::from(EXIT_PARTIAL),
         Err(error) => {
-            rehydrate::report::log::error(format!("{error:#}"));
+            rehydrate::report::log::error(rehydrate::http::chain_in_words(error.as_ref()));
+            rehydrate::report::log::causes(error.as_ref());
             ExitCode::from(EXIT_FATAL)
         }
     }

@@ -52,8 +52,14 @@ pub enum CopyError {
     SizeMismatch { digest: Digest, expected: u64, actual: u64, key: String },
     #[error("source storage: {0}")]
     Storage(String),
+    /// The source storage failed (its cause kept).
+    #[error("source storage: {0}")]
+    Source(#[source] Arc<StorageError>),
     #[error("target: {0}")]
     Target(String),
+    /// The target's registry failed (its cause kept).
+    #[error("target: {}", .0.explained())]
+    Registry(#[source] Arc<RegistryError>),
     /// Refused by one of Harbor's policies: never tried again.
     #[error("refused by Harbor ({}): {message}", class.name())]
     Refused { class: RefusalClass, message: String },
@@ -66,7 +72,7 @@ pub enum CopyError {
 
 impl From<StorageError> for CopyError {
     fn from(error: StorageError) -> Self {
-        CopyError::Storage(error.to_string())
+        CopyError::Source(Arc::new(error))
     }
 }
 
@@ -74,7 +80,7 @@ impl From<RegistryError> for CopyError {
     fn from(error: RegistryError) -> Self {
         match error.refusal() {
             Some(class) => CopyError::Refused { class, message: error.explained() },
-            None => CopyError::Target(error.explained()),
+            None => CopyError::Registry(Arc::new(error)),
         }
     }
 }

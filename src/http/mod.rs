@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use redact::{describe_error, error_chain, redacted_headers, without_query};
+pub use redact::{chain_in_words, describe_error, redacted_headers, without_query, TransportError};
 use retry::{is_transient, is_transient_error, retry_after, Backoff};
 
 use crate::http::limit::RateLimit;

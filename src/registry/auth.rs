@@ -112,6 +112,8 @@ pub enum AuthError {
     Refused { realm: String, status: u16 },
     #[error("the token service at {realm} failed: {message}")]
     Failed { realm: String, message: String },
+    #[error("the token service at {realm} failed: {source}")]
+    Unreachable { realm: String, source: crate::http::TransportError },
 }
 
 impl TokenCache {
@@ -192,11 +194,9 @@ impl TokenCache {
                 None => request,
             }
         };
-        let (status, body) = self
-            .http
-            .fetch_with_retries("token", request)
-            .await
-            .map_err(|e| AuthError::Failed { realm: realm.to_string(), message: crate::http::describe_error(&e) })?;
+        let (status, body) = self.http.fetch_with_retries("token", request).await.map_err(|e| {
+            AuthError::Unreachable { realm: realm.to_string(), source: crate::http::TransportError::new(e) }
+        })?;
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             return Err(AuthError::Refused { realm: realm.to_string(), status: status.as_u16() });
         }

@@ -35,8 +35,8 @@ pub enum RegistryError {
         /// The wait the registry asked for (`Retry-After`), if any.
         retry_after: Option<std::time::Duration>,
     },
-    #[error("{operation} {target}: {message}")]
-    Transport { operation: &'static str, target: String, message: String },
+    #[error("{operation} {target}: {source}")]
+    Transport { operation: &'static str, target: String, source: crate::http::TransportError },
     #[error("{operation} {target}: {message}")]
     Protocol { operation: &'static str, target: String, message: String },
     #[error(transparent)]
@@ -188,7 +188,7 @@ impl RegistryClient {
             let response = outcome.map_err(|e| RegistryError::Transport {
                 operation,
                 target: target.to_string(),
-                message: crate::http::describe_error(&e),
+                source: crate::http::TransportError::new(e),
             })?;
             if response.status() == StatusCode::UNAUTHORIZED && !answered_challenge {
                 if let Some(challenge) =
@@ -205,8 +205,30 @@ impl RegistryClient {
                     continue;
                 }
             }
+            if response.status() == StatusCode::UNAUTHORIZED {
+                let (response, database_down) = Self::read_unauthorized(response).await;
+                if database_down && backoff.wait(None).await {
+                    continue;
+                }
+                return Ok(response);
+            }
             return Ok(response);
         }
+    }
+
+    /// A 401 read whole (it is small), and whether it is worth another try: its words say Harbor's
+    /// database is away rather than refusing anything, or it has no words at all (a HEAD's answer,
+    /// which Harbor gives while its database restarts too; a real refusal of a tag is told first by its
+    /// manifest, whose 401 has words). The answer is given back as it came.
+    async fn read_unauthorized(response: Response) -> (Response, bool) {
+        let (status, version, headers) = (response.status(), response.version(), response.headers().clone());
+        let body = response.bytes().await.unwrap_or_default();
+        let database_down = body.is_empty() || refusal::is_database_unavailable(&String::from_utf8_lossy(&body));
+        let mut rebuilt = http::Response::builder().status(status).version(version);
+        if let Some(all) = rebuilt.headers_mut() {
+            *all = headers;
+        }
+        (Response::from(rebuilt.body(body).expect("the parts of a valid answer")), database_down)
     }
 
     /// Turns a non-success answer into an error with the registry's codes.
@@ -270,6 +292,11 @@ impl RegistryClient {
                     }
                 }
             }
+            // A HEAD's 401 has no body to say why (no right, or Harbor's database away for a moment):
+            // the same manifest's GET says it, and is tried again while the database is away.
+            StatusCode::UNAUTHORIZED => {
+                Ok(self.get_manifest(repository, reference).await?.map(|(_, bytes)| Digest::sha256_of(&bytes)))
+            }
             _ => Err(Self::fail("HEAD manifest", &target, response).await),
         }
     }
@@ -293,7 +320,7 @@ impl RegistryClient {
                 let bytes = response.bytes().await.map_err(|e| RegistryError::Transport {
                     operation: "GET manifest",
                     target: target.clone(),
-                    message: crate::http::describe_error(&e),
+                    source: crate::http::TransportError::new(e),
                 })?;
                 Ok(Some((media_type, bytes)))
             }
@@ -433,7 +460,11 @@ impl RegistryClient {
     ) -> Result<Response, RegistryError> {
         let scopes = [repository_scope(repository, "pull,push")];
         self.http.execute(operation, self.authorize(request, &scopes).await?).await.map_err(|e| {
-            RegistryError::Transport { operation, target: target.to_string(), message: crate::http::describe_error(&e) }
+            RegistryError::Transport {
+                operation,
+                target: target.to_string(),
+                source: crate::http::TransportError::new(e),
+            }
         })
     }
 

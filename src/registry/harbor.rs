@@ -30,7 +30,10 @@ pub enum HarborError {
     #[error("{message}")]
     Policy { class: RefusalClass, message: String },
     #[error("Harbor API {0}")]
-    Transport(String),
+    Transport(#[source] crate::http::TransportError),
+    /// An answer the API should not give (5xx after retries, unreadable JSON).
+    #[error("Harbor API {0}")]
+    Unexpected(String),
     /// The account may not do this through the REST API (403): a robot without the right.
     #[error("{what}: refused to {account} (a robot needs Harbor's '{right}' right)")]
     NoRight { what: String, account: String, right: &'static str },
@@ -149,9 +152,9 @@ impl Harbor {
         let (status, body) = http
             .fetch_with_retries("harbor systeminfo", || http.get(url.clone()))
             .await
-            .map_err(|e| HarborError::Transport(crate::http::describe_error(&e)))?;
+            .map_err(|e| HarborError::Transport(crate::http::TransportError::new(e)))?;
         if status.is_server_error() {
-            return Err(HarborError::Transport(format!("GET systeminfo: HTTP {}", status.as_u16())));
+            return Err(HarborError::Unexpected(format!("GET systeminfo: HTTP {}", status.as_u16())));
         }
         if !status.is_success() || serde_json::from_slice::<SystemInfo>(&body).is_err() {
             return Ok(None);
@@ -186,7 +189,7 @@ impl Harbor {
             .http
             .send_with_retries("harbor user", || self.with_credentials(self.http.get(url.clone())))
             .await
-            .map_err(|e| HarborError::Transport(crate::http::describe_error(&e)))?;
+            .map_err(|e| HarborError::Transport(crate::http::TransportError::new(e)))?;
         match response.status() {
             StatusCode::UNAUTHORIZED => Err(HarborError::WrongCredentials(credentials.username.clone())),
             // Robot accounts may not read users/current (403) but did authenticate.
@@ -206,7 +209,7 @@ impl Harbor {
             .http
             .send_with_retries("harbor delete tag", || self.with_credentials(self.http.delete(url.clone())))
             .await
-            .map_err(|e| HarborError::Transport(crate::http::describe_error(&e)))?;
+            .map_err(|e| HarborError::Transport(crate::http::TransportError::new(e)))?;
         match response.status() {
             // 404: gone already (a retry whose first answer was lost, or someone else).
             status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
@@ -284,7 +287,7 @@ impl Harbor {
                 self.with_credentials(self.http.post(url.clone())).json(&body)
             })
             .await
-            .map_err(|e| HarborError::Transport(crate::http::describe_error(&e)))?;
+            .map_err(|e| HarborError::Transport(crate::http::TransportError::new(e)))?;
         let status = response.status();
         match status {
             StatusCode::CREATED => return Ok(ProjectReady::Created),
@@ -321,11 +324,11 @@ impl Harbor {
             .http
             .fetch_with_retries(what, || self.with_credentials(self.http.get(url.clone())))
             .await
-            .map_err(|e| HarborError::Transport(crate::http::describe_error(&e)))?;
+            .map_err(|e| HarborError::Transport(crate::http::TransportError::new(e)))?;
         match status.as_u16() {
             200 => serde_json::from_slice(&body)
                 .map(Some)
-                .map_err(|e| HarborError::Transport(format!("{what}: unreadable answer: {e}"))),
+                .map_err(|e| HarborError::Unexpected(format!("{what}: unreadable answer: {e}"))),
             403 => Err(HarborError::NoRight {
                 what: format!("{what} {}", path.split('?').next().unwrap_or(path)),
                 account: self.credentials.as_ref().map_or("the anonymous caller".into(), |c| c.username.clone()),

@@ -62,6 +62,14 @@ pub fn classify(status: u16, codes: &[ErrorCode]) -> Option<RefusalClass> {
     }
 }
 
+/// Harbor answers 401 while its database is unreachable (a restart): its authorization check reads the
+/// database, and the answer's words say the connection failed (seen on v2.15.2 with PostgreSQL
+/// restarting: "failed to connect to `user=postgres database=registry` ... the database system is
+/// shutting down (SQLSTATE 57P03)"). Not a refusal: worth trying again.
+pub fn is_database_unavailable(body: &str) -> bool {
+    body.contains("failed to connect to") || body.contains("SQLSTATE") || body.contains("the database system is")
+}
+
 /// The robot right Harbor's words ask for, when it refuses a repository action ("unauthorized to
 /// access repository: p/r, action: push" asks for 'repository: push').
 pub fn right_asked_for(message: &str) -> Option<&'static str> {
@@ -131,6 +139,15 @@ mod tests {
         assert!(is_pull_blocked_by_policy(412, &[]), "a HEAD has no body");
         assert!(is_pull_blocked_by_policy(412, &codes("PROJECTPOLICYVIOLATION", "The image is not signed by cosign.")));
         assert!(!is_pull_blocked_by_policy(412, &codes("PRECONDITION", immutable)));
+    }
+
+    #[test]
+    fn a_401_from_a_database_restart_is_not_a_refusal() {
+        let restarting = r#"{"errors":[{"code":"UNAUTHORIZED","message":"failed to connect to `user=postgres database=registry`: 127.0.0.1:15432 (127.0.0.1): server error: FATAL: the database system is shutting down (SQLSTATE 57P03)"}]}"#;
+        assert!(is_database_unavailable(restarting));
+        assert!(!is_database_unavailable(
+            r#"{"errors":[{"code":"UNAUTHORIZED","message":"unauthorized to access repository: p/r, action: push"}]}"#
+        ));
     }
 
     #[test]

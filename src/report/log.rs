@@ -54,6 +54,18 @@ pub fn info(message: impl std::fmt::Display) {
     tracing::info!("{message}");
 }
 
+/// With `--verbose`, each cause under an error, one debug line each (`caused by: ...`): the chain the
+/// error keeps, level by level, where the message itself says them all in one line.
+pub fn causes(error: &(dyn std::error::Error + 'static)) {
+    if tracing::enabled!(Level::DEBUG) {
+        let mut source = error.source();
+        while let Some(cause) = source {
+            tracing::debug!("caused by: {cause}");
+            source = cause.source();
+        }
+    }
+}
+
 /// An info message with fields (JSON gets them as keys; text gets the message alone).
 pub fn info_with(message: impl std::fmt::Display, fields: &[(&str, serde_json::Value)]) {
     let object: serde_json::Map<String, serde_json::Value> =

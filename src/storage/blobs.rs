@@ -59,10 +59,10 @@ impl BlobStore {
                 tokio::task::spawn_blocking(move || read_file_below(&root, &key, max_len))
                     .await
                     .expect("blob read panicked")
-                    .map_err(|e| StorageError::Transport {
+                    .map_err(|source| StorageError::Io {
                         operation: "read",
                         target: layout::blob_data_key(digest),
-                        message: e.to_string(),
+                        source,
                     })
             }
             BlobStore::Object { store, root } => {
@@ -76,10 +76,10 @@ impl BlobStore {
     pub async fn open(&self, digest: &Digest, from: u64) -> Result<Option<(u64, ByteStream)>, StorageError> {
         match self {
             BlobStore::Filesystem { root } => {
-                let io_error = |e: io::Error| StorageError::Transport {
+                let io_error = |source: io::Error| StorageError::Io {
                     operation: "read",
                     target: layout::blob_data_key(digest),
-                    message: e.to_string(),
+                    source,
                 };
                 let Some(file) = open_file_below(root, &layout::blob_data_key(digest)).map_err(io_error)? else {
                     return Ok(None);

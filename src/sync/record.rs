@@ -213,6 +213,7 @@ impl Record {
             (Err(error), _) => {
                 bump(&counts.failed);
                 self.printer.error(format!("{}: {error}", planned.label()));
+                crate::report::log::causes(&error);
             }
         }
     }

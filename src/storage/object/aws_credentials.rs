@@ -77,6 +77,6 @@ impl AwsCredentials {
 fn describe(error: CredentialsError) -> StorageError {
     match error {
         CredentialsError::CredentialsNotLoaded(_) => StorageError::Credentials(LOOKED_FOR.to_string()),
-        other => StorageError::Credentials(format!("AWS credentials: {}", crate::http::error_chain(&other))),
+        other => StorageError::Credentials(format!("AWS credentials: {}", crate::http::chain_in_words(&other))),
     }
 }

@@ -56,14 +56,17 @@ pub struct ListRequest<'a> {
 pub enum StorageError {
     #[error("{operation} {target}: HTTP {status}: {message}")]
     Http { operation: &'static str, target: String, status: u16, message: String, retry_after: Option<Duration> },
-    #[error("{operation} {target}: {message}")]
-    Transport { operation: &'static str, target: String, message: String },
+    #[error("{operation} {target}: {source}")]
+    Transport { operation: &'static str, target: String, source: crate::http::TransportError },
+    /// A file of the source on disk could not be read.
+    #[error("{operation} {target}: {source}")]
+    Io { operation: &'static str, target: String, source: std::io::Error },
     /// No answer, or none in time (a refused or reset connection, a stall): worth trying again.
-    #[error("{operation} {target}: {message}")]
-    Unanswered { operation: &'static str, target: String, message: String },
+    #[error("{operation} {target}: {source}")]
+    Unanswered { operation: &'static str, target: String, source: crate::http::TransportError },
     /// The answer started but broke off (a reset or stalled connection): worth trying again.
-    #[error("{operation} {target}: the answer broke off: {message}")]
-    Interrupted { operation: &'static str, target: String, message: String },
+    #[error("{operation} {target}: the answer broke off: {source}")]
+    Interrupted { operation: &'static str, target: String, source: crate::http::TransportError },
     #[error("{operation} {target}: unreadable answer: {message}")]
     Parse { operation: &'static str, target: String, message: String },
     #[error("credentials: {0}")]
@@ -225,12 +228,11 @@ pub(crate) async fn send(
     request: impl std::future::Future<Output = Result<reqwest::RequestBuilder, StorageError>>,
 ) -> Result<reqwest::Response, StorageError> {
     client.execute(operation, request.await?).await.map_err(|error| {
-        let message = crate::http::describe_error(&error);
         let target = target.to_string();
         if crate::http::retry::is_transient_error(&error) {
-            StorageError::Unanswered { operation, target, message }
+            StorageError::Unanswered { operation, target, source: crate::http::TransportError::new(error) }
         } else {
-            StorageError::Transport { operation, target, message }
+            StorageError::Transport { operation, target, source: crate::http::TransportError::new(error) }
         }
     })
 }
@@ -299,7 +301,7 @@ pub(crate) async fn listing_text(prefix: &str, response: reqwest::Response) -> R
     response.text().await.map_err(|e| StorageError::Interrupted {
         operation: "list",
         target: prefix.to_string(),
-        message: crate::http::describe_error(&e),
+        source: crate::http::TransportError::new(e),
     })
 }
 
@@ -313,7 +315,7 @@ pub(crate) async fn small_body(
     while let Some(chunk) = response.chunk().await.map_err(|error| StorageError::Interrupted {
         operation: "read",
         target: target.to_string(),
-        message: crate::http::describe_error(&error),
+        source: crate::http::TransportError::new(error),
     })? {
         body.extend_from_slice(&chunk);
         if body.len() > max_len {
