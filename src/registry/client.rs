@@ -217,13 +217,12 @@ impl RegistryClient {
     }
 
     /// A 401 read whole (it is small), and whether it is worth another try: its words say Harbor's
-    /// database is away rather than refusing anything, or it has no words at all (a HEAD's answer,
-    /// which Harbor gives while its database restarts too; a real refusal of a tag is told first by its
-    /// manifest, whose 401 has words). The answer is given back as it came.
+    /// database is away rather than refusing anything. The answer is given back as it came. (A HEAD's
+    /// 401 has no words: the HEADs ask again by GET to learn which it is.)
     async fn read_unauthorized(response: Response) -> (Response, bool) {
         let (status, version, headers) = (response.status(), response.version(), response.headers().clone());
         let body = response.bytes().await.unwrap_or_default();
-        let database_down = body.is_empty() || refusal::is_database_unavailable(&String::from_utf8_lossy(&body));
+        let database_down = refusal::is_database_unavailable(&String::from_utf8_lossy(&body));
         let mut rebuilt = http::Response::builder().status(status).version(version);
         if let Some(all) = rebuilt.headers_mut() {
             *all = headers;
@@ -397,10 +396,19 @@ impl RegistryClient {
         let url = self.url(&format!("/v2/{repository}/blobs/{digest}"));
         let scopes = [repository_scope(repository, "pull,push")];
         let response = self.send("HEAD blob", &target, &scopes, || self.http.head(url.clone())).await?;
+        let (operation, response) = match response.status() {
+            // No words to say why (no right, or Harbor's database away for a moment): the blob's first
+            // byte by GET says it, and is tried again while the database is away.
+            StatusCode::UNAUTHORIZED => {
+                let first_byte = || self.http.get(url.clone()).header(reqwest::header::RANGE, "bytes=0-0");
+                ("GET blob", self.send("GET blob", &target, &scopes, first_byte).await?)
+            }
+            _ => ("HEAD blob", response),
+        };
         match response.status() {
             StatusCode::NOT_FOUND => Ok(false),
             status if status.is_success() => Ok(true),
-            _ => Err(Self::fail("HEAD blob", &target, response).await),
+            _ => Err(Self::fail(operation, &target, response).await),
         }
     }
 

@@ -8,6 +8,7 @@ pub mod check;
 pub mod deep;
 pub mod fs;
 pub mod object;
+mod pool;
 pub mod walker;
 
 use std::sync::atomic::{AtomicU64, Ordering};
