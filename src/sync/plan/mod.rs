@@ -27,6 +27,14 @@ use crate::registry::harbor::project_of;
 use crate::report::units::human_bytes;
 use crate::run::Outcome;
 
+mod names;
+mod render;
+mod scratch;
+
+use names::refused_name;
+use render::{print_json, print_table, Totals};
+use scratch::Scratch;
+
 /// How the plan is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PlanFormat {
@@ -49,102 +57,6 @@ const TARGETS: TableDefinition<&str, &str> = TableDefinition::new("targets");
 
 /// Writes are committed in batches of this many, without syncing (the database is scratch).
 const BATCH: u32 = 10_000;
-
-/// Exact sets kept on disk, removed when dropped.
-struct Scratch {
-    dir: PathBuf,
-    db: Database,
-    open: Option<WriteTransaction>,
-    pending: u32,
-}
-
-impl Scratch {
-    fn create() -> anyhow::Result<Scratch> {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-        let dir = std::env::temp_dir().join(format!("rehydrate-plan-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        let db = Database::builder().set_cache_size(16 << 20).create(dir.join("plan.redb"))?;
-        Ok(Scratch { dir, db, open: None, pending: 0 })
-    }
-
-    /// The open write transaction (one batch).
-    fn transaction(&mut self) -> anyhow::Result<&WriteTransaction> {
-        if self.pending >= BATCH {
-            if let Some(done) = self.open.take() {
-                done.commit()?;
-            }
-            self.pending = 0;
-        }
-        if self.open.is_none() {
-            let mut transaction = self.db.begin_write()?;
-            transaction.set_durability(Durability::None)?;
-            self.open = Some(transaction);
-        }
-        self.pending += 1;
-        Ok(self.open.as_ref().expect("just opened"))
-    }
-
-    /// Adds `key` to a set of sizes; true when it was not there yet.
-    fn add(&mut self, table: TableDefinition<&str, u64>, key: &str, size: u64) -> anyhow::Result<bool> {
-        let transaction = self.transaction()?;
-        let mut opened = transaction.open_table(table)?;
-        let added = opened.insert(key, size)?.is_none();
-        Ok(added)
-    }
-
-    /// Sets `key` unless it is set; the value it had.
-    fn set_once(
-        &mut self,
-        table: TableDefinition<&str, &str>,
-        key: &str,
-        value: &str,
-    ) -> anyhow::Result<Option<String>> {
-        let transaction = self.transaction()?;
-        let mut opened = transaction.open_table(table)?;
-        if let Some(existing) = opened.get(key)? {
-            return Ok(Some(existing.value().to_string()));
-        }
-        opened.insert(key, value)?;
-        Ok(None)
-    }
-
-    fn get(&mut self, table: TableDefinition<&str, &str>, key: &str) -> anyhow::Result<Option<String>> {
-        let transaction = self.transaction()?;
-        let opened = transaction.open_table(table)?;
-        let found = opened.get(key)?.map(|value| value.value().to_string());
-        Ok(found)
-    }
-
-    fn put(&mut self, table: TableDefinition<&str, &str>, key: &str, value: &str) -> anyhow::Result<()> {
-        let transaction = self.transaction()?;
-        let mut opened = transaction.open_table(table)?;
-        opened.insert(key, value)?;
-        Ok(())
-    }
-
-    fn count(&mut self, table: TableDefinition<&str, u64>) -> anyhow::Result<(u64, u64)> {
-        if let Some(done) = self.open.take() {
-            done.commit()?;
-        }
-        let read = self.db.begin_read()?;
-        let opened = match read.open_table(table) {
-            Ok(opened) => opened,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok((0, 0)),
-            Err(error) => return Err(error.into()),
-        };
-        let mut total = (0, 0);
-        for entry in opened.iter()? {
-            total = (total.0 + 1, total.1 + entry?.1.value());
-        }
-        Ok(total)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// What a manifest references, as the plan needs it.
 #[derive(Serialize, Deserialize)]
@@ -357,56 +269,6 @@ impl Planner {
     }
 }
 
-/// Why Harbor would refuse a target repository name, with a mapping that would work.
-fn refused_name(source: &str, target: &str) -> Option<RefusedName> {
-    let refused = |reason: String, suggestion: String| {
-        let (source, target) = (source.into(), target.into());
-        Some(RefusedName { source, target, reason, suggestion, repositories: 1, project_wide: false })
-    };
-    let project = project_of(target);
-    if !target.contains('/') {
-        return refused(
-            "a one-component name has no project".into(),
-            format!("--include '{source}' --dest-namespace library (or any project)"),
-        );
-    }
-    if !crate::filter::is_harbor_project_name(project) {
-        let fixed = harbor_project_name(project);
-        let source_project = project_of(source);
-        let mut name = refused(
-            format!("{project:?} is not a valid Harbor project name (^[a-z0-9]+(?:[._-][a-z0-9]+)*$)"),
-            format!("--include '{source_project}/**' --dest-namespace {fixed} --flatten 1"),
-        )?;
-        name.project_wide = true;
-        return Some(name);
-    }
-    if target.len() > 255 {
-        return refused(
-            format!("{} characters: Harbor takes at most 255", target.len()),
-            format!("--include '{source}' --dest-namespace {project} --flatten -1"),
-        );
-    }
-    None
-}
-
-/// A valid Harbor project name close to `name`: separator runs (`__`, `--`, `-_`) become one.
-fn harbor_project_name(name: &str) -> String {
-    let mut fixed = String::new();
-    for c in name.chars() {
-        let separator = matches!(c, '.' | '_' | '-');
-        if separator && (fixed.is_empty() || fixed.ends_with(['.', '_', '-'])) {
-            continue;
-        }
-        fixed.push(c);
-    }
-    let trimmed = fixed.trim_end_matches(['.', '_', '-']);
-    if trimmed.is_empty() {
-        "library".into()
-    } else {
-        trimmed.to_string()
-    }
-}
-
 impl Consumer for Planner {
     async fn take(&mut self, planned: Planned, record: &mut Record) {
         if let Err(error) = self.note_repository(&planned) {
@@ -460,118 +322,5 @@ impl Consumer for Planner {
         } else {
             Outcome::Partial
         }
-    }
-}
-
-#[derive(Serialize)]
-struct Totals {
-    projects: u64,
-    tags: u64,
-    bytes_to_move: u64,
-    blobs_to_move: u64,
-    estimated_requests: u64,
-    refused_names: u64,
-    collisions: u64,
-    fits: bool,
-}
-
-fn print_json(planner: &Planner, totals: &Totals) {
-    let document = serde_json::json!({
-        "projects": planner.projects.iter().map(|(name, plan)| {
-            let mut value = serde_json::to_value(plan).unwrap_or_default();
-            value["project"] = name.clone().into();
-            value
-        }).collect::<Vec<_>>(),
-        "refused_names": planner.refused_projects.values().chain(&planner.refused_names).collect::<Vec<_>>(),
-        "collisions": planner.collisions,
-        "totals": totals,
-    });
-    println!("{document}");
-}
-
-fn print_table(planner: &Planner, totals: &Totals) {
-    println!("{:<30} {:>8} {:>8} {:>9} {:>12}  harbor", "project", "repos", "tags", "untagged", "bytes");
-    for (name, plan) in &planner.projects {
-        let harbor = match &plan.harbor {
-            None => String::new(),
-            Some(view) => describe_harbor(view, plan.bytes),
-        };
-        println!(
-            "{name:<30} {:>8} {:>8} {:>9} {:>12}  {harbor}",
-            plan.repositories,
-            plan.tags,
-            plan.untagged,
-            human_bytes(plan.bytes)
-        );
-    }
-    for refused in planner.refused_projects.values().chain(&planner.refused_names) {
-        let more = match refused.repositories {
-            1 => String::new(),
-            n => format!(" (and {} more repositories of the project)", n - 1),
-        };
-        println!(
-            "refused name: {} -> {}{more}: {}; try {}",
-            refused.source, refused.target, refused.reason, refused.suggestion
-        );
-    }
-    for collision in &planner.collisions {
-        println!(
-            "collision: {} and {} both map to {}: one would overwrite the other",
-            collision.sources[0], collision.sources[1], collision.target
-        );
-    }
-    println!(
-        "plan: {} projects, {} tags; {} in {} blobs and manifests to move; about {} requests; {} names Harbor would \
-         refuse, {} collisions; {}",
-        totals.projects,
-        totals.tags,
-        human_bytes(totals.bytes_to_move),
-        totals.blobs_to_move,
-        totals.estimated_requests,
-        totals.refused_names,
-        totals.collisions,
-        if totals.fits { "it fits" } else { "it does NOT fit" }
-    );
-}
-
-fn describe_harbor(view: &HarborView, bytes: u64) -> String {
-    let exists = match (view.readable, view.exists) {
-        (false, _) => "UNKNOWN: the account may not read it (Harbor's 'project: read' right)",
-        (true, true) => "exists",
-        (true, false) => "to create",
-    };
-    let quota = match (view.quota_limit, view.headroom) {
-        (Some(limit), Some(room)) => {
-            format!("quota {} used {} headroom {}", human_bytes(limit), human_bytes(view.quota_used), human_bytes(room))
-        }
-        _ => "no quota".into(),
-    };
-    let verdict = match (view.proxy_cache, view.fits) {
-        _ if !view.readable => "cannot tell whether it fits".to_string(),
-        (true, _) => "PROXY CACHE: takes no pushes".to_string(),
-        (false, true) => "fits".into(),
-        (false, false) => format!("does NOT fit: {} over", human_bytes(bytes - view.headroom.unwrap_or(0))),
-    };
-    format!("{exists}, {quota}, {verdict}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_harbor_refuses_come_with_a_mapping_that_works() {
-        assert!(refused_name("a/b", "a/b").is_none());
-        let one = refused_name("alpine", "alpine").unwrap();
-        assert!(one.suggestion.contains("--dest-namespace library"), "{one:?}");
-        let separators = refused_name("org--x/app", "org--x/app").unwrap();
-        assert!(
-            separators.suggestion.contains("--include 'org--x/**' --dest-namespace org-x --flatten 1"),
-            "{separators:?}"
-        );
-        let long = format!("p/{}", "a".repeat(260));
-        assert!(refused_name(&long, &long).unwrap().reason.contains("at most 255"));
-        assert_eq!(harbor_project_name("my__org"), "my_org");
-        assert_eq!(harbor_project_name("a-_-b"), "a-b");
     }
 }
