@@ -30,55 +30,46 @@ pub struct ScanArgs {
     pub format: Format,
 }
 
+/// What every run against a target takes: the source, what of it, the target, limits and output.
 #[derive(Debug, Args)]
-pub struct SyncArgs {
+pub struct AgainstTarget {
     #[command(flatten)]
     pub source: SourceArgs,
     #[command(flatten)]
     pub selection: SelectionArgs,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub run: AgainstTarget,
     /// With --untagged: give each manifest found by digest the tags this file names for it (the lines
     /// `rehydrate export-tags` wrote), for a rebuild of a Harbor 2.15+ whose storage holds no tags.
     #[arg(long, value_name = "FILE", requires = "untagged", help_heading = "Selection and mapping")]
     pub tags_from: Option<PathBuf>,
     #[command(flatten)]
-    pub target: TargetArgs,
-    #[command(flatten)]
     pub copy: CopyArgs,
-    #[command(flatten)]
-    pub limits: LimitArgs,
-    #[command(flatten)]
-    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     #[command(flatten)]
-    pub source: SourceArgs,
-    #[command(flatten)]
-    pub selection: SelectionArgs,
-    #[command(flatten)]
-    pub target: TargetArgs,
+    pub run: AgainstTarget,
     /// How many tags are checked at once; also the most requests in flight to the target.
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = at_least_one, help_heading = "Run")]
     pub push_concurrency: usize,
-    #[command(flatten)]
-    pub limits: LimitArgs,
-    #[command(flatten)]
-    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
     #[command(flatten)]
-    pub source: SourceArgs,
-    #[command(flatten)]
-    pub selection: SelectionArgs,
-    #[command(flatten)]
-    pub target: TargetArgs,
-    #[command(flatten)]
-    pub limits: LimitArgs,
-    #[command(flatten)]
-    pub output: OutputArgs,
+    pub run: AgainstTarget,
     /// How the plan is written on standard output.
     #[arg(long, value_enum, default_value_t = PlanFormat::Table, help_heading = "Output")]
     pub format: PlanFormat,

@@ -46,9 +46,9 @@ impl Cli {
     pub fn log_settings(&self) -> (LogFormat, bool) {
         let output = match &self.command {
             Command::Scan(args) => &args.output,
-            Command::Sync(args) => &args.output,
-            Command::Verify(args) => &args.output,
-            Command::Plan(args) => &args.output,
+            Command::Sync(args) => &args.run.output,
+            Command::Verify(args) => &args.run.output,
+            Command::Plan(args) => &args.run.output,
             Command::Status(_) | Command::ExportTags(_) => return (LogFormat::Text, false),
         };
         (output.log_format, output.verbose)

@@ -8,8 +8,8 @@ use anyhow::Context;
 use url::Url;
 
 use super::args::{
-    ExportArgs, LimitArgs, OutputArgs, PlanArgs, ScanArgs, SelectionArgs, SourceArgs, StatusArgs, SyncArgs, TargetArgs,
-    VerifyArgs,
+    AgainstTarget, ExportArgs, LimitArgs, OutputArgs, PlanArgs, ScanArgs, SelectionArgs, SourceArgs, StatusArgs,
+    SyncArgs, TargetArgs, VerifyArgs,
 };
 use crate::filter::{Glob, NameFilter, NameMapping};
 use crate::http::Limits;
@@ -39,8 +39,8 @@ pub fn scan(args: ScanArgs, shell: Arc<Shell>) -> anyhow::Result<ScanPlan> {
 
 pub fn sync(args: SyncArgs, shell: Arc<Shell>) -> anyhow::Result<SyncPlan> {
     let copy = &args.copy;
-    let mut plan = target_plan(&args.source, &args.limits, &args.target, &args.selection, &args.output, shell)?;
-    let shard = args.source.shard.as_deref().unwrap_or("all");
+    let mut plan = target_plan(&args.run, shell)?;
+    let shard = args.run.source.shard.as_deref().unwrap_or("all");
     let copying = Copying {
         override_tags: copy.override_tags,
         chunk_size: copy.chunk_size.max(1024 * 1024),
@@ -49,28 +49,28 @@ pub fn sync(args: SyncArgs, shell: Arc<Shell>) -> anyhow::Result<SyncPlan> {
         journal: match (copy.no_journal, &copy.journal) {
             (true, _) => None,
             (false, Some(path)) => Some(path.clone()),
-            (false, None) => Some(crate::journal::default_path(&args.source.source, plan.target.as_str(), shard)),
+            (false, None) => Some(crate::journal::default_path(&args.run.source.source, plan.target.as_str(), shard)),
         },
         tags_from: args.tags_from,
         delete: copy.delete,
     };
     plan.mode = if copy.dry_run { Mode::DryRun(copying) } else { Mode::Sync(copying) };
     plan.push_concurrency = copy.push_concurrency;
-    let limits = Limits { bytes_per_second: copy.max_bandwidth, ..limits(&args.limits) };
+    let limits = Limits { bytes_per_second: copy.max_bandwidth, ..limits(&args.run.limits) };
     plan.options.object.http = Arc::new(crate::http::Context::new(&with_windows(limits, &plan)));
     Ok(plan)
 }
 
 pub fn verify(args: VerifyArgs, shell: Arc<Shell>) -> anyhow::Result<SyncPlan> {
-    let mut plan = target_plan(&args.source, &args.limits, &args.target, &args.selection, &args.output, shell)?;
+    let mut plan = target_plan(&args.run, shell)?;
     plan.mode = Mode::Verify;
     plan.push_concurrency = args.push_concurrency;
-    plan.options.object.http = Arc::new(crate::http::Context::new(&with_windows(limits(&args.limits), &plan)));
+    plan.options.object.http = Arc::new(crate::http::Context::new(&with_windows(limits(&args.run.limits), &plan)));
     Ok(plan)
 }
 
 pub fn plan(args: PlanArgs, shell: Arc<Shell>) -> anyhow::Result<SyncPlan> {
-    let mut plan = target_plan(&args.source, &args.limits, &args.target, &args.selection, &args.output, shell)?;
+    let mut plan = target_plan(&args.run, shell)?;
     plan.mode = Mode::Plan(args.format);
     // A plan counts what would move: only what a client could pull from the source.
     plan.options.deep = true;
@@ -89,14 +89,8 @@ pub fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
 
 /// A run against a target in `Mode::Verify` until its command says otherwise; its HTTP context has the
 /// request-rate limit only until the command adds its windows.
-fn target_plan(
-    source: &SourceArgs,
-    limit_args: &LimitArgs,
-    target: &TargetArgs,
-    selection: &SelectionArgs,
-    output: &OutputArgs,
-    shell: Arc<Shell>,
-) -> anyhow::Result<SyncPlan> {
+fn target_plan(args: &AgainstTarget, shell: Arc<Shell>) -> anyhow::Result<SyncPlan> {
+    let AgainstTarget { source, selection, target, limits: limit_args, output } = args;
     let (source_location, mut options) = resolve_source(source, limit_args, selection.untagged)?;
     options.object.http = Arc::new(crate::http::Context::new(&limits(limit_args)));
     let (target_url, credentials) = resolve_target(target)?;

@@ -239,9 +239,9 @@ pub fn start(
         .name("scan".into())
         .spawn(move || match &source {
             Source::Filesystem(root) => fs::scan(root, &options, &emitter, &counts),
-            Source::Object { cloud, bucket, root } => {
-                object::scan(&runtime, *cloud, bucket, root, &options, &emitter, &counts)
-            }
+            Source::Object { cloud, bucket, root } => runtime
+                .block_on(object::scan(*cloud, bucket, root, &options, &emitter, &counts))
+                .map_err(|error| std::io::Error::other(error.to_string())),
         })
         .expect("spawning the scan thread");
     (receiver, handle)

@@ -53,21 +53,8 @@ pub enum ObjectScanError {
     Empty(String),
 }
 
-pub fn scan(
-    runtime: &tokio::runtime::Handle,
-    cloud: Cloud,
-    bucket: &str,
-    root: &str,
-    options: &ScanOptions,
-    emitter: &Emitter,
-    counts: &Arc<RequestCounts>,
-) -> std::io::Result<()> {
-    runtime
-        .block_on(scan_async(cloud, bucket, root, options, emitter, counts))
-        .map_err(|error| std::io::Error::other(error.to_string()))
-}
-
-async fn scan_async(
+/// Scans the registry under `root` in `bucket`, every item into `emitter`.
+pub async fn scan(
     cloud: Cloud,
     bucket: &str,
     root: &str,
