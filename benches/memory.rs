@@ -11,7 +11,9 @@
 //!   (b) `rehydrate sync` from the tree on disk, default flags;
 //!   (c) `rehydrate sync` from the same tree as an S3 bucket (s3s-fs, a real S3 server over a folder:
 //!       `cargo install s3s-fs@0.14.1 --features binary`, found at `REHYDRATE_BENCH_S3S_FS` or on the
-//!       PATH; the row is left out otherwise), default flags.
+//!       PATH; the row is left out otherwise), default flags; beside it (a') skopeo, 8 at once, from a
+//!       registry on that same bucket (its S3 driver), so that the S3 rows compare copies that wait on
+//!       the same store.
 //!
 //! Each row: time, peak resident memory of the copying process (rehydrate's `VmHWM`; skopeo's is not
 //! summed over its processes), and the time against skopeo. Every target is checked to hold every tag.
@@ -162,6 +164,8 @@ struct Row {
     peak_mib: Option<f64>,
     /// CPU time of the receiving registry: with one large blob it, not the copier, sets the pace.
     receiver_cpu: Duration,
+    /// The row (skopeo from the same kind of source) this one is measured against.
+    against: usize,
 }
 
 fn assert_complete(target: &Registry, truth: &[TruthRecord], tool: &str) {
@@ -235,7 +239,7 @@ fn measure(case: &Case, work: &Path) -> Vec<Row> {
     );
     let wall = started.elapsed();
     let receiver_cpu = common::cpu_time(target.pid());
-    rows.push(Row { name: "(a) skopeo, 8 at once".into(), wall, peak_mib: None, receiver_cpu });
+    rows.push(Row { name: "(a) skopeo, 8 at once".into(), wall, peak_mib: None, receiver_cpu, against: 0 });
     assert_complete(&target, &case.truth, "skopeo");
     drop((source, target));
 
@@ -243,11 +247,29 @@ fn measure(case: &Case, work: &Path) -> Vec<Row> {
     let (wall, peak) = rehydrate_sync(case.root.to_str().unwrap(), &target, &[]);
     assert_complete(&target, &case.truth, "rehydrate from disk");
     let receiver_cpu = common::cpu_time(target.pid());
-    rows.push(Row { name: "(b) rehydrate sync from disk".into(), wall, peak_mib: Some(peak), receiver_cpu });
+    rows.push(Row { name: "(b) rehydrate sync from disk".into(), wall, peak_mib: Some(peak), receiver_cpu, against: 0 });
     drop(target);
 
     match s3s_fs(case.root.parent().unwrap()) {
         Some(s3) => {
+            // skopeo from a registry on the same bucket (its S3 driver): the same store's pace for both.
+            let source = Registry::start_on_s3_with(&s3.url, &case.name, "us-east-1", ("AK", "SK"));
+            let target = fresh_target();
+            let started = Instant::now();
+            common::skopeo_copy_all(
+                source.url.trim_start_matches("http://"),
+                target.url.trim_start_matches("http://"),
+                &case.truth,
+                PARALLEL,
+            );
+            let wall = started.elapsed();
+            let receiver_cpu = common::cpu_time(target.pid());
+            assert_complete(&target, &case.truth, "skopeo from S3");
+            drop((source, target));
+            let against = rows.len();
+            let name = "(a') skopeo, 8 at once, from a registry on the same S3 bucket".into();
+            rows.push(Row { name, wall, peak_mib: None, receiver_cpu, against });
+
             let target = fresh_target();
             let env = [
                 ("AWS_ACCESS_KEY_ID", "AK".to_string()),
@@ -259,7 +281,7 @@ fn measure(case: &Case, work: &Path) -> Vec<Row> {
             assert_complete(&target, &case.truth, "rehydrate from S3");
             let receiver_cpu = common::cpu_time(target.pid());
             let name = "(c) rehydrate sync from S3 (s3s-fs)".into();
-            rows.push(Row { name, wall, peak_mib: Some(peak), receiver_cpu });
+            rows.push(Row { name, wall, peak_mib: Some(peak), receiver_cpu, against });
         }
         None => eprintln!("s3s-fs not found (REHYDRATE_BENCH_S3S_FS): the S3 row is left out"),
     }
@@ -268,10 +290,9 @@ fn measure(case: &Case, work: &Path) -> Vec<Row> {
 }
 
 fn print_table(case: &Case, rows: &[Row]) {
-    let skopeo = rows[0].wall;
     let gib = case.bytes as f64 / (1u64 << 30) as f64;
     println!("\n{}: {} tags, {gib:.2} GiB of layers\n", case.name, case.truth.len());
-    println!("| copy | time | throughput | peak memory | receiving registry's CPU | against skopeo (8 at once) |");
+    println!("| copy | time | throughput | peak memory | receiving registry's CPU | against skopeo (8 at once), same source |");
     println!("|---|---|---|---|---|---|");
     for row in rows {
         println!(
@@ -281,7 +302,7 @@ fn print_table(case: &Case, rows: &[Row]) {
             case.bytes as f64 / MIB as f64 / row.wall.as_secs_f64(),
             row.peak_mib.map(|mib| format!("{mib:.1} MiB")).unwrap_or_else(|| "-".into()),
             row.receiver_cpu.as_secs_f64(),
-            skopeo.as_secs_f64() / row.wall.as_secs_f64()
+            rows[row.against].wall.as_secs_f64() / row.wall.as_secs_f64()
         );
     }
 }

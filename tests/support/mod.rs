@@ -108,7 +108,7 @@ impl Registry {
     pub fn start_on_s3_with(endpoint: &str, bucket: &str, region: &str, key: (&str, &str)) -> Registry {
         let (access, secret) = key;
         let s3 = format!(
-            "s3: {{region: {region}, bucket: {bucket}, accesskey: {access}, secretkey: {secret}, regionendpoint: \"{endpoint}\", secure: false, v4auth: true, rootdirectory: /}}\n  redirect: {{disable: true}}"
+            "s3: {{region: {region}, bucket: {bucket}, accesskey: {access}, secretkey: {secret}, regionendpoint: \"{endpoint}\", secure: false, v4auth: true, forcepathstyle: true, rootdirectory: /}}\n  redirect: {{disable: true}}"
         );
         Registry::start_with_storage(&s3, Path::new("/nonexistent"), "", "", "http")
     }
