@@ -247,13 +247,19 @@ fn measure(case: &Case, work: &Path) -> Vec<Row> {
     let (wall, peak) = rehydrate_sync(case.root.to_str().unwrap(), &target, &[]);
     assert_complete(&target, &case.truth, "rehydrate from disk");
     let receiver_cpu = common::cpu_time(target.pid());
-    rows.push(Row { name: "(b) rehydrate sync from disk".into(), wall, peak_mib: Some(peak), receiver_cpu, against: 0 });
+    rows.push(Row {
+        name: "(b) rehydrate sync from disk".into(),
+        wall,
+        peak_mib: Some(peak),
+        receiver_cpu,
+        against: 0,
+    });
     drop(target);
 
     match s3s_fs(case.root.parent().unwrap()) {
         Some(s3) => {
             // skopeo from a registry on the same bucket (its S3 driver): the same store's pace for both.
-            let source = Registry::start_on_s3_with(&s3.url, &case.name, "us-east-1", ("AK", "SK"));
+            let source = Registry::start_on_s3_with(&s3.url, case.name, "us-east-1", ("AK", "SK"));
             let target = fresh_target();
             let started = Instant::now();
             common::skopeo_copy_all(

@@ -39,8 +39,8 @@ pub fn scan(args: ScanArgs, shell: Arc<Shell>) -> anyhow::Result<ScanPlan> {
 
 pub fn sync(args: SyncArgs, shell: Arc<Shell>) -> anyhow::Result<SyncPlan> {
     let copy = &args.copy;
-    let mut plan = target_plan(&args.run, shell)?;
     let shard = args.run.source.shard.as_deref().unwrap_or("all");
+    let target = target_url(&args.run.target.target, args.run.target.plain_http)?;
     let copying = Copying {
         override_tags: copy.override_tags,
         chunk_size: copy.chunk_size.max(1024 * 1024),
@@ -49,29 +49,23 @@ pub fn sync(args: SyncArgs, shell: Arc<Shell>) -> anyhow::Result<SyncPlan> {
         journal: match (copy.no_journal, &copy.journal) {
             (true, _) => None,
             (false, Some(path)) => Some(path.clone()),
-            (false, None) => Some(crate::journal::default_path(&args.run.source.source, plan.target.as_str(), shard)),
+            (false, None) => Some(crate::journal::default_path(&args.run.source.source, target.as_str(), shard)),
         },
         tags_from: args.tags_from,
         delete: copy.delete,
     };
-    plan.mode = if copy.dry_run { Mode::DryRun(copying) } else { Mode::Sync(copying) };
-    plan.push_concurrency = copy.push_concurrency;
-    let limits = Limits { bytes_per_second: copy.max_bandwidth, ..limits(&args.run.limits) };
-    plan.options.object.http = Arc::new(crate::http::Context::new(&with_windows(limits, &plan)));
-    Ok(plan)
+    let mode = if copy.dry_run { Mode::DryRun(copying) } else { Mode::Sync(copying) };
+    let pushing = Some(Pushing { tags_at_once: copy.push_concurrency, bytes_per_second: copy.max_bandwidth });
+    target_plan(&args.run, mode, pushing, shell)
 }
 
 pub fn verify(args: VerifyArgs, shell: Arc<Shell>) -> anyhow::Result<SyncPlan> {
-    let mut plan = target_plan(&args.run, shell)?;
-    plan.mode = Mode::Verify;
-    plan.push_concurrency = args.push_concurrency;
-    plan.options.object.http = Arc::new(crate::http::Context::new(&with_windows(limits(&args.run.limits), &plan)));
-    Ok(plan)
+    let checking = Some(Pushing { tags_at_once: args.push_concurrency, bytes_per_second: None });
+    target_plan(&args.run, Mode::Verify, checking, shell)
 }
 
 pub fn plan(args: PlanArgs, shell: Arc<Shell>) -> anyhow::Result<SyncPlan> {
-    let mut plan = target_plan(&args.run, shell)?;
-    plan.mode = Mode::Plan(args.format);
+    let mut plan = target_plan(&args.run, Mode::Plan(args.format), None, shell)?;
     // A plan counts what would move: only what a client could pull from the source.
     plan.options.deep = true;
     Ok(plan)
@@ -87,15 +81,34 @@ pub fn status(args: StatusArgs) -> anyhow::Result<Outcome> {
     crate::run::status::print(&args.journal)
 }
 
-/// A run against a target in `Mode::Verify` until its command says otherwise; its HTTP context has the
-/// request-rate limit only until the command adds its windows.
-fn target_plan(args: &AgainstTarget, shell: Arc<Shell>) -> anyhow::Result<SyncPlan> {
+/// How many tags a run against a target handles at once, and the byte rate it may copy at; `None` for a
+/// run that sends only the plan's few reads (`plan`).
+struct Pushing {
+    tags_at_once: usize,
+    bytes_per_second: Option<u64>,
+}
+
+/// A run against a target in `mode`, with its HTTP context: the request-rate limit, and, for a run that
+/// handles tags (`pushing`), each side's window (the target's ceiling is the tags in flight; the
+/// storage's, the listings plus the blob reads of those tags) and the byte rate.
+fn target_plan(
+    args: &AgainstTarget,
+    mode: Mode,
+    pushing: Option<Pushing>,
+    shell: Arc<Shell>,
+) -> anyhow::Result<SyncPlan> {
     let AgainstTarget { source, selection, target, limits: limit_args, output } = args;
     let (source_location, mut options) = resolve_source(source, limit_args, selection.untagged)?;
-    options.object.http = Arc::new(crate::http::Context::new(&limits(limit_args)));
+    let mut limits = limits(limit_args);
+    if let Some(pushing) = &pushing {
+        limits.target_ceiling = Some(pushing.tags_at_once);
+        limits.storage_ceiling = Some(options.list_concurrency + pushing.tags_at_once);
+        limits.bytes_per_second = pushing.bytes_per_second;
+    }
+    options.object.http = Arc::new(crate::http::Context::new(&limits));
     let (target_url, credentials) = resolve_target(target)?;
     Ok(SyncPlan {
-        mode: Mode::Verify,
+        mode,
         source: source_location,
         options,
         target: target_url,
@@ -103,19 +116,9 @@ fn target_plan(args: &AgainstTarget, shell: Arc<Shell>) -> anyhow::Result<SyncPl
         ca_cert: target.ca_cert.clone(),
         selection: resolve_selection(selection)?,
         untagged: selection.untagged,
-        push_concurrency: 8,
+        push_concurrency: pushing.map_or(1, |pushing| pushing.tags_at_once),
         reporting: reporting(output, shell),
     })
-}
-
-/// Each side's window: the target's ceiling is the tags in flight; the storage's, the listings plus
-/// the blob reads of those tags.
-fn with_windows(limits: Limits, plan: &SyncPlan) -> Limits {
-    Limits {
-        target_ceiling: Some(plan.push_concurrency),
-        storage_ceiling: Some(plan.options.list_concurrency + plan.push_concurrency),
-        ..limits
-    }
 }
 
 fn limits(args: &LimitArgs) -> Limits {

@@ -83,6 +83,48 @@ impl From<HarborError> for super::control::ControlError {
     }
 }
 
+/// Why Harbor refuses a repository name (its project is the first component).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum NameRefusal {
+    #[error("a one-component name has no project")]
+    NoProject,
+    /// `fixed`: a valid project name close to it.
+    #[error("{project:?} is not a valid Harbor project name (^[a-z0-9]+(?:[._-][a-z0-9]+)*$)")]
+    BadProject { project: String, fixed: String },
+    #[error("{0} characters: Harbor takes at most 255")]
+    TooLong(usize),
+}
+
+/// Whether Harbor takes `repository` as a name, and why not.
+pub fn name_refusal(repository: &str) -> Option<NameRefusal> {
+    let project = project_of(repository);
+    if !repository.contains('/') {
+        return Some(NameRefusal::NoProject);
+    }
+    if !crate::filter::is_harbor_project_name(project) {
+        return Some(NameRefusal::BadProject { project: project.to_string(), fixed: project_name_near(project) });
+    }
+    (repository.len() > 255).then_some(NameRefusal::TooLong(repository.len()))
+}
+
+/// A valid Harbor project name close to `name`: separator runs (`__`, `--`, `-_`) become one.
+fn project_name_near(name: &str) -> String {
+    let mut fixed = String::new();
+    for c in name.chars() {
+        let separator = matches!(c, '.' | '_' | '-');
+        if separator && (fixed.is_empty() || fixed.ends_with(['.', '_', '-'])) {
+            continue;
+        }
+        fixed.push(c);
+    }
+    let trimmed = fixed.trim_end_matches(['.', '_', '-']);
+    if trimmed.is_empty() {
+        "library".into()
+    } else {
+        trimmed.to_string()
+    }
+}
+
 /// Repositories whose artifacts `each_tag` lists at once.
 const EXPORT_CONCURRENCY: usize = 8;
 

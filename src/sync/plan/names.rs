@@ -1,56 +1,23 @@
-//! Harbor's naming rules as the plan applies them: why a target name would be refused, and a mapping
-//! that would work.
+//! Harbor's naming rules (`registry::harbor::name_refusal`) as the plan applies them: each refused
+//! target name with a mapping that would work.
 
 use super::*;
+use crate::registry::harbor::{self, NameRefusal};
 
 /// Why Harbor would refuse a target repository name, with a mapping that would work.
 pub(super) fn refused_name(source: &str, target: &str) -> Option<RefusedName> {
-    let refused = |reason: String, suggestion: String| {
-        let (source, target) = (source.into(), target.into());
-        Some(RefusedName { source, target, reason, suggestion, repositories: 1, project_wide: false })
-    };
+    let refusal = harbor::name_refusal(target)?;
     let project = project_of(target);
-    if !target.contains('/') {
-        return refused(
-            "a one-component name has no project".into(),
-            format!("--include '{source}' --dest-namespace library (or any project)"),
-        );
-    }
-    if !crate::filter::is_harbor_project_name(project) {
-        let fixed = harbor_project_name(project);
-        let source_project = project_of(source);
-        let mut name = refused(
-            format!("{project:?} is not a valid Harbor project name (^[a-z0-9]+(?:[._-][a-z0-9]+)*$)"),
-            format!("--include '{source_project}/**' --dest-namespace {fixed} --flatten 1"),
-        )?;
-        name.project_wide = true;
-        return Some(name);
-    }
-    if target.len() > 255 {
-        return refused(
-            format!("{} characters: Harbor takes at most 255", target.len()),
-            format!("--include '{source}' --dest-namespace {project} --flatten -1"),
-        );
-    }
-    None
-}
-
-/// A valid Harbor project name close to `name`: separator runs (`__`, `--`, `-_`) become one.
-fn harbor_project_name(name: &str) -> String {
-    let mut fixed = String::new();
-    for c in name.chars() {
-        let separator = matches!(c, '.' | '_' | '-');
-        if separator && (fixed.is_empty() || fixed.ends_with(['.', '_', '-'])) {
-            continue;
+    let suggestion = match &refusal {
+        NameRefusal::NoProject => format!("--include '{source}' --dest-namespace library (or any project)"),
+        NameRefusal::BadProject { fixed, .. } => {
+            format!("--include '{}/**' --dest-namespace {fixed} --flatten 1", project_of(source))
         }
-        fixed.push(c);
-    }
-    let trimmed = fixed.trim_end_matches(['.', '_', '-']);
-    if trimmed.is_empty() {
-        "library".into()
-    } else {
-        trimmed.to_string()
-    }
+        NameRefusal::TooLong(_) => format!("--include '{source}' --dest-namespace {project} --flatten -1"),
+    };
+    let (source, target) = (source.into(), target.into());
+    let project_wide = matches!(refusal, NameRefusal::BadProject { .. });
+    Some(RefusedName { source, target, reason: refusal.to_string(), suggestion, repositories: 1, project_wide })
 }
 
 #[cfg(test)]
@@ -69,7 +36,11 @@ mod tests {
         );
         let long = format!("p/{}", "a".repeat(260));
         assert!(refused_name(&long, &long).unwrap().reason.contains("at most 255"));
-        assert_eq!(harbor_project_name("my__org"), "my_org");
-        assert_eq!(harbor_project_name("a-_-b"), "a-b");
+        let fixed = |project: &str| match harbor::name_refusal(&format!("{project}/x")) {
+            Some(NameRefusal::BadProject { fixed, .. }) => fixed,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(fixed("my__org"), "my_org");
+        assert_eq!(fixed("a-_-b"), "a-b");
     }
 }
