@@ -219,6 +219,21 @@ fn s3s_fs(root: &Path) -> Option<S3sFs> {
     None
 }
 
+/// skopeo copying every tag of `case` from `source` into the empty `target`, 8 at once, checked whole.
+fn skopeo_row(name: &str, source: &Registry, target: Registry, case: &Case, against: usize) -> Row {
+    let started = Instant::now();
+    common::skopeo_copy_all(
+        source.url.trim_start_matches("http://"),
+        target.url.trim_start_matches("http://"),
+        &case.truth,
+        PARALLEL,
+    );
+    let wall = started.elapsed();
+    let receiver_cpu = common::cpu_time(target.pid());
+    assert_complete(&target, &case.truth, name);
+    Row { name: name.into(), wall, peak_mib: None, receiver_cpu, against }
+}
+
 fn measure(case: &Case, work: &Path) -> Vec<Row> {
     let mut rows = Vec::new();
     let target_root = work.join("target");
@@ -229,19 +244,8 @@ fn measure(case: &Case, work: &Path) -> Vec<Row> {
     };
 
     let source = Registry::start(&case.root);
-    let target = fresh_target();
-    let started = Instant::now();
-    common::skopeo_copy_all(
-        source.url.trim_start_matches("http://"),
-        target.url.trim_start_matches("http://"),
-        &case.truth,
-        PARALLEL,
-    );
-    let wall = started.elapsed();
-    let receiver_cpu = common::cpu_time(target.pid());
-    rows.push(Row { name: "(a) skopeo, 8 at once".into(), wall, peak_mib: None, receiver_cpu, against: 0 });
-    assert_complete(&target, &case.truth, "skopeo");
-    drop((source, target));
+    rows.push(skopeo_row("(a) skopeo, 8 at once", &source, fresh_target(), case, 0));
+    drop(source);
 
     let target = fresh_target();
     let (wall, peak) = rehydrate_sync(case.root.to_str().unwrap(), &target, &[]);
@@ -260,21 +264,10 @@ fn measure(case: &Case, work: &Path) -> Vec<Row> {
         Some(s3) => {
             // skopeo from a registry on the same bucket (its S3 driver): the same store's pace for both.
             let source = Registry::start_on_s3_with(&s3.url, case.name, "us-east-1", ("AK", "SK"));
-            let target = fresh_target();
-            let started = Instant::now();
-            common::skopeo_copy_all(
-                source.url.trim_start_matches("http://"),
-                target.url.trim_start_matches("http://"),
-                &case.truth,
-                PARALLEL,
-            );
-            let wall = started.elapsed();
-            let receiver_cpu = common::cpu_time(target.pid());
-            assert_complete(&target, &case.truth, "skopeo from S3");
-            drop((source, target));
             let against = rows.len();
-            let name = "(a') skopeo, 8 at once, from a registry on the same S3 bucket".into();
-            rows.push(Row { name, wall, peak_mib: None, receiver_cpu, against });
+            let name = "(a') skopeo, 8 at once, from a registry on the same S3 bucket";
+            rows.push(skopeo_row(name, &source, fresh_target(), case, against));
+            drop(source);
 
             let target = fresh_target();
             let env = [

@@ -40,32 +40,37 @@ pub fn scan(args: ScanArgs, shell: Arc<Shell>) -> anyhow::Result<ScanPlan> {
 pub fn sync(args: SyncArgs, shell: Arc<Shell>) -> anyhow::Result<SyncPlan> {
     let copy = &args.copy;
     let shard = args.run.source.shard.as_deref().unwrap_or("all");
-    let target = target_url(&args.run.target.target, args.run.target.plain_http)?;
-    let copying = Copying {
-        override_tags: copy.override_tags,
-        chunk_size: copy.chunk_size.max(1024 * 1024),
-        upload_concurrency: copy.upload_concurrency,
-        in_place: copy.in_place,
-        journal: match (copy.no_journal, &copy.journal) {
-            (true, _) => None,
-            (false, Some(path)) => Some(path.clone()),
-            (false, None) => Some(crate::journal::default_path(&args.run.source.source, target.as_str(), shard)),
-        },
-        tags_from: args.tags_from,
-        delete: copy.delete,
+    let mode = |target: &Url| {
+        let copying = Copying {
+            override_tags: copy.override_tags,
+            chunk_size: copy.chunk_size.max(1024 * 1024),
+            upload_concurrency: copy.upload_concurrency,
+            in_place: copy.in_place,
+            journal: match (copy.no_journal, &copy.journal) {
+                (true, _) => None,
+                (false, Some(path)) => Some(path.clone()),
+                (false, None) => Some(crate::journal::default_path(&args.run.source.source, target.as_str(), shard)),
+            },
+            tags_from: args.tags_from.clone(),
+            delete: copy.delete,
+        };
+        if copy.dry_run {
+            Mode::DryRun(copying)
+        } else {
+            Mode::Sync(copying)
+        }
     };
-    let mode = if copy.dry_run { Mode::DryRun(copying) } else { Mode::Sync(copying) };
     let pushing = Some(Pushing { tags_at_once: copy.push_concurrency, bytes_per_second: copy.max_bandwidth });
     target_plan(&args.run, mode, pushing, shell)
 }
 
 pub fn verify(args: VerifyArgs, shell: Arc<Shell>) -> anyhow::Result<SyncPlan> {
     let checking = Some(Pushing { tags_at_once: args.push_concurrency, bytes_per_second: None });
-    target_plan(&args.run, Mode::Verify, checking, shell)
+    target_plan(&args.run, |_| Mode::Verify, checking, shell)
 }
 
 pub fn plan(args: PlanArgs, shell: Arc<Shell>) -> anyhow::Result<SyncPlan> {
-    let mut plan = target_plan(&args.run, Mode::Plan(args.format), None, shell)?;
+    let mut plan = target_plan(&args.run, |_| Mode::Plan(args.format), None, shell)?;
     // A plan counts what would move: only what a client could pull from the source.
     plan.options.deep = true;
     Ok(plan)
@@ -88,12 +93,12 @@ struct Pushing {
     bytes_per_second: Option<u64>,
 }
 
-/// A run against a target in `mode`, with its HTTP context: the request-rate limit, and, for a run that
+/// A run against a target in the mode `mode` makes of the target's URL, with its HTTP context: the request-rate limit, and, for a run that
 /// handles tags (`pushing`), each side's window (the target's ceiling is the tags in flight; the
 /// storage's, the listings plus the blob reads of those tags) and the byte rate.
 fn target_plan(
     args: &AgainstTarget,
-    mode: Mode,
+    mode: impl FnOnce(&Url) -> Mode,
     pushing: Option<Pushing>,
     shell: Arc<Shell>,
 ) -> anyhow::Result<SyncPlan> {
@@ -108,7 +113,7 @@ fn target_plan(
     options.object.http = Arc::new(crate::http::Context::new(&limits));
     let (target_url, credentials) = resolve_target(target)?;
     Ok(SyncPlan {
-        mode,
+        mode: mode(&target_url),
         source: source_location,
         options,
         target: target_url,

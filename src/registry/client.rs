@@ -76,7 +76,6 @@ impl RegistryError {
         }
     }
 
-    /// A manifest GET or HEAD refused by a pull-side policy: the artifact exists.
     /// The error in the operator's words: a permission refusal also names the robot right Harbor's
     /// words ask for.
     pub fn explained(&self) -> String {
@@ -89,6 +88,7 @@ impl RegistryError {
         }
     }
 
+    /// A manifest GET or HEAD refused by a pull-side policy: the artifact exists.
     pub fn is_pull_blocked(&self) -> bool {
         matches!(self, RegistryError::Status { status, codes, .. } if refusal::is_pull_blocked_by_policy(*status, codes))
     }
@@ -242,11 +242,6 @@ impl RegistryClient {
             codes
         };
         RegistryError::Status { operation, target: target.to_string(), status, codes, retry_after }
-    }
-
-    /// The user name the client authenticates as, if any.
-    pub fn username(&self) -> Option<&str> {
-        self.tokens.credentials().map(|c| c.username.as_str())
     }
 
     /// From now on, one token serves every scope set with the same `key` (see `TokenCache::share_by`).

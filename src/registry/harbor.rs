@@ -40,9 +40,9 @@ pub enum HarborError {
 }
 
 impl super::control::ControlPlane for Harbor {
-    /// A pull-side policy (412): the digest from the artifact API. A 401 to a fresh token (a HEAD carries
-    /// no error body; the credentials were checked up front and the project exists): the account has no
-    /// rights in the project.
+    /// A pull-side policy (412): the digest from the artifact API. A 401 whose words name no refused
+    /// action (the credentials were checked up front and the project exists): the account has no rights
+    /// in the project.
     fn read_failed_head<'a>(
         &'a self,
         repository: &'a str,
@@ -71,6 +71,13 @@ impl super::control::ControlPlane for Harbor {
 
     fn charged_to<'r>(&self, repository: &'r str) -> &'r str {
         project_of(repository)
+    }
+}
+
+/// A request that got no answer (each API call's transport failure).
+impl From<reqwest::Error> for HarborError {
+    fn from(error: reqwest::Error) -> Self {
+        HarborError::Transport(crate::http::TransportError::new(error))
     }
 }
 
@@ -191,10 +198,7 @@ impl Harbor {
     ) -> Result<Option<Harbor>, HarborError> {
         let api = base.join("/api/v2.0/").expect("a valid path");
         let url = api.join("systeminfo").expect("a valid path");
-        let (status, body) = http
-            .fetch_with_retries("harbor systeminfo", || http.get(url.clone()))
-            .await
-            .map_err(|e| HarborError::Transport(crate::http::TransportError::new(e)))?;
+        let (status, body) = http.fetch_with_retries("harbor systeminfo", || http.get(url.clone())).await?;
         if status.is_server_error() {
             return Err(HarborError::Unexpected(format!("GET systeminfo: HTTP {}", status.as_u16())));
         }
@@ -227,11 +231,8 @@ impl Harbor {
     pub async fn check_credentials(&self) -> Result<(), HarborError> {
         let credentials = self.credentials.as_ref().ok_or(HarborError::NoCredentials)?;
         let url = self.api.join("users/current").expect("valid path");
-        let response = self
-            .http
-            .send_with_retries("harbor user", || self.with_credentials(self.http.get(url.clone())))
-            .await
-            .map_err(|e| HarborError::Transport(crate::http::TransportError::new(e)))?;
+        let response =
+            self.http.send_with_retries("harbor user", || self.with_credentials(self.http.get(url.clone()))).await?;
         match response.status() {
             StatusCode::UNAUTHORIZED => Err(HarborError::WrongCredentials(credentials.username.clone())),
             // Robot accounts may not read users/current (403) but did authenticate.
@@ -250,8 +251,7 @@ impl Harbor {
         let response = self
             .http
             .send_with_retries("harbor delete tag", || self.with_credentials(self.http.delete(url.clone())))
-            .await
-            .map_err(|e| HarborError::Transport(crate::http::TransportError::new(e)))?;
+            .await?;
         match response.status() {
             // 404: gone already (a retry whose first answer was lost, or someone else).
             status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
@@ -328,8 +328,7 @@ impl Harbor {
             .send_with_retries("harbor create project", || {
                 self.with_credentials(self.http.post(url.clone())).json(&body)
             })
-            .await
-            .map_err(|e| HarborError::Transport(crate::http::TransportError::new(e)))?;
+            .await?;
         let status = response.status();
         match status {
             StatusCode::CREATED => return Ok(ProjectReady::Created),
@@ -362,11 +361,8 @@ impl Harbor {
         path: &str,
     ) -> Result<Option<T>, HarborError> {
         let url = self.api.join(path).expect("valid path");
-        let (status, body) = self
-            .http
-            .fetch_with_retries(what, || self.with_credentials(self.http.get(url.clone())))
-            .await
-            .map_err(|e| HarborError::Transport(crate::http::TransportError::new(e)))?;
+        let (status, body) =
+            self.http.fetch_with_retries(what, || self.with_credentials(self.http.get(url.clone()))).await?;
         match status.as_u16() {
             200 => serde_json::from_slice(&body)
                 .map(Some)

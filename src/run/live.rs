@@ -305,12 +305,12 @@ impl Live {
 
     /// Each side's adaptive window: its size now, and how often it was halved.
     fn encode_window_metrics(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
-        let sides = [Side::Target, Side::Storage].map(|side| (side.name(), self.http.window(side)));
+        let sides = [Side::Target, Side::Storage].map(|side| (side, self.http.window(side)));
         let sizes: Vec<(Labels, u64)> =
-            sides.iter().filter_map(|(side, window)| window.map(|w| (side_label(side), w.size() as u64))).collect();
+            sides.iter().filter_map(|(side, window)| window.map(|w| (side_label(*side), w.size() as u64))).collect();
         gauge(encoder, "rehydrate_window", "Requests allowed in flight, by side.", &sizes)?;
         let cuts: Vec<(Labels, u64)> =
-            sides.iter().filter_map(|(side, window)| window.map(|w| (side_label(side), w.cuts()))).collect();
+            sides.iter().filter_map(|(side, window)| window.map(|w| (side_label(*side), w.cuts()))).collect();
         counter(encoder, "rehydrate_window_cuts", "Times a side's window was halved.", &cuts)
     }
 }
@@ -345,10 +345,10 @@ impl Collector for LiveMetrics {
 }
 
 /// The label set naming a side.
-fn side_label(side: &str) -> Labels<'static> {
+fn side_label(side: Side) -> Labels<'static> {
     match side {
-        "target" => &[("side", "target")],
-        _ => &[("side", "storage")],
+        Side::Target => &[("side", "target")],
+        Side::Storage => &[("side", "storage")],
     }
 }
 

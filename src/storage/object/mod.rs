@@ -228,11 +228,12 @@ pub(crate) async fn send(
     request: impl std::future::Future<Output = Result<reqwest::RequestBuilder, StorageError>>,
 ) -> Result<reqwest::Response, StorageError> {
     client.execute(operation, request.await?).await.map_err(|error| {
-        let target = target.to_string();
-        if crate::http::retry::is_transient_error(&error) {
-            StorageError::Unanswered { operation, target, source: crate::http::TransportError::new(error) }
+        let (target, transient) = (target.to_string(), crate::http::retry::is_transient_error(&error));
+        let source = crate::http::TransportError::new(error);
+        if transient {
+            StorageError::Unanswered { operation, target, source }
         } else {
-            StorageError::Transport { operation, target, source: crate::http::TransportError::new(error) }
+            StorageError::Transport { operation, target, source }
         }
     })
 }
