@@ -199,6 +199,7 @@ impl Drop for S3sFs {
 }
 
 fn s3s_fs(root: &Path) -> Option<S3sFs> {
+    store_etags(root);
     let binary = std::env::var_os("REHYDRATE_BENCH_S3S_FS").map(PathBuf::from).unwrap_or_else(|| "s3s-fs".into());
     let port = support::free_port();
     let child = Command::new(&binary)
@@ -217,6 +218,41 @@ fn s3s_fs(root: &Path) -> Option<S3sFs> {
         std::thread::sleep(Duration::from_millis(50));
     }
     None
+}
+
+/// Writes, for every object of every bucket under `root`, the ETag that s3s-fs keeps beside an object it
+/// was sent (`.bucket-B.object-K.internal.json`, `{"e_tag": MD5}`), as any S3 server keeps it from the
+/// upload. The trees here are written to disk, not through s3s-fs, and without it s3s-fs computes the MD5
+/// of the whole object again on every GET and HEAD, even for a range of it: for a 2 GiB blob read as
+/// ranges, the whole blob hashed per range. Skipped for an object whose ETag file is newer.
+fn store_etags(root: &Path) {
+    use base64::Engine;
+    use md5::Digest;
+    let encode = |text: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
+    for bucket in std::fs::read_dir(root).unwrap().flatten().filter(|e| e.path().is_dir()) {
+        let bucket_name = bucket.file_name().to_string_lossy().to_string();
+        let mut folders = vec![bucket.path()];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(&folder).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    folders.push(path);
+                    continue;
+                }
+                let key = path.strip_prefix(bucket.path()).unwrap().to_string_lossy().to_string();
+                let etag_file =
+                    root.join(format!(".bucket-{}.object-{}.internal.json", encode(&bucket_name), encode(&key)));
+                let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+                if modified(&etag_file) >= modified(&path) {
+                    continue;
+                }
+                let mut md5 = md5::Md5::new();
+                std::io::copy(&mut std::fs::File::open(&path).unwrap(), &mut md5).unwrap();
+                let etag = hex::encode(md5.finalize());
+                std::fs::write(&etag_file, serde_json::json!({ "e_tag": etag }).to_string()).unwrap();
+            }
+        }
+    }
 }
 
 /// skopeo copying every tag of `case` from `source` into the empty `target`, 8 at once, checked whole.

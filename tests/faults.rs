@@ -13,7 +13,8 @@ use support::servers::Moto;
 use support::*;
 
 /// The registry-written fixture plus three images with 3 MiB layers, so that blob transfers are long
-/// enough to be cut in the middle (and go in 1 MiB chunks with `--chunk-size 1048576`).
+/// enough to be cut in the middle (and go in 1 MiB chunks with `--chunk-size 1048576`), and one with a
+/// 13 MiB layer, which an object store serves by ranges read at once (past 8 MiB).
 fn fixture_with_large_blobs() -> (WrittenFixture, std::collections::BTreeSet<(String, String, String)>) {
     let fixture = written_fixture();
     for i in 0..3u64 {
@@ -26,6 +27,7 @@ fn fixture_with_large_blobs() -> (WrittenFixture, std::collections::BTreeSet<(St
             noise(i, 3 << 20),
         );
     }
+    push_image_with_layer(&fixture.registry, "big/app", Some("v3"), Kind::Oci, "big 3", noise(3, 13 << 20));
     let expected = fixture.registry.inventory();
     (fixture, expected)
 }

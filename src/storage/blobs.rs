@@ -8,14 +8,22 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::object::ranged::{self, ReadAhead};
 use super::object::{ByteStream, ObjectBackend, ObjectOptions, StorageError};
 use super::Source;
 use crate::layout::{self, Digest};
 
 /// The blob store of a source registry.
 pub enum BlobStore {
-    Filesystem { root: PathBuf },
-    Object { store: Arc<ObjectBackend>, root: String },
+    Filesystem {
+        root: PathBuf,
+    },
+    /// Large blobs are read by several ranges at once, within the run's `read_ahead`.
+    Object {
+        store: Arc<ObjectBackend>,
+        root: String,
+        read_ahead: ReadAhead,
+    },
 }
 
 impl BlobStore {
@@ -36,7 +44,7 @@ impl BlobStore {
                         break;
                     }
                 }
-                Ok(BlobStore::Object { store, root: chosen })
+                Ok(BlobStore::Object { store, root: chosen, read_ahead: ReadAhead::default() })
             }
         }
     }
@@ -65,7 +73,7 @@ impl BlobStore {
                         source,
                     })
             }
-            BlobStore::Object { store, root } => {
+            BlobStore::Object { store, root, .. } => {
                 store.read_small(&format!("{root}{}", layout::blob_data_key(digest)), max_len).await
             }
         }
@@ -89,8 +97,8 @@ impl BlobStore {
                 std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(from)).map_err(io_error)?;
                 Ok(Some((size, file_stream(file))))
             }
-            BlobStore::Object { store, root } => {
-                store.open_stream(&format!("{root}{}", layout::blob_data_key(digest)), from).await
+            BlobStore::Object { store, root, read_ahead } => {
+                ranged::open(store, &format!("{root}{}", layout::blob_data_key(digest)), from, read_ahead).await
             }
         }
     }

@@ -18,7 +18,7 @@ use super::{
     current_credential, encode_key_path, found, http_client, http_request, listing_text, md5_from_base64, send,
     to_reqwest, with_range,
 };
-use super::{ListPage, ListRequest, ListedObject, ObjectOptions, StorageError};
+use super::{ListPage, ListRequest, ListedObject, ObjectOptions, Span, StorageError};
 
 /// The REST version asked for: the one `object_store` signs with.
 const API_VERSION: &str = "2023-11-03";
@@ -113,9 +113,9 @@ impl Azure {
         Ok(Azure { client: http_client(options)?, container_url, account, store, nothing_named })
     }
 
-    async fn signed_get(&self, url: &Url, from: u64) -> Result<reqwest::RequestBuilder, StorageError> {
+    async fn signed_get(&self, url: &Url, span: Span) -> Result<reqwest::RequestBuilder, StorageError> {
         let mut request = http_request(http::Method::GET, url);
-        with_range(&mut request, from);
+        with_range(&mut request, span);
         match current_credential(self.store.as_ref().map(|store| store.credentials()), self.nothing_named).await? {
             Some(credential) => AzureAuthorizer::new(&credential, &self.account)
                 .try_authorize(&mut request)
@@ -147,7 +147,7 @@ impl Azure {
                 query.append_pair("maxresults", &max_keys.to_string());
             }
         }
-        let response = send(&self.client, "list", request.prefix, self.signed_get(&url, 0)).await?;
+        let response = send(&self.client, "list", request.prefix, self.signed_get(&url, Span::from(0))).await?;
         let body = listing_text(request.prefix, response).await?;
         let mut page = parse_list(&body).map_err(|message| StorageError::Parse {
             operation: "list",
@@ -164,12 +164,12 @@ impl Azure {
     }
 
     /// GETs a blob; `None` when it does not exist.
-    pub async fn get(&self, key: &str, from: u64) -> Result<Option<reqwest::Response>, StorageError> {
+    pub async fn get(&self, key: &str, span: Span) -> Result<Option<reqwest::Response>, StorageError> {
         let mut url = self.container_url.clone();
         let base = url.path().trim_end_matches('/').to_string();
         // A name starting with `/` keeps it: `<container>//docker/...` is that blob's URL.
         url.set_path(&format!("{base}/{}", encode_key_path(key)));
-        found(key, send(&self.client, "read", key, self.signed_get(&url, from)).await?).await
+        found(key, send(&self.client, "read", key, self.signed_get(&url, span)).await?).await
     }
 }
 

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::{current_credential, found, http_client, listing_text, md5_from_base64, send};
-use super::{ListPage, ListRequest, ListedObject, ObjectOptions, StorageError};
+use super::{ListPage, ListRequest, ListedObject, ObjectOptions, Span, StorageError};
 
 const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
 
@@ -63,10 +63,10 @@ impl Gcs {
         Ok(Gcs { client: http_client(options)?, objects_url, store, nothing_named })
     }
 
-    async fn authorized_get(&self, url: &Url, from: u64) -> Result<reqwest::RequestBuilder, StorageError> {
+    async fn authorized_get(&self, url: &Url, span: Span) -> Result<reqwest::RequestBuilder, StorageError> {
         let mut request = self.client.get(url.clone());
-        if from > 0 {
-            request = request.header(reqwest::header::RANGE, format!("bytes={from}-"));
+        if let Some(range) = span.header() {
+            request = request.header(reqwest::header::RANGE, range);
         }
         match current_credential(self.store.as_ref().map(|store| store.credentials()), self.nothing_named).await? {
             Some(credential) if !credential.bearer.is_empty() => Ok(request.bearer_auth(&credential.bearer)),
@@ -92,7 +92,7 @@ impl Gcs {
                 query.append_pair("maxResults", &max_keys.to_string());
             }
         }
-        let response = send(&self.client, "list", request.prefix, self.authorized_get(&url, 0)).await?;
+        let response = send(&self.client, "list", request.prefix, self.authorized_get(&url, Span::from(0))).await?;
         let body = listing_text(request.prefix, response).await?;
         let answer: ObjectsList = serde_json::from_str(&body).map_err(|e| StorageError::Parse {
             operation: "list",
@@ -113,11 +113,11 @@ impl Gcs {
     }
 
     /// GETs an object's content; `None` when it does not exist.
-    pub async fn get(&self, key: &str, from: u64) -> Result<Option<reqwest::Response>, StorageError> {
+    pub async fn get(&self, key: &str, span: Span) -> Result<Option<reqwest::Response>, StorageError> {
         let mut url = self.objects_url.clone();
         url.path_segments_mut().expect("an http URL has a path").push(key);
         url.query_pairs_mut().append_pair("alt", "media");
-        found(key, send(&self.client, "read", key, self.authorized_get(&url, from)).await?).await
+        found(key, send(&self.client, "read", key, self.authorized_get(&url, span)).await?).await
     }
 }
 

@@ -13,12 +13,12 @@
 mod aws_credentials;
 pub mod azure;
 pub mod gcs;
+pub mod ranged;
 pub mod s3;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use object_store::CredentialProvider;
 
 use thiserror::Error;
@@ -144,12 +144,12 @@ impl ObjectBackend {
         .await
     }
 
-    /// One GET of an object, from byte `from` on (a ranged read when `from > 0`).
-    async fn get(&self, key: &str, from: u64) -> Result<Option<reqwest::Response>, StorageError> {
+    /// One GET of the bytes `span` of an object (a ranged read unless it is the whole object).
+    async fn get(&self, key: &str, span: Span) -> Result<Option<reqwest::Response>, StorageError> {
         match self {
-            ObjectBackend::S3(store) => store.get(key, from).await,
-            ObjectBackend::Gcs(store) => store.get(key, from).await,
-            ObjectBackend::Azure(store) => store.get(key, from).await,
+            ObjectBackend::S3(store) => store.get(key, span).await,
+            ObjectBackend::Gcs(store) => store.get(key, span).await,
+            ObjectBackend::Azure(store) => store.get(key, span).await,
         }
     }
 
@@ -157,40 +157,12 @@ impl ObjectBackend {
     /// caller can tell); `None` when it does not exist.
     pub async fn read_small(&self, key: &str, max_len: usize) -> Result<Option<Vec<u8>>, StorageError> {
         retrying(self.client(), || async {
-            match self.get(key, 0).await? {
+            match self.get(key, Span::from(0)).await? {
                 Some(response) => small_body(key, response, max_len).await.map(Some),
                 None => Ok(None),
             }
         })
         .await
-    }
-
-    /// Opens an object as a stream of its bytes from byte `from` on (a ranged read), with the object's
-    /// whole size; `None` when it does not exist. Tried again until the answer starts; a stream that
-    /// breaks off later is the reader's to open again where it stopped.
-    pub async fn open_stream(&self, key: &str, from: u64) -> Result<Option<(u64, ByteStream)>, StorageError> {
-        let Some(response) = retrying(self.client(), || self.get(key, from)).await? else { return Ok(None) };
-        let unreadable = |message: &str| StorageError::Parse {
-            operation: "read",
-            target: key.to_string(),
-            message: message.to_string(),
-        };
-        let length = response.content_length().ok_or_else(|| unreadable("the answer has no Content-Length"))?;
-        let size = match response.headers().get(reqwest::header::CONTENT_RANGE) {
-            // `bytes FIRST-LAST/SIZE`: the store sent the range asked for.
-            Some(range) => range
-                .to_str()
-                .ok()
-                .and_then(|range| range.rsplit_once('/')?.1.parse().ok())
-                .ok_or_else(|| unreadable("unreadable Content-Range"))?,
-            None if from == 0 => length,
-            None => return Err(unreadable("the store ignored the byte range asked for")),
-        };
-        let target = key.to_string();
-        let stream = response.bytes_stream().map(move |chunk| {
-            chunk.map_err(|e| std::io::Error::other(format!("reading {target}: {}", crate::http::describe_error(&e))))
-        });
-        Ok(Some((size, Box::pin(stream))))
     }
 
     /// Key prefixes under which a registry may have written its keys, for a root inside the bucket:
@@ -258,10 +230,33 @@ where
     }
 }
 
-/// Asks for the bytes from `from` on (nothing to add for a whole object).
-pub(crate) fn with_range(request: &mut object_store::client::HttpRequest, from: u64) {
-    if from > 0 {
-        let range = http::HeaderValue::from_str(&format!("bytes={from}-")).expect("digits are a valid header");
+/// The bytes of an object a GET asks for: from `start` to `end` (exclusive), or to the object's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: u64,
+    pub end: Option<u64>,
+}
+
+impl Span {
+    /// From byte `start` to the end of the object (the whole object from 0).
+    pub fn from(start: u64) -> Span {
+        Span { start, end: None }
+    }
+
+    /// The `Range` header asking for it; `None` for a whole object.
+    pub fn header(&self) -> Option<String> {
+        match self.end {
+            Some(end) => Some(format!("bytes={}-{}", self.start, end.saturating_sub(1))),
+            None if self.start > 0 => Some(format!("bytes={}-", self.start)),
+            None => None,
+        }
+    }
+}
+
+/// Asks for the bytes of `span` (nothing to add for a whole object).
+pub(crate) fn with_range(request: &mut object_store::client::HttpRequest, span: Span) {
+    if let Some(range) = span.header() {
+        let range = http::HeaderValue::from_str(&range).expect("digits are a valid header");
         request.headers_mut().insert(http::header::RANGE, range);
     }
 }

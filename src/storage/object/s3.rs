@@ -15,7 +15,7 @@ use super::aws_credentials::{self, AwsCredentials};
 use super::{
     encode_key_path, found, http_client, http_request, listing_text, md5_from_hex_etag, send, to_reqwest, with_range,
 };
-use super::{ListPage, ListRequest, ListedObject, ObjectOptions, StorageError};
+use super::{ListPage, ListRequest, ListedObject, ObjectOptions, Span, StorageError};
 
 pub struct S3 {
     pub(super) client: crate::http::Client,
@@ -48,10 +48,10 @@ impl S3 {
         Ok(S3 { client: http_client(options)?, bucket_url, region, credentials })
     }
 
-    /// A GET of `url` (from byte `from` on), signed with SigV4 unless anonymous.
-    async fn signed_get(&self, url: &Url, from: u64) -> Result<reqwest::RequestBuilder, StorageError> {
+    /// A GET of the bytes `span` of `url`, signed with SigV4 unless anonymous.
+    async fn signed_get(&self, url: &Url, span: Span) -> Result<reqwest::RequestBuilder, StorageError> {
         let mut request = http_request(http::Method::GET, url);
-        with_range(&mut request, from);
+        with_range(&mut request, span);
         if let Some(credentials) = &self.credentials {
             AwsAuthorizer::new(&*credentials.current().await?, "s3", &self.region)
                 .try_authorize(&mut request, None)
@@ -78,7 +78,7 @@ impl S3 {
                 query.append_pair("max-keys", &max_keys.to_string());
             }
         }
-        let response = send(&self.client, "list", request.prefix, self.signed_get(&url, 0)).await?;
+        let response = send(&self.client, "list", request.prefix, self.signed_get(&url, Span::from(0))).await?;
         let body = listing_text(request.prefix, response).await?;
         parse_list(&body).map_err(|message| StorageError::Parse {
             operation: "list",
@@ -88,9 +88,9 @@ impl S3 {
     }
 
     /// GETs an object; `None` when it does not exist.
-    pub async fn get(&self, key: &str, from: u64) -> Result<Option<reqwest::Response>, StorageError> {
+    pub async fn get(&self, key: &str, span: Span) -> Result<Option<reqwest::Response>, StorageError> {
         let url = object_url(&self.bucket_url, key);
-        found(key, send(&self.client, "read", key, self.signed_get(&url, from)).await?).await
+        found(key, send(&self.client, "read", key, self.signed_get(&url, span)).await?).await
     }
 }
 
