@@ -11,7 +11,6 @@ const EXIT_PARTIAL: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::try_parse().unwrap_or_else(|error| exit_with_usage(error));
-    keep_large_buffers_off_the_heap();
     let (format, verbose) = cli.log_settings();
     let shell = rehydrate::report::log::init(format, verbose);
     // The one runtime of the process: every command's async work runs on it.
@@ -31,18 +30,6 @@ fn main() -> ExitCode {
             rehydrate::report::log::causes(error.as_ref());
             ExitCode::from(EXIT_FATAL)
         }
-    }
-}
-
-/// The copy's buffers (half-MiB pieces of blobs, ranges read ahead) are allocated and freed by the
-/// thousand from many threads. glibc's allocator raises its mmap threshold as they are freed and then
-/// keeps them in per-thread heaps it seldom gives back: a sync from S3 held about 10 MiB more than its
-/// budget. A fixed threshold below a piece's size gives each one back to the system when it is freed.
-fn keep_large_buffers_off_the_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a tuning value of the allocator; it is called before any thread starts.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
     }
 }
 

@@ -22,11 +22,12 @@ use super::{retrying, ByteStream, ObjectBackend, Span, StorageError};
 
 /// The bytes of one ranged GET.
 pub const RANGE: u64 = 4 << 20;
-/// Ranges of one object read ahead at once, at most. Measured on one 2 GiB blob from s3s-fs on 2 cores:
-/// 4 ranges of 8 MiB took 11.3 s, 8 of 4 MiB 9.4 to 10.5 s, 16 of 2 MiB 9.1 s (one stream: 22 s).
-pub const PER_OBJECT: usize = 8;
-/// Ranges read ahead at once across a whole run, by default: 32 MiB of memory.
-pub const READ_AHEAD_RANGES: usize = 8;
+/// Ranges of one object read ahead at once, at most. Measured on one 2 GiB blob from s3s-fs on 2 cores
+/// (`cargo bench --bench memory`): one stream took 22 s, 4 ranges of 8 MiB 11.3 s, 8 of 4 MiB 10 to
+/// 12 s, 12 of 4 MiB 10.1 to 10.3 s.
+pub const PER_OBJECT: usize = 12;
+/// Ranges read ahead at once across a whole run, by default: 48 MiB of memory.
+pub const READ_AHEAD_RANGES: usize = 12;
 /// The size of the pieces a range is kept in, so that its memory goes back piece by piece as it is
 /// handed out (the same size as a piece read from a file).
 const PIECE: usize = 512 * 1024;
