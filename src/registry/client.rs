@@ -249,6 +249,17 @@ impl RegistryClient {
         self.tokens.share_by(key);
     }
 
+    /// Fetches the token a push into `repository` will ask for, if the registry wants tokens and has
+    /// none cached for it: so that it can be asked for beside other work. A failure is left to the push,
+    /// which asks again and says why.
+    pub async fn warm_token(&self, repository: &str) {
+        let challenge = self.challenge.lock().await.clone();
+        if let Some(Challenge::Bearer { realm, service }) = challenge {
+            let scopes = [repository_scope(repository, "pull,push")];
+            let _ = self.tokens.get(&realm, service.as_deref(), &scopes).await;
+        }
+    }
+
     /// Forgets the tokens naming `project` (just created: Harbor ignores tokens issued before).
     pub async fn forget_tokens_for(&self, project: &str) {
         self.tokens.forget_project(project).await;

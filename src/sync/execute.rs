@@ -167,9 +167,14 @@ async fn copy_one(
 ) -> Result<TagOutcome, CopyError> {
     if let Some(harbor) = harbor {
         let project = project_of(repository);
-        // Harbor ignores a token issued before its project was created.
+        // The project's token is asked for while the project is made or checked; Harbor ignores a token
+        // issued before its project was created.
         harbor
-            .ensure_project(project, || copier.target().forget_tokens_for(project))
+            .ensure_project(
+                project,
+                || copier.target().warm_token(repository),
+                || copier.target().forget_tokens_for(project),
+            )
             .await
             .map_err(|error| CopyError::from(ControlError::from(error)))?;
     }
