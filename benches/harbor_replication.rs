@@ -10,9 +10,10 @@
 //!       execution, until it ends;
 //!   (b) `rehydrate sync` of the same storage, with a journal, through a counting proxy to Harbor.
 //! For each: the time until the first artifact is listed by Harbor's API (both polled the same way,
-//! every 100 ms, anonymously: the projects are public), the whole run, the requests, the peak memory (rehydrate's own; Harbor's jobservice
-//! and core, sampled). Then 1% of the tags change in storage (new, moved, deleted) and (b) runs again
-//! as a catch-up with its journal, beside the same catch-up with a fresh journal, and (a) runs again.
+//! every 100 ms, anonymously: the projects are public), the whole run, the requests, the peak memory
+//! (rehydrate's own; Harbor's jobservice and core, sampled). Then 1% of the tags change in storage (new,
+//! moved, deleted) and (b) runs again as a catch-up with its journal, beside the same catch-up with a
+//! fresh journal, and (a) runs again.
 
 mod common;
 #[path = "../tests/support/mod.rs"]
@@ -51,9 +52,14 @@ impl HarborApi {
     }
 
     fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> reqwest::blocking::Response {
-        let request = self.client.request(method, format!("{}/api/v2.0/{path}", self.url));
+        let request = self.client.request(method, self.url(path));
         let request = request.basic_auth(&self.username, Some(&self.password));
         self.send(request, body)
+    }
+
+    /// The URL of an API path.
+    fn url(&self, path: &str) -> String {
+        format!("{}/api/v2.0/{path}", self.url)
     }
 
     fn send(&self, request: reqwest::blocking::RequestBuilder, body: Option<Value>) -> reqwest::blocking::Response {
@@ -81,8 +87,8 @@ impl HarborApi {
     /// anonymously: with a password, each poll would cost Harbor a password check (PBKDF2, 0.1 to 0.3 s
     /// of its CPU here), taken from the very runs measured, and lag the answer as much.
     fn has_an_artifact(&self, project: &str) -> bool {
-        let path = format!("{}/api/v2.0/projects/{project}/repositories?page_size=10", self.url);
-        let repositories: Value = self.send(self.client.get(path), None).json().unwrap_or(Value::Null);
+        let url = self.url(&format!("projects/{project}/repositories?page_size=10"));
+        let repositories: Value = self.send(self.client.get(url), None).json().unwrap_or(Value::Null);
         repositories.as_array().is_some_and(|r| r.iter().any(|r| r["artifact_count"].as_u64().unwrap_or(0) > 0))
     }
 

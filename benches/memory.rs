@@ -229,28 +229,20 @@ fn store_etags(root: &Path) {
     use base64::Engine;
     use md5::Digest;
     let encode = |text: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     for bucket in std::fs::read_dir(root).unwrap().flatten().filter(|e| e.path().is_dir()) {
         let bucket_name = bucket.file_name().to_string_lossy().to_string();
-        let mut folders = vec![bucket.path()];
-        while let Some(folder) = folders.pop() {
-            for entry in std::fs::read_dir(&folder).unwrap().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    folders.push(path);
-                    continue;
-                }
-                let key = path.strip_prefix(bucket.path()).unwrap().to_string_lossy().to_string();
-                let etag_file =
-                    root.join(format!(".bucket-{}.object-{}.internal.json", encode(&bucket_name), encode(&key)));
-                let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-                if modified(&etag_file) >= modified(&path) {
-                    continue;
-                }
-                let mut md5 = md5::Md5::new();
-                std::io::copy(&mut std::fs::File::open(&path).unwrap(), &mut md5).unwrap();
-                let etag = hex::encode(md5.finalize());
-                std::fs::write(&etag_file, serde_json::json!({ "e_tag": etag }).to_string()).unwrap();
+        for path in support::servers::walk_files(&bucket.path()) {
+            let key = path.strip_prefix(bucket.path()).unwrap().to_string_lossy().to_string();
+            let etag_file =
+                root.join(format!(".bucket-{}.object-{}.internal.json", encode(&bucket_name), encode(&key)));
+            if modified(&etag_file) >= modified(&path) {
+                continue;
             }
+            let mut md5 = md5::Md5::new();
+            std::io::copy(&mut std::fs::File::open(&path).unwrap(), &mut md5).unwrap();
+            let etag = hex::encode(md5.finalize());
+            std::fs::write(&etag_file, serde_json::json!({ "e_tag": etag }).to_string()).unwrap();
         }
     }
 }

@@ -294,11 +294,12 @@ pub(crate) async fn check_status(
 /// The body of a listing's answer, as text; an error for a failed listing.
 pub(crate) async fn listing_text(prefix: &str, response: reqwest::Response) -> Result<String, StorageError> {
     let response = check_status("list", prefix, response).await?;
-    response.text().await.map_err(|e| StorageError::Interrupted {
-        operation: "list",
-        target: prefix.to_string(),
-        source: crate::http::TransportError::new(e),
-    })
+    response.text().await.map_err(|e| broke_off("list", prefix, e))
+}
+
+/// An answer that started and broke off while its body was read.
+pub(crate) fn broke_off(operation: &'static str, target: &str, error: reqwest::Error) -> StorageError {
+    StorageError::Interrupted { operation, target: target.to_string(), source: crate::http::TransportError::new(error) }
 }
 
 /// Reads the body of a successful answer to a small-object read, refusing more than `max_len` bytes.
@@ -308,11 +309,7 @@ pub(crate) async fn small_body(
     max_len: usize,
 ) -> Result<Vec<u8>, StorageError> {
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|error| StorageError::Interrupted {
-        operation: "read",
-        target: target.to_string(),
-        source: crate::http::TransportError::new(error),
-    })? {
+    while let Some(chunk) = response.chunk().await.map_err(|error| broke_off("read", target, error))? {
         body.extend_from_slice(&chunk);
         if body.len() > max_len {
             body.truncate(max_len + 1);

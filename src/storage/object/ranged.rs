@@ -18,7 +18,7 @@ use futures::future::{FutureExt, RemoteHandle};
 use futures::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{retrying, ByteStream, ObjectBackend, Span, StorageError};
+use super::{broke_off, retrying, ByteStream, ObjectBackend, Span, StorageError};
 
 /// The bytes of one ranged GET.
 pub const RANGE: u64 = 4 << 20;
@@ -179,11 +179,10 @@ async fn read_range(
     share: OwnedSemaphorePermit,
 ) -> Result<ReadRange, StorageError> {
     let pieces = retrying(store.client(), || async {
-        let response = ranged_answer(&store, &key, span).await?;
+        let mut response = ranged_answer(&store, &key, span).await?;
         let mut pieces = VecDeque::new();
         let mut piece = BytesMut::with_capacity(PIECE);
-        let mut response = response;
-        while let Some(chunk) = response.chunk().await.map_err(|e| broke_off(&key, e))? {
+        while let Some(chunk) = response.chunk().await.map_err(|e| broke_off("read", &key, e))? {
             let mut chunk = &chunk[..];
             while !chunk.is_empty() {
                 let room = (PIECE - piece.len()).min(chunk.len());
@@ -211,11 +210,8 @@ async fn open_span(store: &Arc<ObjectBackend>, key: &str, span: Span) -> Result<
 
 /// The answer to a GET of `span` (a part of the object), checked to hold exactly those bytes.
 async fn ranged_answer(store: &ObjectBackend, key: &str, span: Span) -> Result<reqwest::Response, StorageError> {
-    let response = store.get(key, span).await?.ok_or_else(|| StorageError::Parse {
-        operation: "read",
-        target: key.to_string(),
-        message: "the object went away while it was read".into(),
-    })?;
+    let gone = || unreadable(key, "the object went away while it was read");
+    let response = store.get(key, span).await?.ok_or_else(gone)?;
     object_size(key, &response, span)?;
     let wanted = span.end.map(|end| end - span.start);
     if response.status() != reqwest::StatusCode::PARTIAL_CONTENT || response.content_length() != wanted {
@@ -242,7 +238,9 @@ fn object_size(key: &str, response: &reqwest::Response, span: Span) -> Result<u6
 /// An answer's body as a stream of bytes.
 fn body_stream(key: &str, response: reqwest::Response) -> ByteStream {
     let key = key.to_string();
-    Box::pin(response.bytes_stream().map(move |chunk| chunk.map_err(|e| std::io::Error::other(broke_off(&key, e)))))
+    Box::pin(
+        response.bytes_stream().map(move |chunk| chunk.map_err(|e| std::io::Error::other(broke_off("read", &key, e)))),
+    )
 }
 
 /// The first `len` bytes of `stream` (the rest is never asked for: the stream is dropped there).
@@ -264,14 +262,6 @@ fn take(stream: ByteStream, len: u64) -> ByteStream {
 
 fn unreadable(key: &str, message: &str) -> StorageError {
     StorageError::Parse { operation: "read", target: key.to_string(), message: message.to_string() }
-}
-
-fn broke_off(key: &str, error: reqwest::Error) -> StorageError {
-    StorageError::Interrupted {
-        operation: "read",
-        target: key.to_string(),
-        source: crate::http::TransportError::new(error),
-    }
 }
 
 #[cfg(test)]
